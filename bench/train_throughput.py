@@ -11,9 +11,14 @@ Data (synthetic text with realistic *lengths*; speed does not depend on the word
 * ``long_prompt``: multi-turn prompts (3-6 turns) about 3x as long as each response.
 
 Model: a small random-init Llama-style reward model on CPU (``--hidden`` etc.; a ~0.5-1B config on
-GPU). rmlib runs with its defaults for speed: length-grouped batches and shared-prompt packing
-(``data.shared_prompt=true``: prompt, chosen and rejected in one packed sequence, the prompt
-computed once, a block mask on CPU). TRL runs with its defaults (padded, random order).
+GPU with ``--device cuda``, bf16 autocast for both). rmlib runs with its defaults for speed:
+length-grouped batches and shared-prompt packing (``data.shared_prompt=true``: prompt, chosen and
+rejected in one packed sequence, the prompt computed once, a block mask on CPU). TRL runs with its
+defaults (padded, random order), except gradient checkpointing, which is set the same for both:
+TRL's ``RewardConfig`` turns it on by default and rmlib's config leaves it off, and comparing the
+two defaults would credit rmlib with TRL's recomputation (about a third more compute) and charge it
+for the activations TRL does not keep. ``--gradient-checkpointing on`` (``--quick``'s setting,
+TRL's default) and ``off`` give the two fair comparisons; the full run does both.
 
 Measured per run:
 
@@ -22,14 +27,21 @@ Measured per run:
   logical tokens of the pairs (``len(prompt+chosen) + len(prompt+rejected)``), the same numerator
   for both trainers, so tokens/s credits the shared prompt's saving as real speed;
 * padding fraction: pad positions / positions computed by the model;
-* peak memory: the process's RSS high-water mark (``VmHWM``, reset through ``/proc/self/clear_refs``
-  after the imports, before the model is loaded) minus the RSS at that moment: the memory that
-  loading, tokenizing and training add (weights, activations, gradients, optimizer states,
-  batches), the same window for both. The absolute peak RSS is reported too; it is
-  dominated by the imported libraries (TRL imports more), so its ratio says little about training.
+* peak memory: the peak of live tensor bytes from model load to the end of training — weights,
+  gradients, optimizer states, activations, masks: what a GPU would have to hold. On CUDA this is
+  ``torch.cuda.max_memory_allocated``; on CPU, where torch keeps no such counter, the torch
+  profiler's allocation events are summed in extra runs apart from the timed ones;
+* RSS (context): the process's RSS high-water mark over the same window minus the RSS at its
+  start, with both libraries' whole stacks imported before the window opens (the modules first
+  imported inside the window are counted in the detail file). On a tiny CPU model this is
+  dominated by allocator arenas, tokenizer state and data structures, not by training tensors.
+
+MFU (CUDA): 6 · parameters · computed non-pad tokens / time / dense bf16 peak, attention FLOPs
+not counted; each trainer is credited only with the tokens it computes.
 
     python bench/train_throughput.py --quick        # < 3 minutes on 2 CPU cores; writes the results JSON
-    python bench/train_throughput.py                # more pairs and repeats
+    python bench/train_throughput.py                # more pairs and repeats, both checkpointing settings
+    python bench/train_throughput.py --device cuda --hidden 2048 --layers 16 --pairs 1024 --batch 32
 """
 
 from __future__ import annotations
@@ -136,37 +148,113 @@ class _Clock:
         return self.end - (self.start or self.end)
 
 
-def run_rmlib(model_dir: str, data: Path, eval_data: Path, batch: int, out: Path) -> dict:
+class _Window:
+    """The measured window of one run: from just before the model is loaded to the end of training.
+
+    ``mode="time"``: RSS high-water mark over the window (``VmHWM`` after a ``clear_refs`` reset,
+    minus the RSS at the start), and the modules first imported inside the window (both workers
+    import their whole stack first, so that import memory is not counted as training memory; the
+    count is reported so the claim can be checked).
+
+    ``mode="memory"``: peak bytes of live tensors, the CPU counterpart of
+    ``torch.cuda.max_memory_allocated`` (what a GPU would have to hold: weights, gradients,
+    optimizer states, activations, masks). On CPU torch keeps no such counter, so the torch
+    profiler records every allocation and free and the running sum's maximum is taken; the
+    profiler slows ops down, so these runs are separate from the timed ones. On CUDA the
+    allocator's own peak counter is read.
+    """
+
+    def __init__(self, mode: str, device: str):
+        self.mode, self.device = mode, device
+
+    def __enter__(self):
+        import torch
+
+        self.modules = set(sys.modules)
+        self.base = _reset_peak()
+        self.prof = None
+        if self.mode == "memory":
+            if self.device == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+                self.cuda_base = torch.cuda.memory_allocated()
+            else:
+                from torch.profiler import ProfilerActivity, profile
+
+                self.prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+                self.prof.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        import torch
+
+        self.result: dict = {}
+        if self.prof is not None:
+            self.prof.__exit__(*exc)
+            events = sorted((e.start_ns(), e.nbytes()) for e in self.prof.profiler.kineto_results.events()
+                            if e.name() == "[memory]" and e.device_type().name == "CPU")
+            live = peak = 0
+            for _, nbytes in events:
+                live += nbytes
+                peak = max(peak, live)
+            self.result["peak_tensor_bytes"] = peak
+        elif self.mode == "memory":
+            self.result["peak_tensor_bytes"] = torch.cuda.max_memory_allocated() - self.cuda_base
+        cur, peak = _rss()
+        self.result.update(peak_rss=peak, peak_rss_delta=peak - self.base,
+                           modules_imported_in_window=sorted(set(sys.modules) - self.modules))
+        return False
+
+
+def _preimport(system: str) -> None:
+    """Everything either trainer imports lazily, imported before the window opens."""
+    import accelerate  # noqa: F401
+    import datasets  # noqa: F401
+    import transformers  # noqa: F401
+    import transformers.optimization  # noqa: F401  (rmlib's scheduler; it pulls in peft/bitsandbytes)
+
+    try:  # accelerate's unwrap_model imports it whenever it is installed, in both trainers
+        import deepspeed  # noqa: F401
+    except ImportError:
+        pass
+    if system == "rmlib":
+        import rmlib.eval  # noqa: F401
+        import rmlib.losses  # noqa: F401
+        import rmlib.models  # noqa: F401
+        import rmlib.training.trainer  # noqa: F401
+    else:
+        import trl  # noqa: F401
+
+
+def run_rmlib(model_dir: str, data: Path, eval_data: Path, args: argparse.Namespace, out: Path, mode: str) -> dict:
     from rmlib.training import trainer as tr
 
     clock = _Clock()
     original = tr.Trainer._train_step
 
+    computed = [0.0]
+
     def timed(self, *a, **kw):
         clock.begin()
         stats = original(self, *a, **kw)
         clock.done()
+        computed[0] += stats["tokens"]  # tokens the model computed (shared prompts once, no pads)
         return stats
 
     tr.Trainer._train_step = timed
-    import accelerate  # noqa: F401  (imports outside the memory window, as for TRL)
-    import transformers  # noqa: F401
-
-    import rmlib.models  # noqa: F401
-    cfg = {"model": {"name_or_path": model_dir},
+    cfg = {"model": {"name_or_path": model_dir, "gradient_checkpointing": args.gc},
            "data": {"train": str(data), "eval": str(eval_data), "max_length": 4096, "shared_prompt": True,
                     "group_by_length": True},
            "loss": {"name": "bt"},
-           "train": {"output_dir": str(out), "per_device_batch_size": batch, "epochs": 1, "lr": 1e-5,
-                     "progress": False, "seed": 0, "eval_batch_size": batch}}
-    base = _reset_peak()
-    summary = tr.Trainer(cfg).fit()
-    cur, peak = _rss()
-    return {"seconds": clock.seconds, "steps": clock.steps, "pairs": clock.steps * batch,
-            "padding_fraction": summary["padding_fraction"], "peak_rss": peak, "peak_delta": peak - base}
+           "train": {"output_dir": str(out), "per_device_batch_size": args.batch, "epochs": 1, "lr": 1e-5,
+                     "progress": False, "seed": 0, "eval_batch_size": args.batch, "eval_at_start": False,
+                     "mixed_precision": "bf16" if args.device == "cuda" else "no"}}
+    with _Window(mode, args.device) as w:
+        summary = tr.Trainer(cfg).fit()
+    return {"seconds": clock.seconds, "steps": clock.steps, "pairs": clock.steps * args.batch,
+            "padding_fraction": summary["padding_fraction"], "computed_tokens": computed[0], **w.result}
 
 
-def run_trl(model_dir: str, data: Path, batch: int, out: Path) -> dict:
+def run_trl(model_dir: str, data: Path, args: argparse.Namespace, out: Path, mode: str) -> dict:
     import torch
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
@@ -174,10 +262,6 @@ def run_trl(model_dir: str, data: Path, batch: int, out: Path) -> dict:
 
     rows = [json.loads(line) for line in data.read_text().splitlines()]
     ds = Dataset.from_dict({k: [r[k] for r in rows] for k in ("prompt", "chosen", "rejected")})
-    base = _reset_peak()  # like rmlib's window: model loading, tokenization and training
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1, dtype=torch.float32)
-    model.config.pad_token_id = tok.pad_token_id
     clock = _Clock()
     counts = {"positions": 0, "tokens": 0}
 
@@ -188,37 +272,44 @@ def run_trl(model_dir: str, data: Path, batch: int, out: Path) -> dict:
         def on_step_end(self, args, state, control, **kw):
             clock.done()
 
-    args = RewardConfig(output_dir=str(out), per_device_train_batch_size=batch, num_train_epochs=1,
-                        learning_rate=1e-5, logging_steps=10_000, save_strategy="no", report_to="none",
-                        max_length=4096, use_cpu=True, seed=0, bf16=False, fp16=False,
-                        dataloader_drop_last=False, disable_tqdm=True)
-    trainer = RewardTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, callbacks=[Timer()])
-    collate = trainer.data_collator
+    with _Window(mode, args.device) as w:  # like rmlib's window: model loading, tokenization and training
+        tok = AutoTokenizer.from_pretrained(model_dir)
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1, dtype=torch.float32)
+        model.config.pad_token_id = tok.pad_token_id
+        # gradient checkpointing is set explicitly: TRL's RewardConfig turns it on by default
+        config = RewardConfig(output_dir=str(out), per_device_train_batch_size=args.batch, num_train_epochs=1,
+                              learning_rate=1e-5, logging_steps=10_000, save_strategy="no", report_to="none",
+                              max_length=4096, use_cpu=args.device == "cpu", seed=0,
+                              bf16=args.device == "cuda", fp16=False, gradient_checkpointing=args.gc,
+                              dataloader_drop_last=False, disable_tqdm=True)
+        trainer = RewardTrainer(model=model, args=config, train_dataset=ds, processing_class=tok,
+                                callbacks=[Timer()])
+        collate = trainer.data_collator
 
-    def counting(examples):
-        b = collate(examples)
-        counts["positions"] += b["attention_mask"].numel()
-        counts["tokens"] += int(b["attention_mask"].sum())
-        return b
+        def counting(examples):
+            b = collate(examples)
+            counts["positions"] += b["attention_mask"].numel()
+            counts["tokens"] += int(b["attention_mask"].sum())
+            return b
 
-    trainer.data_collator = counting
-    trainer.train()
-    cur, peak = _rss()
+        trainer.data_collator = counting
+        trainer.train()
     return {"seconds": clock.seconds, "steps": clock.steps, "pairs": len(rows),
-            "padding_fraction": 1 - counts["tokens"] / counts["positions"], "peak_rss": peak,
-            "peak_delta": peak - base}
+            "padding_fraction": 1 - counts["tokens"] / counts["positions"], "computed_tokens": counts["tokens"],
+            **w.result}
 
 
 def worker(args: argparse.Namespace) -> None:
     """Train one system on every data set, printing one JSON line per set."""
     work = Path(args.workdir)
+    _preimport(args.system)
     for name in args.sets:
         data, eval_data = work / f"{name}.jsonl", work / "eval.jsonl"
         out = Path(tempfile.mkdtemp(dir=work))
         if args.system == "rmlib":
-            res = run_rmlib(args.model, data, eval_data, args.batch, out)
+            res = run_rmlib(args.model, data, eval_data, args, out, args.mode)
         else:
-            res = run_trl(args.model, data, args.batch, out)
+            res = run_trl(args.model, data, args, out, args.mode)
         print("RESULT " + json.dumps({"set": name, **res}), flush=True)
 
 
@@ -238,6 +329,71 @@ def _pair_tokens(model_dir: str, rows: list[dict]) -> int:
     return sum(f.n_tokens for f in feat.pairs(pairs, ValidationReport("bench")))
 
 
+def _count_params(model_dir: str) -> int:
+    from safetensors import safe_open
+
+    n = 0
+    for f in Path(model_dir).glob("*.safetensors"):
+        with safe_open(str(f), "pt") as st:
+            for k in st.keys():
+                n += math.prod(st.get_slice(k).get_shape())
+    return n
+
+
+# dense bf16 tensor-core peak (FLOP/s) by device name, for MFU; --peak-tflops overrides
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "4090": 165e12}
+
+
+def _peak_flops(args: argparse.Namespace) -> float | None:
+    if args.peak_tflops:
+        return args.peak_tflops * 1e12
+    if args.device != "cuda":
+        return None
+    import torch
+
+    name = torch.cuda.get_device_name()
+    return next((v for k, v in PEAK_BF16.items() if k in name), None)
+
+
+def _launch(args: argparse.Namespace, system: str, mode: str, gc: bool, work: Path, model_dir: str,
+            sets: list[str]) -> list[dict]:
+    cmd = [sys.executable, __file__, "--worker", system, "--mode", mode, "--workdir", str(work), "--model", model_dir,
+           "--batch", str(args.batch), "--device", args.device, "--gradient-checkpointing", "on" if gc else "off",
+           "--sets", *sets]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "disabled"})
+    if proc.returncode != 0:
+        raise SystemExit(f"{system} run failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    return [json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+
+
+def _summarise(name: str, runs: dict, mem: dict, tokens: int, n_pairs: int, params: int,
+               peak_flops: float | None) -> dict:
+    row: dict = {}
+    for system in ("rmlib", "trl"):
+        rs = runs[system]
+        pps = [r["pairs"] / r["seconds"] for r in rs]
+        secs = statistics.median(r["seconds"] for r in rs)
+        computed = statistics.median(r["computed_tokens"] for r in rs)
+        row[system] = {
+            "pairs_per_s": statistics.median(pps), "pairs_per_s_all": pps,
+            "tokens_per_s": statistics.median(pps) * tokens / n_pairs,
+            "computed_tokens_per_epoch": computed,
+            "padding_fraction": statistics.median(r["padding_fraction"] for r in rs),
+            "peak_memory_mb": mem[system]["peak_tensor_bytes"] / 2**20,
+            "peak_rss_delta_mb": statistics.median(r["peak_rss_delta"] for r in rs) / 2**20,
+            "peak_rss_mb": statistics.median(r["peak_rss"] for r in rs) / 2**20,
+            "modules_imported_in_window": max(len(r["modules_imported_in_window"]) for r in rs),
+        }
+        if peak_flops:
+            row[system]["mfu"] = 6 * params * computed / secs / peak_flops
+    a, b = row["rmlib"], row["trl"]
+    return {"pairs_per_s_ratio": a["pairs_per_s"] / b["pairs_per_s"],
+            "peak_memory_ratio": a["peak_memory_mb"] / b["peak_memory_mb"],
+            "padding_fraction": a["padding_fraction"],
+            "tokens_per_s_ratio": a["tokens_per_s"] / b["tokens_per_s"],
+            "peak_rss_delta_ratio": a["peak_rss_delta_mb"] / b["peak_rss_delta_mb"], **row}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sets, 2 repeats: < 3 min on 2 CPU cores")
@@ -247,94 +403,102 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=1.0, help="multiplies every length")
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="cuda: bf16 autocast for both trainers, CUDA allocator peak, MFU")
+    ap.add_argument("--gradient-checkpointing", choices=["on", "off", "both"], default=None,
+                    help="the same setting for both trainers (default: both; --quick: on, TRL's default)")
+    ap.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak for MFU (default: by GPU name)")
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--worker", choices=["rmlib", "trl"], help=argparse.SUPPRESS)
+    ap.add_argument("--mode", choices=["time", "memory"], default="time", help=argparse.SUPPRESS)
     ap.add_argument("--workdir", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--sets", nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        args.system = args.worker
+        args.system, args.gc = args.worker, args.gradient_checkpointing == "on"
         worker(args)
         return
     if args.quick:
         args.pairs, args.repeats, args.scale = 64, 2, 0.35
+        args.gradient_checkpointing = args.gradient_checkpointing or "on"
+    gc_settings = {"on": [True], "off": [False], "both": [True, False], None: [True, False]}[args.gradient_checkpointing]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from rmlib.testing import build_tiny_llama
 
     t_start = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="rmlib_bench_"))
-    model_dir = str(build_tiny_llama(work / "model", hidden_size=args.hidden, layers=args.layers, heads=4,
-                                     kv_heads=2, intermediate_size=int(args.hidden * 8 / 3)))
+    model_dir = str(build_tiny_llama(work / "model", hidden_size=args.hidden, layers=args.layers,
+                                     heads=max(4, args.hidden // 128), kv_heads=max(2, args.hidden // 512),
+                                     intermediate_size=int(args.hidden * 8 / 3)))
+    params = _count_params(model_dir)
     sets = make_sets(args.pairs, args.scale)
     for name, rows in sets.items():
         (work / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (work / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in sets["mixed"][:2]))
     tokens = {name: _pair_tokens(model_dir, rows) for name, rows in sets.items()}
-
-    runs: dict[str, dict[str, list[dict]]] = {n: {"rmlib": [], "trl": []} for n in sets}
-    for rep in range(args.repeats):
-        for system in ("rmlib", "trl") if rep % 2 == 0 else ("trl", "rmlib"):
-            cmd = [sys.executable, __file__, "--worker", system, "--workdir", str(work), "--model", model_dir,
-                   "--batch", str(args.batch), "--sets", *sets]
-            proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "disabled"})
-            if proc.returncode != 0:
-                raise SystemExit(f"{system} run failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
-            for line in proc.stdout.splitlines():
-                if line.startswith("RESULT "):
-                    r = json.loads(line[7:])
-                    runs[r["set"]][system].append(r)
-            print(f"repeat {rep + 1}/{args.repeats} {system}: "
-                  + ", ".join(f"{n} {runs[n][system][-1]['pairs'] / runs[n][system][-1]['seconds']:.1f} pairs/s"
-                              for n in sets), flush=True)
+    peak_flops = _peak_flops(args)
 
     report: dict = {}
-    for name in sets:
-        row: dict = {}
-        for system, rs in runs[name].items():
-            pps = [r["pairs"] / r["seconds"] for r in rs]
-            row[system] = {"pairs_per_s": statistics.median(pps), "pairs_per_s_all": pps,
-                           "tokens_per_s": statistics.median(pps) * tokens[name] / len(sets[name]),
-                           "padding_fraction": statistics.median(r["padding_fraction"] for r in rs),
-                           "peak_memory_mb": statistics.median(r["peak_delta"] for r in rs) / 2**20,
-                           "peak_rss_mb": statistics.median(r["peak_rss"] for r in rs) / 2**20}
-        a, b = row["rmlib"], row["trl"]
-        report[name] = {"pairs_per_s_ratio": a["pairs_per_s"] / b["pairs_per_s"],
-                        "peak_memory_ratio": a["peak_memory_mb"] / b["peak_memory_mb"],
-                        "padding_fraction": a["padding_fraction"],
-                        "tokens_per_s_ratio": a["tokens_per_s"] / b["tokens_per_s"],
-                        "peak_rss_ratio": a["peak_rss_mb"] / b["peak_rss_mb"], **row}
+    for gc in gc_settings:
+        key = "gradient_checkpointing" if gc else "no_gradient_checkpointing"
+        runs: dict[str, dict[str, list[dict]]] = {n: {"rmlib": [], "trl": []} for n in sets}
+        for rep in range(args.repeats):
+            for system in ("rmlib", "trl") if rep % 2 == 0 else ("trl", "rmlib"):
+                for r in _launch(args, system, "time", gc, work, model_dir, list(sets)):
+                    runs[r["set"]][system].append(r)
+                print(f"[{key}] repeat {rep + 1}/{args.repeats} {system}: "
+                      + ", ".join(f"{n} {runs[n][system][-1]['pairs'] / runs[n][system][-1]['seconds']:.1f} pairs/s"
+                                  for n in sets), flush=True)
+        mem: dict[str, dict[str, dict]] = {n: {} for n in sets}
+        for system in ("rmlib", "trl"):  # one memory run each, apart from the timed runs
+            for r in _launch(args, system, "memory", gc, work, model_dir, list(sets)):
+                mem[r["set"]][system] = r
+        report[key] = {n: _summarise(n, runs[n], mem[n], tokens[n], len(sets[n]), params, peak_flops) for n in sets}
+
     import torch
     import transformers
     import trl
 
+    head_key = "gradient_checkpointing" if "gradient_checkpointing" in report else "no_gradient_checkpointing"
     report["meta"] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]), "pairs": args.pairs, "batch": args.batch,
-        "repeats": args.repeats, "length_scale": args.scale,
-        "model": {"hidden": args.hidden, "layers": args.layers, "type": "Llama, random init, fp32"},
+        "repeats": args.repeats, "length_scale": args.scale, "device": args.device,
+        "headline": head_key,
+        "model": {"hidden": args.hidden, "layers": args.layers, "params": params,
+                  "type": f"Llama, random init, fp32 weights{', bf16 autocast' if args.device == 'cuda' else ''}"},
         "mean_pair_tokens": {n: tokens[n] / len(sets[n]) for n in sets},
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
+        "machine": (torch.cuda.get_device_name() if args.device == "cuda" else
+                    f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.system()}"),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "transformers": transformers.__version__, "trl": trl.__version__},
-        "memory_method": "VmHWM - VmRSS at training start (clear_refs reset), per fresh subprocess",
+        "memory_method": ("peak live tensor bytes from model load to end of training (CPU: torch profiler "
+                          "allocation events in separate runs; CUDA: max_memory_allocated)"),
+        "rss_method": "VmHWM - VmRSS at the window start (clear_refs reset), after both stacks are imported",
         "wall_seconds": round(time.perf_counter() - t_start, 1),
     }
+    if peak_flops:
+        report["meta"]["peak_flops"] = peak_flops
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    headline = {n: {k: report[n][k] for k in ("pairs_per_s_ratio", "peak_memory_ratio", "padding_fraction")}
+    headline = {n: {k: report[head_key][n][k] for k in ("pairs_per_s_ratio", "peak_memory_ratio", "padding_fraction")}
                 for n in sets}
     out.write_text(json.dumps(headline, indent=2) + "\n")  # the issue's exact shape (ratios rmlib/TRL)
     detail = out.with_name(out.stem + "_detail.json")
     detail.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\n{'set':<12} {'rmlib pairs/s':>14} {'TRL pairs/s':>12} {'ratio':>6} {'mem ratio':>9} "
-          f"{'rmlib pad':>9} {'TRL pad':>8}")
-    for name in sets:
-        r = report[name]
-        print(f"{name:<12} {r['rmlib']['pairs_per_s']:>14.2f} {r['trl']['pairs_per_s']:>12.2f} "
-              f"{r['pairs_per_s_ratio']:>6.2f} {r['peak_memory_ratio']:>9.2f} {r['padding_fraction']:>9.3f} "
-              f"{r['trl']['padding_fraction']:>8.3f}")
-    print(f"wrote {out} and {detail.name} ({report['meta']['wall_seconds']} s)")
+    for key in (k for k in report if k != "meta"):
+        print(f"\n{key} (both trainers)")
+        print(f"{'set':<12} {'rmlib pairs/s':>14} {'TRL pairs/s':>12} {'ratio':>6} {'mem MB rmlib/TRL':>17} "
+              f"{'ratio':>6} {'RSS ratio':>9} {'rmlib pad':>9} {'TRL pad':>8}" + (" MFU rmlib/TRL" if peak_flops else ""))
+        for name in sets:
+            r = report[key][name]
+            mfu = f" {r['rmlib']['mfu']:.1%}/{r['trl']['mfu']:.1%}" if peak_flops else ""
+            print(f"{name:<12} {r['rmlib']['pairs_per_s']:>14.2f} {r['trl']['pairs_per_s']:>12.2f} "
+                  f"{r['pairs_per_s_ratio']:>6.2f} {r['rmlib']['peak_memory_mb']:>8.0f}/{r['trl']['peak_memory_mb']:<8.0f} "
+                  f"{r['peak_memory_ratio']:>6.2f} {r['peak_rss_delta_ratio']:>9.2f} {r['padding_fraction']:>9.3f} "
+                  f"{r['trl']['padding_fraction']:>8.3f}{mfu}")
+    print(f"wrote {out} ({head_key}) and {detail.name} ({report['meta']['wall_seconds']} s)")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rmlib.data.collate import collate_pairs, collate_pairs_shared, collate_sequences, collate_shared_prompt
+from rmlib.data.collate import (
+    CALL_PADDING,
+    collate_pairs,
+    collate_pairs_shared,
+    collate_sequences,
+    collate_shared_prompt,
+)
 from rmlib.data.schema import ValidationReport
 from rmlib.models import RewardModel
 from rmlib.models.reward_model import as_messages
@@ -42,7 +48,36 @@ def test_shared_prompt_rewards_equal_separate_encoding(tiny_llama, attn, row_tok
         (len(g) - 1) * g[0].prompt_len for g in groups)
     if row_tokens == 0:
         assert shared_batch.input_ids.shape[0] == 1
-    assert shared_batch.padding_fraction == 0.0  # one row, or rows run at their own length
+    # one row, or rows grouped into calls that pad at most CALL_PADDING
+    assert shared_batch.padding_fraction <= CALL_PADDING
+    with torch.no_grad():  # one call per row: no pad token computed at all, same rewards
+        per_row = collate_shared_prompt(groups, pad, row_tokens=row_tokens, max_padding=0.0)
+        torch.testing.assert_close(m(per_row), separate, atol=1e-4, rtol=0)
+    assert per_row.padding_fraction == 0.0
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_rows_are_grouped_into_calls_within_the_padding_budget(tiny_llama, seed):
+    """Rows of similar length share a model call; no call pads more than the budget; every
+    sequence is read from the right call and row (rewards equal separate encoding)."""
+    import random
+
+    m = RewardModel.from_pretrained(tiny_llama)
+    feat, rng = m.featurizer(), random.Random(seed)
+    groups = [[feat.encode(as_messages(" ".join(["what"] * rng.randint(1, 30))), " ".join(["yes"] * rng.randint(1, 30)))
+               for _ in range(rng.randint(1, 3))] for _ in range(12)]
+    flat = [s for g in groups for s in g]
+    pad = m.tokenizer.pad_token_id
+    for budget in (0.0, 0.05, 0.3):
+        b = collate_shared_prompt(groups, pad, max_padding=budget)
+        assert b.padding_fraction <= budget + 1e-9
+        calls = b.row_calls or [(0, b.input_ids.shape[0], b.input_ids.shape[1])]
+        assert [c[0] for c in calls[1:]] == [c[1] for c in calls[:-1]] and calls[-1][1] == b.input_ids.shape[0]
+        assert all(w1 >= w2 for (_, _, w1), (_, _, w2) in zip(calls, calls[1:]))  # longest rows first
+        if budget == 0.0:  # only rows of equal length share a call
+            assert b.padding_fraction == 0.0 and len(calls) > 1
+        with torch.no_grad():
+            torch.testing.assert_close(m(b), m(collate_sequences(flat, pad)), atol=1e-4, rtol=0)
 
 
 def test_mask_keeps_responses_apart_and_positions_continue_the_prompt(tiny_llama):
@@ -138,7 +173,7 @@ def test_packed_and_shared_prompt_training_match_padded(tmp_path, tiny_llama):
     _train(tmp_path, tiny_llama, "packed_gc", packing=True, gradient_checkpointing=True)
     _train(tmp_path, tiny_llama, "shared_gc", shared_prompt=True, gradient_checkpointing=True)
     assert padded["padding_fraction"] > 0.1 and packed["padding_fraction"] == 0.0
-    assert shared["padding_fraction"] == 0.0
+    assert 0.0 <= shared["padding_fraction"] <= CALL_PADDING
     base = tmp_path / "padded"
     for name in ("packed", "shared", "packed_gc", "shared_gc"):
         assert _max_diff(tmp_path / name, base) < 1e-4, name

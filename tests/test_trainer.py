@@ -186,3 +186,44 @@ def test_evaluation_rows_never_reach_training(tmp_path):
     assert len(ex.eval) == 10 and len(ex.train) == 20 and ex.report.filtered["eval_split"] == 10
     key = lambda e: json.dumps(e.prompt)  # noqa: E731
     assert not {key(e) for e in ex.train} & {key(e) for e in ex.eval}
+
+
+def test_single_process_optimizer_is_fused_adamw(tiny_llama, tmp_path):
+    """Fused AdamW (no foreach temporaries) wherever torch owns the parameters."""
+    from rmlib.training.launch import make_accelerator
+
+    t = Trainer(_cfg(tiny_llama, write_pairs(tmp_path / "pairs.jsonl", 8), tmp_path / "run"))
+    t.acc = make_accelerator()
+    assert t.acc.distributed_type.name == "NO"
+    opt, _ = t._optimizer(t._build_model(["reward"]), 10)
+    assert type(opt) is torch.optim.AdamW and opt.defaults["fused"] is True
+
+
+@pytest.mark.parametrize("shared_prompt", [False, True])
+def test_training_runs_in_train_mode_and_checkpointing_recomputes(tiny_llama, tmp_path, monkeypatch, shared_prompt):
+    """transformers loads in eval mode; training must switch to train mode, or dropout is off and
+    gradient checkpointing (active only while training) silently keeps every activation."""
+    from transformers.models.llama.modeling_llama import LlamaMLP
+
+    data = write_pairs(tmp_path / "pairs.jsonl", 32)
+    calls = {"train": 0, "eval": 0}
+    original = LlamaMLP.forward  # inside each decoder layer (whose own forward is the checkpoint wrapper)
+
+    def counting(self, *a, **kw):
+        if torch.is_grad_enabled():  # training forwards and their recomputation in backward
+            calls["train" if self.training else "eval"] += 1
+        return original(self, *a, **kw)
+
+    monkeypatch.setattr(LlamaMLP, "forward", counting)
+
+    def run(gc: bool) -> int:
+        calls.update(train=0, eval=0)
+        cfg = _cfg(tiny_llama, data, tmp_path / f"run_{gc}_{shared_prompt}", max_steps=1, eval_at_start=False)
+        cfg["model"]["gradient_checkpointing"] = gc
+        cfg["data"]["shared_prompt"] = shared_prompt
+        train(cfg)
+        assert calls["eval"] == 0, "a training forward ran in eval mode"
+        return calls["train"]
+
+    plain, checkpointed = run(False), run(True)
+    assert plain > 0 and checkpointed == 2 * plain  # every layer is run again in the backward pass

@@ -37,8 +37,9 @@ class Batch:
     targets: torch.Tensor | None = None  # pointwise: (B, A), NaN = missing
     n_tokens: int = 0
     n_positions: int = 0
-    # shared-prompt rows: real length of each row; the model runs each row trimmed to it
-    row_lengths: list[int] | None = None
+    # shared-prompt rows: (first row, end row, length) of each model call; rows are ordered
+    # longest first and a call runs its rows trimmed to the length of its first (longest) row
+    row_calls: list[tuple[int, int, int]] | None = None
 
     @property
     def num_items(self) -> int:
@@ -226,8 +227,30 @@ def _fill_rows(sizes: Sequence[int], row_tokens: int | None) -> list[list[int]]:
     return rows
 
 
+# Most padding a model call over several shared-prompt rows may carry (pad positions / positions).
+CALL_PADDING = 0.05
+
+
+def _calls(row_lengths: Sequence[int], max_padding: float) -> list[tuple[int, int, int]]:
+    """Group rows (sorted longest first) into model calls whose padding stays within ``max_padding``.
+
+    Why: one call per row computes no pad token, but on CPU (and for small models on GPU) the
+    per-call overhead dominates; one call for all rows pads every row to the longest. Rows of
+    similar length share a call, so the batch pads at most ``max_padding`` of what it computes.
+    """
+    calls, start = [], 0
+    while start < len(row_lengths):
+        width, end, real = row_lengths[start], start + 1, row_lengths[start]
+        while end < len(row_lengths) and 1 - (real + row_lengths[end]) / (width * (end + 1 - start)) <= max_padding:
+            real += row_lengths[end]
+            end += 1
+        calls.append((start, end, width))
+        start = end
+    return calls
+
+
 def collate_shared_prompt(groups: Sequence[Sequence[Encoded]], pad_id: int, *,
-                          row_tokens: int | None = None) -> Batch:
+                          row_tokens: int | None = None, max_padding: float = CALL_PADDING) -> Batch:
     """Each group's prompt once, followed by all its responses, in packed rows with a block mask.
 
     Layout of one unit: ``[prompt][response 1][response 2]...``. Prompt tokens attend causally to
@@ -239,19 +262,21 @@ def collate_shared_prompt(groups: Sequence[Sequence[Encoded]], pad_id: int, *,
     that transformers passes to the attention kernel unchanged; rows are right-padded to the
     longest row, and pad positions attend only to themselves (no NaN rows in the softmax).
 
-    Rows: ``row_tokens=None`` (default) packs units into rows as long as the largest unit, and
-    the model runs each row trimmed to its real length (``row_lengths``), so no pad token is
-    computed and the dense mask costs sum(row²) instead of (all tokens)²: on CPU a block mask
-    is computed in full, so one long row would make attention quadratic in the batch's total
-    length. ``row_tokens=0`` puts everything in one row (one kernel call, e.g. for flex_attention
-    on GPU, whose BlockMask skips the masked tiles).
+    Rows: ``row_tokens=None`` (default) packs units into rows as long as the largest unit, so the
+    dense mask costs sum(row²) instead of (all tokens)²: on CPU a block mask is computed in full,
+    so one long row would make attention quadratic in the batch's total length. Rows are ordered
+    longest first and grouped into model calls (``row_calls``) of rows of similar length, each
+    call trimmed to its longest row, so pad positions stay within ``max_padding`` of the computed
+    positions (``max_padding=0``: one call per row, no pad token at all). ``row_tokens=0`` puts
+    everything in one row (one kernel call, e.g. for flex_attention on GPU, whose BlockMask skips
+    the masked tiles).
 
     ``end_index[k]`` is the flat position of sequence k's last token, sequences numbered in input
     order (group by group).
     """
     units = _prompt_groups(groups)
     sizes = [len(p) + sum(len(r) for _, r in rs) for p, rs in units]
-    rows = _fill_rows(sizes, row_tokens)
+    rows = sorted(_fill_rows(sizes, row_tokens), key=lambda row: -sum(sizes[u] for u in row))
     length = max(sum(sizes[u] for u in row) for row in rows)
     n_seqs = sum(len(rs) for _, rs in units)
     ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
@@ -289,21 +314,21 @@ def collate_shared_prompt(groups: Sequence[Sequence[Encoded]], pad_id: int, *,
     same_seg = seg[:, :, None] == seg[:, None, :]
     sees_prompt = (unit_of[:, :, None] == unit_of[:, None, :]) & is_prompt[:, None, :]
     mask = (causal & (same_seg | sees_prompt))[:, None]
-    n_tokens = sum(sizes)
-    row_lengths = [sum(sizes[u] for u in row) for row in rows]
-    return Batch(input_ids=ids, end_index=ends, attention_mask=mask, position_ids=pos, n_tokens=n_tokens,
-                 n_positions=sum(row_lengths) if len(rows) > 1 else ids.numel(),
-                 row_lengths=row_lengths if len(rows) > 1 else None)
+    calls = _calls([sum(sizes[u] for u in row) for row in rows], max_padding)
+    return Batch(input_ids=ids, end_index=ends, attention_mask=mask, position_ids=pos, n_tokens=sum(sizes),
+                 n_positions=sum((end - start) * width for start, end, width in calls),
+                 row_calls=calls if len(calls) > 1 else None)
 
 
 def collate_pairs_shared(feats: Sequence[PairFeatures], pad_id: int, *, packing: bool = True,
-                         row_tokens: int | None = None) -> Batch:
+                         row_tokens: int | None = None, max_padding: float = CALL_PADDING) -> Batch:
     """Pairs with the prompt computed once per pair; rows ordered chosen-first like ``collate_pairs``.
 
     ``packing`` is accepted so the trainer can call either pair collator the same way; shared-prompt
     batches are packed whatever its value.
     """
-    b = collate_shared_prompt([(f.chosen, f.rejected) for f in feats], pad_id, row_tokens=row_tokens)
+    b = collate_shared_prompt([(f.chosen, f.rejected) for f in feats], pad_id, row_tokens=row_tokens,
+                              max_padding=max_padding)
     n = len(feats)
     b.end_index = torch.cat([b.end_index[0:2 * n:2], b.end_index[1:2 * n:2]])
     b.num_pairs = n

@@ -223,6 +223,8 @@ def apply_lora(rm: RewardModel, lo: LoraSettings, *, gradient_checkpointing: boo
     """Wrap ``rm.model`` in a PEFT LoRA model (in place) and verify the head; returns ``rm``."""
     from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
 
+    from rmlib.models.reward_model import enable_checkpointing
+
     hf = rm._hf
     heads = head_module_names(hf)
     targets: list[str] | str = list(lo.target_modules) if lo.target_modules else default_target_modules(hf)
@@ -232,7 +234,7 @@ def apply_lora(rm: RewardModel, lo: LoraSettings, *, gradient_checkpointing: boo
         hf = prepare_model_for_kbit_training(hf, use_gradient_checkpointing=gradient_checkpointing,
                                              gradient_checkpointing_kwargs=gc_kwargs)
     elif gradient_checkpointing:
-        hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gc_kwargs)
+        enable_checkpointing(hf)
     zero3 = zero3_enabled()
     if not zero3:
         _upcast_head(hf)

@@ -28,6 +28,20 @@ _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bf
            "float16": torch.float16, "fp16": torch.float16}
 
 
+def enable_checkpointing(hf: nn.Module) -> None:
+    """Activation (gradient) checkpointing, non-reentrant, through whichever name this transformers has.
+
+    transformers 5 renamed ``gradient_checkpointing_enable`` to ``activation_checkpointing_enable``
+    (the old name warns and goes in v6); rmlib supports both majors. Checkpointing only acts on a
+    module in train mode, which the trainer sets.
+    """
+    kwargs = {"use_reentrant": False}
+    if hasattr(hf, "activation_checkpointing_enable"):
+        hf.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
 def as_messages(prompt: str | Sequence[Message]) -> list[Message]:
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
 
@@ -138,22 +152,25 @@ class RewardModel(nn.Module):
         hf = self._hf
         backbone = getattr(hf, hf.base_model_prefix)
         mask = batch.attention_mask
-        if batch.row_lengths is not None:  # shared-prompt rows of unequal length: run each unpadded
+        if batch.row_calls is not None:  # shared-prompt rows: one call per group of similar-length rows
+            # only the end tokens' states are kept from each call (no rows × width copy of the batch)
             width = batch.input_ids.shape[1]
-            rows = []
-            for r, n in enumerate(batch.row_lengths):
-                h = backbone(input_ids=batch.input_ids[r:r + 1, :n],
-                             attention_mask=self._block_mask(mask[r:r + 1, :, :n, :n]),
-                             position_ids=batch.position_ids[r:r + 1, :n], use_cache=False).last_hidden_state
-                rows.append(torch.nn.functional.pad(h, (0, 0, 0, width - n)))
-            hidden = torch.cat(rows)
-        else:
-            if mask is not None and mask.dim() == 4:
-                mask = self._block_mask(mask)
-            hidden = backbone(input_ids=batch.input_ids, attention_mask=mask,
-                              position_ids=batch.position_ids, use_cache=False).last_hidden_state
-        picked = hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch.end_index)
-        return hf.score(picked)
+            row_of = torch.div(batch.end_index, width, rounding_mode="floor")
+            order, picked = [], []
+            for start, end, n in batch.row_calls:
+                h = backbone(input_ids=batch.input_ids[start:end, :n],
+                             attention_mask=self._block_mask(mask[start:end, :, :n, :n]),
+                             position_ids=batch.position_ids[start:end, :n], use_cache=False).last_hidden_state
+                seqs = ((row_of >= start) & (row_of < end)).nonzero().squeeze(1)
+                local = (row_of[seqs] - start) * n + batch.end_index[seqs] % width
+                order.append(seqs)
+                picked.append(h.reshape(-1, h.shape[-1]).index_select(0, local))
+            return hf.score(torch.cat(picked).index_select(0, torch.cat(order).argsort()))
+        if mask is not None and mask.dim() == 4:
+            mask = self._block_mask(mask)
+        hidden = backbone(input_ids=batch.input_ids, attention_mask=mask,
+                          position_ids=batch.position_ids, use_cache=False).last_hidden_state
+        return hf.score(hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch.end_index))
 
     def _block_mask(self, mask: torch.Tensor) -> torch.Tensor:
         """A boolean (rows, 1, L, L) block mask (shared-prompt batches) in the attention kernel's form.

@@ -37,6 +37,9 @@ def configure_deepspeed(acc: Any, t: TrainConfig) -> None:
       ``accelerator.clip_grad_norm_`` only reports the norm under DeepSpeed);
     * ZeRO-3: ``stage3_gather_16bit_weights_on_model_save`` = true, since the final save writes a
       full Hugging Face model gathered from the shards.
+    * optimizer offload: ``zero_force_ds_cpu_optimizer`` = false, so that DeepSpeed steps the
+      ``DeepSpeedCPUAdam`` the trainer built (and its LR scheduler drives) instead of a copy that
+      Accelerate would make (see the comment in the code).
     """
     plugin = _plugin(acc)
     if plugin is None:
@@ -53,6 +56,19 @@ def configure_deepspeed(acc: Any, t: TrainConfig) -> None:
             raise ConfigError(f"the DeepSpeed config sets {key}={current} but rmlib's train config implies {value}; "
                               f"set it to \"auto\" in the DeepSpeed config (rmlib fills it) or make them agree")
     ds["train_batch_size"] = t.per_device_batch_size * t.gradient_accumulation_steps * acc.num_processes
+    if offloads_optimizer(acc):
+        # The trainer already builds DeepSpeedCPUAdam (adamw_class). With this flag true (DeepSpeed's
+        # default) Accelerate's prepare() swaps in a *new* DeepSpeedCPUAdam (map_pytorch_optim_to_deepspeed),
+        # built with adamw_mode=False (Adam + L2 instead of AdamW, since ours is not a torch AdamW) and
+        # sharing our optimizer's param-group dicts only until DeepSpeed's load_checkpoint replaces
+        # them: after a resume the LR scheduler (bound to our optimizer) no longer reaches the optimizer
+        # that steps, and the LR freezes at its checkpoint value. False only skips that swap and
+        # DeepSpeed's "offload needs a DeepSpeed CPU optimizer" check, which ours passes anyway.
+        if ds.get("zero_force_ds_cpu_optimizer") is True:
+            raise ConfigError("the DeepSpeed config sets zero_force_ds_cpu_optimizer=true with optimizer offload; "
+                              "rmlib already builds DeepSpeedCPUAdam, and the copy this flag makes loses the LR "
+                              "schedule on resume: remove the key or set it to false")
+        ds["zero_force_ds_cpu_optimizer"] = False
     # Accelerate read gradient_accumulation_steps from the plugin when the Accelerator was built
     acc.gradient_accumulation_steps = t.gradient_accumulation_steps
     zero = ds.setdefault("zero_optimization", {})

@@ -64,6 +64,7 @@ class Trainer:
 
     def _build_model(self, attributes: list[str]):
         from rmlib.models import RewardModel
+        from rmlib.models.reward_model import enable_checkpointing
 
         m = self.cfg.model
         path = resolve_model_path(m.name_or_path)
@@ -79,7 +80,7 @@ class Trainer:
         else:
             model = RewardModel.from_pretrained(path, attributes=attributes, **common)
         if m.gradient_checkpointing:
-            model._hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable_checkpointing(model._hf)
         return model
 
     def _optimizer(self, model, total_steps: int):
@@ -95,7 +96,12 @@ class Trainer:
         # on a head without bias has no 1-d trainable parameter)
         groups = [g for g in ({"params": decay, "weight_decay": t.weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
-        opt = adamw_class(self.acc)(groups, lr=t.lr, betas=tuple(t.adam_betas), eps=t.adam_eps)
+        cls, extra = adamw_class(self.acc), {}
+        if cls is torch.optim.AdamW and self.acc.distributed_type.name in ("NO", "MULTI_CPU", "MULTI_GPU"):
+            # one fused kernel per step instead of foreach's parameter-sized temporaries: faster, and
+            # lower peak memory (TRL's default too); DeepSpeed and FSDP manage their own parameters
+            extra["fused"] = True
+        opt = cls(groups, lr=t.lr, betas=tuple(t.adam_betas), eps=t.adam_eps, **extra)
         sched = get_scheduler(t.scheduler, opt, num_warmup_steps=math.ceil(t.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
         return opt, sched
@@ -185,6 +191,7 @@ class Trainer:
         acc.wait_for_everyone()
         acc.save_state(str(tmp / "state"))
         self._export(model, tmp / "model")
+        acc.wait_for_everyone()  # every rank has finished writing into tmp before rank 0 renames it
         if acc.is_main_process:
             (tmp / "config.yaml").write_text(to_yaml(self.cfg))
             state.save(tmp / ckpt.STATE_FILE)
@@ -237,6 +244,9 @@ class Trainer:
         opt, sched = self._optimizer(model, total)
         configure_deepspeed(acc, t)  # no DataLoader is prepared: DeepSpeed's batch sizes come from train.*
         model, opt = acc.prepare(model, opt)
+        # transformers loads models in eval mode: without this, dropout is off and gradient
+        # checkpointing (which only acts while training) silently keeps every activation
+        model.train()
         acc.register_for_checkpointing(sched)
         if t.report_to != "none":
             acc.init_trackers("rmlib", config=json.loads(json.dumps(_flat(cfg), default=str)))
