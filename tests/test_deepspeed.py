@@ -171,7 +171,7 @@ def test_deepspeed_matches_ddp(runs, name):
 
 def test_deepspeed_config_filled_from_train_config_and_conflicts_refused():
     from rmlib.config import ConfigError, TrainConfig
-    from rmlib.training.backends import adamw_class, configure_deepspeed
+    from rmlib.training.backends import build_adamw, configure_deepspeed
 
     def fake(ds: dict):
         plugin = SimpleNamespace(deepspeed_config=ds)
@@ -201,9 +201,14 @@ def test_deepspeed_config_filled_from_train_config_and_conflicts_refused():
     with pytest.raises(ConfigError, match="zero_force_ds_cpu_optimizer"):
         configure_deepspeed(fake({"zero_force_ds_cpu_optimizer": True,
                                   "zero_optimization": {"stage": 2, "offload_optimizer": {"device": "cpu"}}}), t)
-    no_ds = SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=None))
+    from accelerate.utils import DistributedType
+
+    no_ds = SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=None), distributed_type=DistributedType.MULTI_CPU)
     configure_deepspeed(no_ds, t)  # no DeepSpeed: nothing to do
-    assert adamw_class(no_ds) is torch.optim.AdamW
+    opt = build_adamw(no_ds, [{"params": [torch.nn.Parameter(torch.ones(2))]}], lr=0.1)
+    assert type(opt) is torch.optim.AdamW and opt.defaults["fused"] is True  # DDP: torch owns the parameters
+    no_ds.distributed_type = DistributedType.FSDP
+    assert not build_adamw(no_ds, [{"params": [torch.nn.Parameter(torch.ones(2))]}], lr=0.1).defaults["fused"]
 
 
 def test_fsdp_refused_without_cuda(tmp_path, tiny_llama):

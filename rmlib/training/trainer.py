@@ -30,7 +30,7 @@ from rmlib.data.collate import (
     split_global_batch,
 )
 from rmlib.training import checkpoint as ckpt
-from rmlib.training.backends import adamw_class, configure_deepspeed
+from rmlib.training.backends import build_adamw, configure_deepspeed
 from rmlib.training.data import Examples, load_examples
 from rmlib.training.evaluate import evaluate
 from rmlib.training.launch import make_accelerator
@@ -96,12 +96,7 @@ class Trainer:
         # on a head without bias has no 1-d trainable parameter)
         groups = [g for g in ({"params": decay, "weight_decay": t.weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
-        cls, extra = adamw_class(self.acc), {}
-        if cls is torch.optim.AdamW and self.acc.distributed_type.name in ("NO", "MULTI_CPU", "MULTI_GPU"):
-            # one fused kernel per step instead of foreach's parameter-sized temporaries: faster, and
-            # lower peak memory (TRL's default too); DeepSpeed and FSDP manage their own parameters
-            extra["fused"] = True
-        opt = cls(groups, lr=t.lr, betas=tuple(t.adam_betas), eps=t.adam_eps, **extra)
+        opt = build_adamw(self.acc, groups, lr=t.lr, betas=tuple(t.adam_betas), eps=t.adam_eps)
         sched = get_scheduler(t.scheduler, opt, num_warmup_steps=math.ceil(t.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
         return opt, sched
