@@ -366,7 +366,7 @@ def _launch(args: argparse.Namespace, system: str, mode: str, gc: bool, work: Pa
     return [json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
 
 
-def _summarise(name: str, runs: dict, mem: dict, tokens: int, n_pairs: int, params: int,
+def _summarise(runs: dict, mem: dict, tokens: int, n_pairs: int, params: int,
                peak_flops: float | None) -> dict:
     row: dict = {}
     for system in ("rmlib", "trl"):
@@ -455,7 +455,7 @@ def main() -> None:
         for system in ("rmlib", "trl"):  # one memory run each, apart from the timed runs
             for r in _launch(args, system, "memory", gc, work, model_dir, list(sets)):
                 mem[r["set"]][system] = r
-        report[key] = {n: _summarise(n, runs[n], mem[n], tokens[n], len(sets[n]), params, peak_flops) for n in sets}
+        report[key] = {n: _summarise(runs[n], mem[n], tokens[n], len(sets[n]), params, peak_flops) for n in sets}
 
     import torch
     import transformers
