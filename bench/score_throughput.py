@@ -6,7 +6,8 @@ read the reward at each sequence's last real token. ``RewardModel.score`` sorts 
 batches by a token budget (same ``batch_size``), so short sequences are not padded to long ones.
 A best-of-N set (``--n`` responses per prompt) also times ``score(..., shared_prompt=True)``, which
 computes each prompt once. Same model, same sequences, same process, alternating, ``--repeats``
-rounds; the median is reported. Tokens are the real (non-pad) tokens of the scored sequences.
+rounds; the median is reported. Tokens are the real (non-pad) tokens of the scored sequences;
+padding is the pad share of the positions each scorer's model calls compute (one extra, untimed run).
 
     python bench/score_throughput.py --quick
 """
@@ -45,6 +46,24 @@ def fixed_batch_scores(model, prompts, responses, batch: int) -> torch.Tensor:
     for i in range(0, len(seqs), batch):
         out.append(model(collate_sequences(seqs[i:i + batch], model.tokenizer.pad_token_id))[:, 0])
     return torch.cat(out)
+
+
+def padding_fraction(model, fn) -> float:
+    """Pad share of the positions ``fn``'s model calls compute, counted in one extra, untimed run."""
+    seen = {"tokens": 0, "positions": 0}
+    forward = model.forward
+
+    def counting(batch):
+        seen["tokens"] += batch.n_tokens
+        seen["positions"] += batch.n_positions
+        return forward(batch)
+
+    model.forward = counting
+    try:
+        fn()
+    finally:
+        del model.forward
+    return 1 - seen["tokens"] / seen["positions"]
 
 
 def main() -> None:
@@ -108,12 +127,14 @@ def main() -> None:
                 times[key].append(time.perf_counter() - t0)
         ref = results["fixed_batch_unsorted"]
         row = {k: {"tokens_per_s": tokens / statistics.median(v), "seconds_all": v,
+                   "padding_fraction": padding_fraction(model, fns[k]),
                    "max_abs_diff_vs_baseline": float((results[k] - ref).abs().max())} for k, v in times.items()}
         base = row["fixed_batch_unsorted"]["tokens_per_s"]
         for k in row:
             row[k]["ratio_vs_fixed_batch"] = row[k]["tokens_per_s"] / base
         report[name] = {"sequences": len(ps), "tokens": tokens, **row}
-        print(name, {k: f"{v['tokens_per_s']:.0f} tok/s ({v['ratio_vs_fixed_batch']:.2f}x)" for k, v in row.items()})
+        print(name, {k: f"{v['tokens_per_s']:.0f} tok/s ({v['ratio_vs_fixed_batch']:.2f}x), "
+                        f"padding {v['padding_fraction']:.3f}" for k, v in row.items()})
     import transformers
 
     report["meta"] = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "batch": args.batch,

@@ -254,3 +254,46 @@ def test_fsdp_on_two_gpus_matches_ddp(tmp_path, tiny_llama):
         assert s["num_processes"] == 2
         assert s["distributed_type"].endswith("FSDP" if name.startswith("fsdp") else "MULTI_GPU")
     assert _max_diff(tmp_path / "fsdp_full_shard" / "model", tmp_path / "ddp" / "model") < 1e-4
+
+
+def _nvme_offload_available() -> bool:
+    if not (_has_deepspeed() and torch.cuda.is_available()):
+        return False
+    try:
+        from deepspeed.ops.op_builder import AsyncIOBuilder
+
+        return bool(AsyncIOBuilder().is_compatible(verbose=False))
+    except Exception:  # an op builder that fails to import means no NVMe offload on this machine
+        return False
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _nvme_offload_available(),
+                    reason="needs a CUDA GPU and DeepSpeed's async_io op (libaio) for NVMe offload")
+def test_zero3_nvme_offload_on_gpu_matches_a_plain_gpu_run(tmp_path, tiny_llama):
+    """Needs a GPU: the shipped NVMe config (parameters and optimizer swapped to disk) trains like plain AdamW."""
+    nvme = tmp_path / "nvme"
+    nvme.mkdir()
+    ds = json.loads((CONFIGS / "deepspeed" / "zero3_offload_nvme.json").read_text())
+    for key in ("offload_optimizer", "offload_param"):
+        ds["zero_optimization"][key]["nvme_path"] = str(nvme)
+    (tmp_path / "ds.json").write_text(json.dumps(ds))
+    acc = (CONFIGS / "deepspeed_zero3_offload.yaml").read_text()
+    assert "configs/accelerate/deepspeed/zero3_offload.json" in acc
+    (tmp_path / "nvme.yaml").write_text(acc.replace("configs/accelerate/deepspeed/zero3_offload.json",
+                                                    str(tmp_path / "ds.json")))
+    write_pairs(tmp_path / "pairs.jsonl", 96)
+    for name, acc_cfg in (("plain", CONFIGS / "single_gpu.yaml"), ("nvme", tmp_path / "nvme.yaml")):
+        cfg = write_config(tmp_path / f"{name}.yaml", model={"name_or_path": str(tiny_llama)},
+                           data={"train": str(tmp_path / "pairs.jsonl"), "max_length": 64},
+                           train={"output_dir": str(tmp_path / name), "per_device_batch_size": 2, "max_steps": 6,
+                                  "lr": 0.05, "seed": 3, "progress": False, "adam_eps": 1.0})
+        proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(acc_cfg),
+                               "--num_processes", "1", "--mixed_precision", "no", "-m", "rmlib", "train", str(cfg)],
+                              cwd=ROOT, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                              timeout=900)
+        assert proc.returncode == 0, proc.stderr[-5000:]
+    s = _summary(tmp_path / "nvme")
+    assert s["num_processes"] == 1 and s["distributed_type"].endswith("DEEPSPEED")
+    assert (nvme / "zero_stage_3").is_dir()  # DeepSpeed's swap folders: the states really went to disk
+    assert _max_diff(tmp_path / "nvme" / "model", tmp_path / "plain" / "model") < 1e-4

@@ -51,6 +51,13 @@ def test_score_returns_input_order_regardless_of_batching(tiny_llama):
     assert full.shape == (4,)
     with pytest.raises(ValueError, match="2 prompts but 1 responses"):
         m.score(PROMPTS[:2], RESPONSES[:1])
+    # many lengths: length-sorted, padding-bounded batches still give every sequence its own reward
+    words = "the fox swam in a sea of long and short words".split()
+    prompts = [" ".join(words[(i * 7 + j) % len(words)] for j in range(1 + (i * 13) % 40)) for i in range(40)]
+    responses = [" ".join(words[(i + j) % len(words)] for j in range(1 + (i * 5) % 23)) for i in range(40)]
+    batched = m.score(prompts, responses, batch_size=16)
+    single = torch.cat([m.score(prompts[i:i + 1], responses[i:i + 1]) for i in range(40)])
+    torch.testing.assert_close(batched, single, atol=1e-5, rtol=0)
 
 
 def test_save_reload_scores_identically_in_rmlib_and_plain_transformers(tiny_llama, tmp_path):

@@ -140,6 +140,49 @@ def test_flash_attention_refused_for_shared_prompt(tiny_llama):
     m.config._attn_implementation = "flash_attention_2"
     with pytest.raises(ValueError, match="varlen"):
         m._block_mask(torch.ones(1, 1, 2, 2, dtype=torch.bool))
+    m.config._attn_implementation = "flex_attention"  # its CPU compile breaks on changing shapes
+    with pytest.raises(ValueError, match="CUDA only"):
+        m._block_mask(torch.ones(1, 1, 2, 2, dtype=torch.bool))
+
+
+# -- GPU-only kernels: skipped, and reported as skipped, on machines without CUDA ----------------
+
+
+def _flash_available() -> bool:
+    from transformers.utils import is_flash_attn_2_available
+
+    return torch.cuda.is_available() and is_flash_attn_2_available()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _flash_available(), reason="needs a CUDA GPU with flash-attn installed")
+def test_packed_batches_on_flash_attention_varlen_equal_padded(tiny_llama):
+    """Padding-free packing on GPU runs flash-attention's varlen path (position ids restart per sequence)."""
+    flash = RewardModel.from_pretrained(tiny_llama, dtype="bf16", attn_implementation="flash_attention_2").cuda()
+    ref = RewardModel.from_pretrained(tiny_llama, attn_implementation="sdpa").cuda()  # fp32, padded
+    seqs = [s for g in _groups(flash) for s in g]
+    pad = flash.tokenizer.pad_token_id
+    with torch.no_grad():
+        packed = flash(collate_sequences(seqs, pad, packing=True).to("cuda")).float()
+        alone = flash(collate_sequences(seqs[-1:], pad, packing=True).to("cuda")).float()
+        padded = ref(collate_sequences(seqs, pad).to("cuda")).float()
+    torch.testing.assert_close(packed, padded, atol=3e-2, rtol=0)  # bf16 vs fp32
+    torch.testing.assert_close(alone[0], packed[-1], atol=1e-2, rtol=0)  # neighbours do not leak in
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (flex_attention's BlockMask path)")
+@pytest.mark.parametrize("row_tokens", [0, None])
+def test_shared_prompt_on_flex_attention_equals_separate_encoding(tiny_llama, row_tokens):
+    """On GPU the shared-prompt mask becomes a flex_attention BlockMask (masked tiles are skipped)."""
+    flex = RewardModel.from_pretrained(tiny_llama, attn_implementation="flex_attention").cuda()
+    ref = RewardModel.from_pretrained(tiny_llama, attn_implementation="sdpa").cuda()
+    groups = _groups(flex)
+    pad = flex.tokenizer.pad_token_id
+    with torch.no_grad():
+        separate = ref(collate_sequences([s for g in groups for s in g], pad).to("cuda"))
+        shared = flex(collate_shared_prompt(groups, pad, row_tokens=row_tokens).to("cuda"))
+    torch.testing.assert_close(shared, separate, atol=1e-3, rtol=0)  # fp32; GPU kernels may use TF32
 
 
 # -- training ----------------------------------------------------------------------------------

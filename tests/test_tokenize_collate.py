@@ -3,7 +3,13 @@
 import pytest
 from transformers import AutoTokenizer
 
-from rmlib.data.collate import collate_pairs, collate_rated, global_batches, split_global_batch
+from rmlib.data.collate import (
+    collate_pairs,
+    collate_rated,
+    global_batches,
+    iterate_in_length_order,
+    split_global_batch,
+)
 from rmlib.data.schema import PreferencePair, RatedResponse, ValidationReport
 from rmlib.data.tokenize import Featurizer, prepare_tokenizer, votes_to_target_prob
 from rmlib.testing import build_tokenizer
@@ -154,3 +160,27 @@ def test_split_global_batch_is_even_and_refuses_too_few_items():
     parts = split_global_batch(list(range(10)), [1] * 10, 4)
     assert [len(p) for p in parts] == [3, 3, 2, 2] and sorted(sum(parts, [])) == list(range(10))
     assert split_global_batch([1, 2], [1, 1, 1], 4) is None
+
+
+def test_inference_batches_bound_padding_items_and_tokens():
+    import random
+
+    rng = random.Random(0)
+    lengths = [int(rng.lognormvariate(5, 0.8)) + 1 for _ in range(300)]  # long-tailed, like HelpSteer2
+    budget = 16 * max(lengths)
+
+    def padding(batch):
+        return 1 - sum(lengths[k] for k in batch) / (max(lengths[k] for k in batch) * len(batch))
+
+    plain = list(iterate_in_length_order(lengths, budget, 16))
+    bounded = list(iterate_in_length_order(lengths, budget, 16, max_padding=0.05))
+    for batches in (plain, bounded):
+        assert sorted(k for b in batches for k in b) == list(range(len(lengths)))  # each index once
+        assert all(len(b) <= 16 and max(lengths[k] for k in b) * len(b) <= budget for b in batches)
+    assert all(padding(b) <= 0.05 for b in bounded)
+    assert max(padding(b) for b in plain) > 0.05  # the bound is what keeps the long tail unpadded
+    computed = sum(max(lengths[k] for k in b) * len(b) for b in bounded)
+    assert 1 - sum(lengths) / computed <= 0.05
+    # a tight token budget still splits batches, whatever the padding
+    assert all(max(lengths[k] for k in b) * len(b) <= 400 or len(b) == 1
+               for b in iterate_in_length_order(lengths, 400, 16, max_padding=0.05))

@@ -20,7 +20,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from rmlib.data.collate import Batch, collate_sequences, collate_shared_prompt, iterate_in_length_order
+from rmlib.data.collate import (
+    CALL_PADDING,
+    Batch,
+    collate_sequences,
+    collate_shared_prompt,
+    iterate_in_length_order,
+)
 from rmlib.data.schema import Message
 from rmlib.data.tokenize import Featurizer, prepare_tokenizer
 
@@ -188,6 +194,12 @@ class RewardModel(nn.Module):
             zero = torch.zeros((), dtype=dtype, device=mask.device)
             return torch.where(mask, zero, torch.finfo(dtype).min)
         if impl == "flex_attention":  # GPU: a BlockMask lets the kernel skip fully masked tiles
+            if mask.device.type != "cuda":
+                # torch 2.13's CPU (C++ inductor) flex kernel fails to compile once the row length
+                # changes between calls (measured: "cur_qSplitSize5 was not declared"); the dense
+                # mask under sdpa is the CPU path and is exact
+                raise ValueError("attn_implementation='flex_attention' with shared-prompt batches runs on CUDA only; "
+                                 "on CPU use sdpa (the block mask is passed to it densely)")
             from torch.nn.attention.flex_attention import create_block_mask
 
             dense, n = mask[:, 0], mask.shape[-1]
@@ -208,8 +220,9 @@ class RewardModel(nn.Module):
               show_progress: bool = False) -> torch.Tensor:
         """Rewards for (prompt, response) pairs: shape (N,) for one output, else (N, attributes).
 
-        Sequences are sorted by length and batched by a token budget, so short ones are not
-        padded to the longest in the dataset; results come back in input order. ``combine``
+        Sequences are sorted by length and batched by a token budget, and a batch closes before
+        its pad positions pass ``CALL_PADDING`` (5 %) of what it computes, so short ones are not
+        padded to long ones; results come back in input order. ``combine``
         gives weights to collapse several heads into one reward.
 
         ``shared_prompt=True`` (decoders; best-of-N scoring) groups responses whose prompts
@@ -242,7 +255,9 @@ class RewardModel(nn.Module):
         self.eval()
         device = next(self.parameters()).device
         out = torch.empty(len(seqs), len(self.attributes))
-        batches = list(iterate_in_length_order(lengths, budget, batch_size))
+        # shared-prompt batches bound their padding per call (row_calls); plain ones per batch
+        batches = list(iterate_in_length_order(lengths, budget, batch_size,
+                                               max_padding=None if shared_prompt or packing else CALL_PADDING))
         if show_progress:
             from tqdm.auto import tqdm
             batches = tqdm(batches, desc="scoring")
