@@ -161,10 +161,21 @@ def validate(cfg: Config) -> None:
     t = cfg.train
     positive = {"train.per_device_batch_size": t.per_device_batch_size,
                 "train.gradient_accumulation_steps": t.gradient_accumulation_steps,
-                "train.eval_batch_size": t.eval_batch_size, "data.max_length": cfg.data.max_length}
+                "train.eval_batch_size": t.eval_batch_size, "data.max_length": cfg.data.max_length,
+                "train.log_every": t.log_every}
     for key, v in positive.items():
         if v < 1:
             raise ConfigError(f"config key '{key}': must be >= 1, got {v}")
+    non_negative = {"train.eval_every": t.eval_every, "train.save_every": t.save_every,
+                    "train.keep_best": t.keep_best, "train.max_grad_norm": t.max_grad_norm,
+                    "train.weight_decay": t.weight_decay}
+    for key, v in non_negative.items():
+        if v < 0:
+            raise ConfigError(f"config key '{key}': must be >= 0, got {v}")
+    if t.mixed_precision == "fp16" and cfg.model.dtype == "float16":
+        raise ConfigError("config keys 'train.mixed_precision=fp16' with 'model.dtype=float16': the fp16 grad scaler "
+                          "cannot unscale fp16 parameters' gradients; keep model.dtype=float32 (weights stay fp32, "
+                          "compute runs in fp16) or use bf16")
     if t.lr <= 0:
         raise ConfigError(f"config key 'train.lr': must be > 0, got {t.lr}")
     if not 0 <= t.warmup_ratio < 1:

@@ -433,3 +433,24 @@ def test_skip_helpsteer2_pairs(tmp_path):
     loaded = load(write_lines(tmp_path / "hs2.jsonl", rows), format="helpsteer2", on_invalid="skip")
     assert loaded.report.skipped == {"pair_mismatch": 2, "undecodable_line": 1, "unpaired_row": 1}
     assert [e.meta["pair_id"] for e in loaded.examples] == [0, 0]
+
+
+def test_minus_100_means_missing_in_every_ratings_reader(tmp_path):
+    """NeMo-Aligner's loss_mask_val (-100) is "not rated" wherever it appears, so the loss masks it
+    instead of training towards -100 (rmlib_ratings) or rejecting the row as out of range (0..4)."""
+    first = json.loads((SAMPLES / "helpsteer2.jsonl").read_text().splitlines()[0])
+    second = json.loads((SAMPLES / "helpsteer2.jsonl").read_text().splitlines()[1])
+    first["verbosity"] = -100
+    hs = tmp_path / "hs.jsonl"
+    hs.write_text(json.dumps(first) + "\n" + json.dumps(second) + "\n")
+    row = load(hs, "helpsteer2").examples[0]
+    assert row.attributes["verbosity"] is None and row.attributes["helpfulness"] == first["helpfulness"]
+    own = tmp_path / "own.jsonl"
+    own.write_text(json.dumps({"prompt": [{"role": "user", "content": "q"}], "response": "a",
+                               "attributes": {"helpfulness": 3, "verbosity": -100}}))
+    assert load(own, "rmlib_ratings").examples[0].attributes == {"helpfulness": 3.0, "verbosity": None}
+    # out-of-range values other than the marker still fail, naming the field
+    first["verbosity"] = -99
+    hs.write_text(json.dumps(first) + "\n" + json.dumps(second) + "\n")
+    with pytest.raises(DataError, match="verbosity"):
+        load(hs, "helpsteer2")

@@ -125,3 +125,41 @@ def test_trust_remote_code_is_off_by_default(tiny_llama, monkeypatch):
     monkeypatch.setattr(transformers.AutoModelForSequenceClassification, "from_pretrained", spy)
     RewardModel.from_pretrained(tiny_llama)
     assert seen["trust_remote_code"] is False and seen["use_safetensors"] is True
+
+
+def test_fsdp_auto_wrap_finds_the_decoder_layers_through_the_reward_model(tiny_llama):
+    """Accelerate's FSDP policies read `_no_split_modules`, the input embeddings and the final norm
+    from the module it prepares (the RewardModel). Without them everything became one FSDP unit.
+    The policy functions are pure and run on CPU; sharding itself needs GPUs (test_deepspeed.py)."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from accelerate.utils.fsdp_utils import _find_final_norm, fsdp2_prepare_auto_wrap_policy
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRMSNorm
+
+    m = RewardModel.from_pretrained(tiny_llama)
+    policy = fsdp2_prepare_auto_wrap_policy(
+        FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy="transformer_based_wrap"), m)
+    wrapped = [type(x) for x in m.modules() if policy(x)]
+    assert wrapped and set(wrapped) == {LlamaDecoderLayer}
+    assert len(wrapped) == m.config.num_hidden_layers
+    assert m.get_input_embeddings() is m._hf.model.embed_tokens
+    assert isinstance(_find_final_norm(m), LlamaRMSNorm)
+
+    fsdp1 = FullyShardedDataParallelPlugin(fsdp_version=1, auto_wrap_policy="transformer_based_wrap")
+    fsdp1.set_auto_wrap_policy(m)
+    assert fsdp1.auto_wrap_policy.keywords["transformer_layer_cls"] == {LlamaDecoderLayer}
+
+
+def test_rewards_stay_fp32_under_bf16_autocast(tiny_llama):
+    """The head runs outside autocast: bf16 rewards (3 significant digits) would tie close pairs."""
+    m = RewardModel.from_pretrained(tiny_llama)
+    with torch.no_grad():
+        m.model.score.weight.normal_(std=3.0)
+    feat = m.featurizer()
+    from rmlib.models.reward_model import as_messages
+
+    batch = collate_sequences([feat.encode(as_messages(p), r) for p, r in zip(PROMPTS, RESPONSES)],
+                              m.tokenizer.pad_token_id)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        rewards = m(batch)
+    assert rewards.dtype == torch.float32
+    assert not torch.equal(rewards, rewards.to(torch.bfloat16).float())  # not bf16 values stored as fp32

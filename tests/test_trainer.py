@@ -77,6 +77,13 @@ def test_config_errors_fail_before_loading_a_model(tmp_path):
         Trainer(base, ["train.scheduler=cosine_restarts"])
     with pytest.raises(ConfigError, match="unknown loss|not registered|registered"):
         Trainer(base, ["loss.name=bradley"])
+    for key in ("train.eval_every=-1", "train.save_every=-2", "train.keep_best=-1", "train.max_grad_norm=-1"):
+        with pytest.raises(ConfigError, match=key.split("=")[0] + ".*>= 0"):
+            Trainer(base, [key])
+    with pytest.raises(ConfigError, match="train.log_every.*>= 1"):
+        Trainer(base, ["train.log_every=0"])
+    with pytest.raises(ConfigError, match="grad scaler"):
+        Trainer(base, ["train.mixed_precision=fp16", "model.dtype=float16"])
     # data/loss incompatibility is found from the data alone: the model path does not even exist
     with pytest.raises(ConfigError, match="needs a preference strength"):
         Trainer(base, ["loss.name=margin_bt"]).fit()
@@ -227,3 +234,86 @@ def test_training_runs_in_train_mode_and_checkpointing_recomputes(tiny_llama, tm
 
     plain, checkpointed = run(False), run(True)
     assert plain > 0 and checkpointed == 2 * plain  # every layer is run again in the backward pass
+
+
+def test_fp16_mixed_precision_is_refused_on_cpu(tiny_llama, tmp_path):
+    """Accelerate accepts fp16 on CPU and then runs fp32 without saying so."""
+    data = write_pairs(tmp_path / "pairs.jsonl", 32)
+    with pytest.raises(RuntimeError, match="fp16 has no effect on CPU"):
+        train(_cfg(tiny_llama, data, tmp_path / "run", max_steps=1, mixed_precision="fp16"))
+
+
+def test_every_checkpoint_is_ranked_and_an_older_resume_sets_the_newer_ones_aside(tiny_llama, tmp_path):
+    import json
+
+    from rmlib.training import checkpoint as ckpt
+
+    data = write_pairs(tmp_path / "pairs.jsonl", 96)
+    run = tmp_path / "run"
+    # eval only at the end of the epoch, but keep_best > 0: every save is evaluated so it can be ranked
+    train(_cfg(tiny_llama, data, run, max_steps=6, save_every=2, keep_best=3, eval_every=0))
+    state = json.loads((run / "checkpoints" / "step-0000006" / ckpt.STATE_FILE).read_text())
+    assert sorted(name for _, name in state["best"]) == ["step-0000002", "step-0000004", "step-0000006"]
+    old_model = load_weights(run / "model")
+
+    # resume from step 2 on other data: a new branch; steps 4 and 6 of the old one are kept under
+    # .superseded, never resumed from or pruned, and the new branch's own 4 and 6 replace them
+    other = write_pairs(tmp_path / "other.jsonl", 96, seed=1)
+    train(_cfg(tiny_llama, other, run, max_steps=6, save_every=2, keep_best=3, eval_every=0,
+               resume_from=str(run / "checkpoints" / "step-0000002")))
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == ["step-0000002", "step-0000004", "step-0000004.superseded", "step-0000006",
+                     "step-0000006.superseded"]
+    assert [p.name for p in ckpt.complete_checkpoints(run)] == ["step-0000002", "step-0000004", "step-0000006"]
+    assert ckpt.resolve_resume("auto", run).name == "step-0000006"
+    # the final model was replaced as a whole (publish leaves no model.tmp / model.old behind)
+    new_model = load_weights(run / "model")
+    assert any(not torch.equal(old_model[k], new_model[k]) for k in old_model)
+    assert not (run / "model.tmp").exists() and not (run / "model.old").exists()
+
+
+def test_publish_and_remove_never_leave_a_checkpoint_that_looks_complete(tmp_path):
+    from rmlib.training import checkpoint as ckpt
+
+    final, staging = tmp_path / "model", tmp_path / "model.tmp"
+    final.mkdir()
+    (final / "w").write_text("old")
+    (tmp_path / "model.old").mkdir()  # left by a kill between the two renames of an earlier publish
+    staging.mkdir()
+    (staging / "w").write_text("new")
+    ckpt.publish(staging, final)
+    assert (final / "w").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+    root = tmp_path / "run"
+    for step in (2, 4):
+        d = ckpt.checkpoint_dir(root) / f"step-{step:07d}"
+        d.mkdir(parents=True)
+        ckpt.TrainerState(step=step).save(d / ckpt.STATE_FILE)
+    ckpt.remove(ckpt.checkpoint_dir(root) / "step-0000002")
+    assert [p.name for p in ckpt.checkpoint_dir(root).iterdir()] == ["step-0000004"]
+
+
+def test_regression_eval_loss_is_the_training_mean_over_weighted_rows(tiny_llama_5, tmp_path):
+    """Rows whose only targets have weight 0 count in neither the training nor the eval mean."""
+    import math
+
+    from accelerate import Accelerator
+
+    from rmlib.data.tokenize import RatedFeatures
+    from rmlib.losses import get_loss
+    from rmlib.training.evaluate import evaluate, predict
+
+    m = RewardModel.from_pretrained(tiny_llama_5)
+    feat = m.featurizer()
+    from rmlib.models.reward_model import as_messages
+
+    nan = math.nan
+    targets = [[3.0, 1, 1, 1, 1], [nan, 2, 2, 2, 2], [1.0, nan, nan, nan, nan], [nan, 4, nan, nan, nan]]
+    feats = [RatedFeatures(feat.encode(as_messages(f"q{i}"), f"answer {i}"), t, i) for i, t in enumerate(targets)]
+    weights = [1.0, 0.0, 0.0, 0.0, 0.0]  # helpfulness only: rows 1 and 3 carry no weighted target
+    kw = dict(kind="ratings", pad_id=m.tokenizer.pad_token_id, batch_size=4, accelerator=Accelerator(cpu=True))
+    metrics = evaluate(m, get_loss("mse", reduction="none", attribute_weights=weights), feats,
+                       attributes=m.attributes, **kw)
+    preds = torch.from_numpy(predict(m, feats, **kw))
+    expected = get_loss("mse", attribute_weights=weights)(preds, torch.tensor(targets))  # mean over 2 rows
+    assert metrics["loss"] == pytest.approx(expected.item(), rel=1e-5)

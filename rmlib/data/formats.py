@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from rmlib.data.helpsteer2 import NEITHER_VALID, parse_helpsteer2_prompt
 from rmlib.data.schema import (
+    MISSING_SCORE,
     DataError,
     Example,
     Message,
@@ -55,9 +56,6 @@ HELPSTEER2_ATTRIBUTES = ("helpfulness", "correctness", "coherence", "complexity"
 
 ALL_STEERLM_ATTRIBUTES = ("quality", "toxicity", "humor", "creativity", *HELPSTEER2_ATTRIBUTES)
 """NeMo-Aligner's regression label order (specs §7); slot 4 is helpfulness."""
-
-NEMO_MISSING = -100
-"""NeMo-Aligner's ``loss_mask_val``: a label slot with no target."""
 
 MULTIPREF_VOTES = {
     "A-is-clearly-better": 2.0, "A-is-slightly-better": 1.0, "Tie": 0.0,
@@ -556,7 +554,7 @@ def _convert_nemo_regression(record: Any, index: int, ctx: _Ctx) -> Example:
         raise DataError(ctx.source, index, "label", f"expected a list of {len(ALL_STEERLM_ATTRIBUTES)} numbers "
                         f"({', '.join(ALL_STEERLM_ATTRIBUTES)}), got {got}",
                         "wrong_type" if not isinstance(label, list) else "bad_value")
-    attrs = {a: (None if v == NEMO_MISSING else check_number(v, ctx.source, index, f"label[{i}]"))
+    attrs = {a: (None if v == MISSING_SCORE else check_number(v, ctx.source, index, f"label[{i}]"))
              for i, (a, v) in enumerate(zip(ALL_STEERLM_ATTRIBUTES, label))}
     return make_rated(ctx.source, index, prompt, response, attrs)
 

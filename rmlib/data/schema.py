@@ -60,9 +60,16 @@ class PreferencePair:
                 "meta": dict(self.meta)}
 
 
+MISSING_SCORE = -100  # NeMo-Aligner's ``loss_mask_val``: read as a missing score (None)
+
+
 @dataclass(frozen=True)
 class RatedResponse:
-    """One response with named attribute scores; ``None`` marks a missing score (masked in the loss)."""
+    """One response with named attribute scores; ``None`` marks a missing score (masked in the loss).
+
+    Readers turn ``-100`` (:data:`MISSING_SCORE`) into ``None`` as well, so "missing" has one
+    spelling from here on.
+    """
 
     prompt: tuple[Message, ...]
     response: str
@@ -175,7 +182,9 @@ def make_rated(source: str, index: int | None, prompt: Any, response: Any, attri
     r = check_text(response, source, index, "response")
     attrs: dict[str, float | None] = {}
     for k, val in attributes.items():
-        if val is None:
+        # -100 is how NeMo-Aligner (and HelpSteer-style exports) mark an unrated attribute: one
+        # meaning everywhere downstream (tokenization, loss, metrics) needs it to be None here
+        if val is None or (isinstance(val, (int, float)) and not isinstance(val, bool) and val == MISSING_SCORE):
             attrs[k] = None
             continue
         lo, hi = score_range if score_range else (None, None)

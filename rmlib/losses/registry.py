@@ -37,7 +37,8 @@ class RewardLoss(nn.Module):
     trainer takes per-unit values (``reduction="none"``), sums them per micro-batch and divides by
     the number of units in the whole optimizer step, which every process knows because global
     batches are planned before they are split (``count_unit`` names the unit: ``"pairs"`` or
-    ``"examples"``; tokenization drops rows without any target, so rows and units coincide).
+    ``"examples"``; for pointwise losses the count is :meth:`num_units`, which leaves out rows
+    whose targets are all missing or carry weight 0).
     With one micro-batch and one process this equals ``reduction="mean"`` exactly.
     """
 

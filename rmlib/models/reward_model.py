@@ -115,6 +115,27 @@ class RewardModel(nn.Module):
     def config(self):
         return self._hf.config
 
+    # -- what FSDP's auto-wrap reads ---------------------------------------------------------
+    # Accelerate prepares *this* module, and its FSDP1/FSDP2 transformer auto-wrap policy looks for
+    # `_no_split_modules`, `get_input_embeddings()` and `getattr(model, model.base_model_prefix)` on
+    # it. Without them every FSDP unit collapses into one (the root): correct results, but each GPU
+    # gathers the whole model at once, which defeats sharding.
+
+    @property
+    def _no_split_modules(self) -> list[str] | None:
+        return getattr(self._hf, "_no_split_modules", None)
+
+    base_model_prefix = "backbone"
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The transformer body (``LlamaModel``, ``BertModel``, ...) under the head."""
+        hf = self._hf
+        return getattr(hf, hf.base_model_prefix)
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self._hf.get_input_embeddings()
+
     @property
     def attributes(self) -> list[str]:
         labels = self.config.id2label or {0: "reward"}
@@ -155,8 +176,7 @@ class RewardModel(nn.Module):
             out = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                              token_type_ids=batch.token_type_ids)
             return out.logits
-        hf = self._hf
-        backbone = getattr(hf, hf.base_model_prefix)
+        backbone = self.backbone
         mask = batch.attention_mask
         if batch.row_calls is not None:  # shared-prompt rows: one call per group of similar-length rows
             # only the end tokens' states are kept from each call (no rows × width copy of the batch)
@@ -171,12 +191,27 @@ class RewardModel(nn.Module):
                 local = (row_of[seqs] - start) * n + batch.end_index[seqs] % width
                 order.append(seqs)
                 picked.append(h.reshape(-1, h.shape[-1]).index_select(0, local))
-            return hf.score(torch.cat(picked).index_select(0, torch.cat(order).argsort()))
+            return self._head(torch.cat(picked).index_select(0, torch.cat(order).argsort()))
         if mask is not None and mask.dim() == 4:
             mask = self._block_mask(mask)
         hidden = backbone(input_ids=batch.input_ids, attention_mask=mask,
                           position_ids=batch.position_ids, use_cache=False).last_hidden_state
-        return hf.score(hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch.end_index))
+        return self._head(hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch.end_index))
+
+    def _head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The linear head in its weights' dtype, outside autocast.
+
+        Under bf16 autocast the head would return bf16 rewards: about 3 significant digits, so a
+        reward near 5 is rounded to a multiple of 0.03, close pairs tie (a tie counts as wrong in
+        every benchmark) and the fp32 loss sees rounded inputs. With fp32 weights (mixed precision)
+        this costs one small fp32 matmul over the end tokens only; bf16 weights stay bf16.
+        """
+        head = self._hf.score
+        dtype = next(head.parameters()).dtype
+        if not dtype.is_floating_point:  # a quantized head (not produced by rmlib): leave it to autocast
+            return head(hidden)
+        with torch.autocast(hidden.device.type, enabled=False):
+            return head(hidden.to(dtype))
 
     def _block_mask(self, mask: torch.Tensor) -> torch.Tensor:
         """A boolean (rows, 1, L, L) block mask (shared-prompt batches) in the attention kernel's form.

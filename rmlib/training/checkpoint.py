@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,12 +41,38 @@ def checkpoint_dir(root: Path) -> Path:
     return root / "checkpoints"
 
 
+_NAME = re.compile(r"step-\d+")
+
+
 def complete_checkpoints(root: Path) -> list[Path]:
+    """Published checkpoints, oldest first: ``step-N`` directories with a state file.
+
+    Anything else in the folder (``.tmp`` in progress, ``.old`` being replaced, ``.superseded``
+    set aside by a resume) is never resumed from and never pruned.
+    """
     d = checkpoint_dir(root)
     if not d.is_dir():
         return []
-    done = [p for p in d.iterdir() if p.is_dir() and not p.name.endswith(".tmp") and (p / STATE_FILE).is_file()]
+    done = [p for p in d.iterdir() if p.is_dir() and _NAME.fullmatch(p.name) and (p / STATE_FILE).is_file()]
     return sorted(done, key=lambda p: TrainerState.load(p / STATE_FILE).step)
+
+
+def set_aside_newer(root: Path, step: int) -> list[Path]:
+    """Rename this run's checkpoints newer than ``step`` to ``<name>.superseded``.
+
+    Why: resuming from an older checkpoint starts a new branch of the run. The abandoned branch's
+    later checkpoints would otherwise count as "newest" (``resume_from=auto`` would jump back to
+    them) and push the new branch's checkpoints out of ``keep_best``. They are kept, not deleted.
+    """
+    moved = []
+    for p in complete_checkpoints(root):
+        if TrainerState.load(p / STATE_FILE).step > step:
+            target = p.with_name(p.name + ".superseded")
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(p, target)
+            moved.append(target)
+    return moved
 
 
 def resolve_resume(resume_from: str | None, root: Path) -> Path | None:
@@ -70,13 +97,37 @@ def begin(root: Path, name: str) -> Path:
     return tmp
 
 
+def publish(staging: Path, final: Path) -> Path:
+    """Move a finished directory to ``final`` so that a kill at any moment leaves a complete one.
+
+    A directory cannot be renamed over a non-empty one, so an existing ``final`` is first renamed
+    aside (``.old``), the new one renamed in, and only then the old one deleted. Every step is a
+    rename or a delete of something no longer needed: at no point is there no complete copy.
+    """
+    old = final.with_name(final.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(staging, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
 def commit(tmp: Path) -> Path:
     """Atomically publish a finished checkpoint (rename is atomic within one filesystem)."""
-    final = tmp.with_name(tmp.name[: -len(".tmp")])
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    return final
+    return publish(tmp, tmp.with_name(tmp.name[: -len(".tmp")]))
+
+
+def remove(path: Path) -> None:
+    """Delete a checkpoint so that a kill mid-delete never leaves something that looks complete.
+
+    ``rmtree`` removes files in no useful order; a half-deleted checkpoint that still holds its
+    state file would pass as resumable. Renaming it to ``.tmp`` first (atomic) marks it incomplete.
+    """
+    doomed = path.with_name(path.name + ".tmp")
+    os.replace(path, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def prune(root: Path, state: TrainerState, keep_best: int) -> None:
@@ -87,6 +138,6 @@ def prune(root: Path, state: TrainerState, keep_best: int) -> None:
     keep = {done[-1].name} | {name for _, name in sorted(state.best)[:keep_best]}
     for p in done:
         if p.name not in keep:
-            shutil.rmtree(p, ignore_errors=True)
+            remove(p)
     for p in checkpoint_dir(root).glob("*.tmp"):
         shutil.rmtree(p, ignore_errors=True)

@@ -63,12 +63,13 @@ def pair_metrics(rewards: np.ndarray, losses: np.ndarray) -> dict[str, float]:
             "reward_mean": float(both.mean()), "reward_std": float(both.std())}
 
 
-def rated_metrics(preds: np.ndarray, targets: np.ndarray, losses: np.ndarray,
+def rated_metrics(preds: np.ndarray, targets: np.ndarray, loss: float,
                   attributes: list[str]) -> dict[str, float]:
-    """MSE over observed targets, and Pearson r per attribute (NaN when a column is constant)."""
+    """MSE over observed targets (NaN = missing), and Pearson r per attribute (NaN when a column is
+    constant). ``loss`` is the training loss's own mean, over the rows it counts."""
     valid = ~np.isnan(targets)
     err = np.where(valid, preds - np.nan_to_num(targets), 0.0)
-    out = {"loss": float(losses.mean()), "mse": float((err ** 2).sum() / max(valid.sum(), 1))}
+    out = {"loss": float(loss), "mse": float((err ** 2).sum() / max(valid.sum(), 1))}
     for j, name in enumerate(attributes):
         m = valid[:, j]
         x, y = preds[m, j], targets[m, j]
@@ -92,4 +93,6 @@ def evaluate(model, loss_fn, feats: list, *, kind: str, attributes: list[str], p
         return pair_metrics(preds, losses)
     targets = np.array([f.targets for f in feats], dtype=np.float32)
     losses = loss_fn(torch.from_numpy(preds), torch.from_numpy(targets)).numpy()
-    return rated_metrics(preds, targets, losses, attributes)
+    # the same mean as training: over rows with a weighted target (see Trainer._units)
+    loss = losses.sum() / max(loss_fn.num_units(torch.from_numpy(targets)), 1)
+    return rated_metrics(preds, targets, loss, attributes)

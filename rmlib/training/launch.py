@@ -87,4 +87,8 @@ def make_accelerator(*, mixed_precision: str = "no", gradient_accumulation_steps
                       project_config=ProjectConfiguration(project_dir=project_dir) if project_dir else None)
     check_fsdp(distributed_type=str(acc.distributed_type))
     check_world(acc.num_processes, str(acc.distributed_type))
+    if mixed_precision == "fp16" and acc.device.type == "cpu":
+        # accelerate accepts it and then neither autocasts nor scales on CPU: a silent fp32 run
+        raise RuntimeError("train.mixed_precision=fp16 has no effect on CPU (accelerate neither autocasts nor "
+                           "scales there); use bf16, or no")
     return acc

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import time
 from pathlib import Path
@@ -127,11 +126,23 @@ class Trainer:
             return self.loss_fn(rewards[:n, 0], rewards[n:, 0], **kw)
         return self.loss_fn(rewards, batch.targets)
 
+    def _units(self, feats, idx: list[int]) -> int:
+        """What the step's loss is a mean over: pairs, or rated rows with a (weighted) target.
+
+        Every process knows the whole global batch, so each divides by the same count. For
+        regression this is the loss's own ``num_units`` (rows whose only targets carry weight 0 add
+        nothing to the sum and must not dilute it).
+        """
+        if self.examples.kind == "pairs":
+            return len(idx)
+        return self.loss_fn.num_units(torch.tensor([feats[k].targets for k in idx], dtype=torch.float32))
+
     def _train_step(self, model, opt, sched, feats, micro: list[list[int]]) -> dict[str, float]:
         acc, t = self.acc, self.cfg.train
         world, accum = acc.num_processes, t.gradient_accumulation_steps
         mine = [micro[a * world + acc.process_index] for a in range(accum)]
-        global_n = sum(len(mb) for mb in micro)  # every process knows the whole global batch
+        rows = sum(len(mb) for mb in micro)
+        global_n = max(self._units(feats, [k for mb in micro for k in mb]), 1)
         total_loss, correct, tokens = 0.0, 0, 0
         for idx in mine:
             batch = self.collate([feats[k] for k in idx], self.pad_id, packing=self.cfg.data.packing)
@@ -151,10 +162,11 @@ class Trainer:
             if batch.num_pairs:
                 n = batch.num_pairs
                 correct += int((rewards[:n, 0] > rewards[n:, 0]).sum())
-        sched.step()
+        if not opt.step_was_skipped:  # an fp16 overflow skipped the update: the schedule waits too
+            sched.step()
         stats = acc.reduce(torch.tensor([total_loss, correct, tokens], dtype=torch.float64, device=acc.device),
                            reduction="sum").tolist()
-        out = {"loss": stats[0] / global_n, "tokens": stats[2], "items": global_n, "lr": sched.get_last_lr()[0]}
+        out = {"loss": stats[0] / global_n, "tokens": stats[2], "items": rows, "lr": sched.get_last_lr()[0]}
         if self.examples.kind == "pairs":
             out["accuracy"] = stats[1] / global_n
         return out
@@ -233,6 +245,7 @@ class Trainer:
         lengths = [f.n_tokens for f in train_f]
         self.dropped_tail = 0
         steps_per_epoch = len(self._plan(lengths, 0, parts))
+        self.dropped_tail = 0  # counted again as each epoch is planned in the loop
         if steps_per_epoch == 0:
             raise ConfigError(f"{len(train_f)} training items cannot fill one global batch split {parts} ways")
         total = t.max_steps if t.max_steps > 0 else t.epochs * steps_per_epoch
@@ -252,6 +265,10 @@ class Trainer:
             acc.load_state(str(resume / "state"))
             state = ckpt.TrainerState.load(resume / ckpt.STATE_FILE)
             acc.print(f"resumed from {resume} at step {state.step}")
+            if acc.is_main_process:
+                for p in ckpt.set_aside_newer(self.root, state.step):
+                    acc.print(f"  {p.name}: newer than the resume point, set aside (not resumed from, not pruned)")
+            acc.wait_for_everyone()
 
         eval_kw = dict(kind=self.examples.kind, attributes=self.examples.attributes, pad_id=self.pad_id,
                        batch_size=t.eval_batch_size, accelerator=acc, packing=cfg.data.packing)
@@ -275,8 +292,10 @@ class Trainer:
                 if state.step % t.log_every == 0 or state.step == total:
                     acc.log({f"train/{k}": v for k, v in stats.items()}, step=state.step)
                 end_of_epoch = state.batch_in_epoch == len(plan)
+                due_save = t.save_every and (state.step % t.save_every == 0 or state.step == total)
+                # keep-best ranks checkpoints by eval loss, so every checkpoint gets one
                 due_eval = (t.eval_every and state.step % t.eval_every == 0) or (
-                    not t.eval_every and end_of_epoch) or state.step == total
+                    not t.eval_every and end_of_epoch) or state.step == total or (due_save and t.keep_best > 0)
                 metrics = None
                 if due_eval and eval_f:
                     metrics = last_eval = evaluate(model, self.loss_fn, eval_f, **eval_kw)
@@ -285,7 +304,7 @@ class Trainer:
                     acc.print(f"step {state.step}: eval {_fmt(metrics)}")
                 if end_of_epoch:
                     state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-                if t.save_every and (state.step % t.save_every == 0 or state.step == total):
+                if due_save:
                     self._save_checkpoint(model, state, metrics)
                 if state.step >= total:
                     break
@@ -302,12 +321,13 @@ class Trainer:
         }
         final = self.root / "model"
         staging = self.root / "model.tmp"  # a crash mid-save leaves the previous final model intact
+        if acc.is_main_process and staging.exists():
+            shutil.rmtree(staging)  # left by a crashed save: its stale files must not mix with ours
+        acc.wait_for_everyone()
         self._export(model, staging, extra={"summary": summary})
         acc.wait_for_everyone()
         if acc.is_main_process:
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(staging, final)
+            ckpt.publish(staging, final)
             (self.root / "config.yaml").write_text(to_yaml(cfg))
             (self.root / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         summary["model_dir"] = str(final)
