@@ -2,7 +2,13 @@
 
 Both trainers run in the same invocation, alternating (rmlib, TRL, rmlib, TRL, ...) so drift of a
 shared machine hits both, for ``--repeats`` rounds. Each run is a fresh subprocess that trains one
-epoch over every data set, so imports and memory of one run never leak into another.
+epoch over every data set in turn, so nothing of one run leaks into another. Within a run, the
+previous set's trainer, model and optimizer (kept alive by reference cycles after ``fit()`` /
+``train()`` return) are garbage-collected before the next set's measured window opens (on CUDA the
+cached blocks are released and the peak counter reset too), so they are neither in its baseline
+nor freed inside it. With ``--device cpu`` every worker is CPU-only (``CUDA_VISIBLE_DEVICES=""``,
+``ACCELERATE_USE_CPU=true``), so both trainers run on the CPU even on a GPU host; each run reports
+the device its model trained on and the driver refuses a mismatch.
 
 Data (synthetic text with realistic *lengths*; speed does not depend on the words):
 
@@ -23,7 +29,10 @@ TRL's default) and ``off`` give the two fair comparisons; the full run does both
 Measured per run:
 
 * pairs/s and non-pad tokens/s over the training steps only (first step start to last step end;
-  model loading, tokenization and evaluation are outside the window for both). Tokens are the
+  model loading, tokenization and evaluation are outside the window for both; on CUDA the device
+  is synchronised at both ends of every step for both trainers, so queued kernels are inside the
+  step that launched them). Pairs are those in the batches the steps actually trained (a last
+  partial batch counts what it holds; pairs a trainer drops are not counted). Tokens are the
   logical tokens of the pairs (``len(prompt+chosen) + len(prompt+rejected)``), the same numerator
   for both trainers, so tokens/s credits the shared prompt's saving as real speed;
 * padding fraction: pad positions / positions computed by the model;
@@ -47,6 +56,7 @@ not counted; each trainer is credited only with the tokens it computes.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -128,18 +138,37 @@ def _reset_peak() -> int:
 
 
 class _Clock:
-    """First step's start and last step's end, plus the step count."""
+    """First step's start and last step's end, plus the step and pair counts and the model's device.
 
-    def __init__(self):
+    On CUDA the clock synchronises before reading the time, at the first step's start (work queued
+    before training is not charged to it) and at every step's end (the last step's kernels are
+    inside the window; rmlib's ``.tolist()`` would sync anyway, TRL's last backward/optimizer step
+    would not).
+    """
+
+    def __init__(self, device: str):
+        self.cuda = device == "cuda"
         self.start: float | None = None
         self.end = 0.0
         self.steps = 0
+        self.pairs = 0
+        self.device: str | None = None  # where the model's parameters actually are
 
-    def begin(self):
+    def _sync(self):
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+
+    def begin(self, model=None):
         if self.start is None:
+            if model is not None:
+                self.device = next(model.parameters()).device.type
+            self._sync()
             self.start = time.perf_counter()
 
     def done(self):
+        self._sync()
         self.end = time.perf_counter()
         self.steps += 1
 
@@ -162,6 +191,11 @@ class _Window:
     profiler records every allocation and free and the running sum's maximum is taken; the
     profiler slows ops down, so these runs are separate from the timed ones. On CUDA the
     allocator's own peak counter is read.
+
+    Both modes first run ``gc.collect()`` (and on CUDA ``empty_cache`` and a peak reset): the
+    previous set's trainer in the same worker survives ``fit()``/``train()`` in reference cycles,
+    and its tensors would otherwise sit in this window's CUDA baseline, or be freed inside the
+    CPU profiler's window and count negative in its running sum (under-reporting the peak).
     """
 
     def __init__(self, mode: str, device: str):
@@ -170,6 +204,10 @@ class _Window:
     def __enter__(self):
         import torch
 
+        gc.collect()  # the previous set's trainer: cycles that only the collector frees
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.empty_cache()
         self.modules = set(sys.modules)
         self.base = _reset_peak()
         self.prof = None
@@ -207,15 +245,16 @@ class _Window:
 
 def _preimport(system: str) -> None:
     """Everything either trainer imports lazily, imported before the window opens."""
+    # Neither trainer uses bitsandbytes or DeepSpeed in these one-process runs, yet both would import
+    # them whenever installed (peft, which transformers' scheduler module and TRL import, loads
+    # bitsandbytes; accelerate's unwrap_model loads deepspeed): several seconds per worker, outside
+    # every measured window. Hiding them from both workers alike only shortens the wall clock.
+    for unused in ("bitsandbytes", "deepspeed"):
+        sys.modules.setdefault(unused, None)  # find_spec() then reports "not installed"
     import accelerate  # noqa: F401
     import datasets  # noqa: F401
     import transformers  # noqa: F401
-    import transformers.optimization  # noqa: F401  (rmlib's scheduler; it pulls in peft/bitsandbytes)
-
-    try:  # accelerate's unwrap_model imports it whenever it is installed, in both trainers
-        import deepspeed  # noqa: F401
-    except ImportError:
-        pass
+    import transformers.optimization  # noqa: F401  (rmlib's scheduler; it pulls in peft)
     if system == "rmlib":
         import rmlib.eval  # noqa: F401
         import rmlib.losses  # noqa: F401
@@ -228,15 +267,16 @@ def _preimport(system: str) -> None:
 def run_rmlib(model_dir: str, data: Path, eval_data: Path, args: argparse.Namespace, out: Path, mode: str) -> dict:
     from rmlib.training import trainer as tr
 
-    clock = _Clock()
+    clock = _Clock(args.device)
     original = tr.Trainer._train_step
 
     computed = [0.0]
 
-    def timed(self, *a, **kw):
-        clock.begin()
-        stats = original(self, *a, **kw)
+    def timed(self, model, opt, sched, feats, micro):
+        clock.begin(model)
+        stats = original(self, model, opt, sched, feats, micro)
         clock.done()
+        clock.pairs += sum(len(mb) for mb in micro)  # the pairs this step trained (every process's)
         computed[0] += stats["tokens"]  # tokens the model computed (shared prompts once, no pads)
         return stats
 
@@ -248,9 +288,12 @@ def run_rmlib(model_dir: str, data: Path, eval_data: Path, args: argparse.Namesp
            "train": {"output_dir": str(out), "per_device_batch_size": args.batch, "epochs": 1, "lr": 1e-5,
                      "progress": False, "seed": 0, "eval_batch_size": args.batch, "eval_at_start": False,
                      "mixed_precision": "bf16" if args.device == "cuda" else "no"}}
-    with _Window(mode, args.device) as w:
-        summary = tr.Trainer(cfg).fit()
-    return {"seconds": clock.seconds, "steps": clock.steps, "pairs": clock.steps * args.batch,
+    try:
+        with _Window(mode, args.device) as w:
+            summary = tr.Trainer(cfg).fit()
+    finally:  # the next set's run wraps the original, not this wrapper
+        tr.Trainer._train_step = original
+    return {"seconds": clock.seconds, "steps": clock.steps, "pairs": clock.pairs, "device": clock.device,
             "padding_fraction": summary["padding_fraction"], "computed_tokens": computed[0], **w.result}
 
 
@@ -262,12 +305,12 @@ def run_trl(model_dir: str, data: Path, args: argparse.Namespace, out: Path, mod
 
     rows = [json.loads(line) for line in data.read_text().splitlines()]
     ds = Dataset.from_dict({k: [r[k] for r in rows] for k in ("prompt", "chosen", "rejected")})
-    clock = _Clock()
+    clock = _Clock(args.device)
     counts = {"positions": 0, "tokens": 0}
 
     class Timer(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kw):
-            clock.begin()
+        def on_step_begin(self, args, state, control, model=None, **kw):
+            clock.begin(model)
 
         def on_step_end(self, args, state, control, **kw):
             clock.done()
@@ -293,8 +336,15 @@ def run_trl(model_dir: str, data: Path, args: argparse.Namespace, out: Path, mod
             return b
 
         trainer.data_collator = counting
+        training_step = trainer.training_step
+
+        def counting_step(model, inputs, *a, **kw):  # one per optimizer step (no accumulation)
+            clock.pairs += inputs["input_ids"].shape[0] // 2  # chosen rows, then rejected rows
+            return training_step(model, inputs, *a, **kw)
+
+        trainer.training_step = counting_step
         trainer.train()
-    return {"seconds": clock.seconds, "steps": clock.steps, "pairs": len(rows),
+    return {"seconds": clock.seconds, "steps": clock.steps, "pairs": clock.pairs, "device": clock.device,
             "padding_fraction": 1 - counts["tokens"] / counts["positions"], "computed_tokens": counts["tokens"],
             **w.result}
 
@@ -355,15 +405,44 @@ def _peak_flops(args: argparse.Namespace) -> float | None:
     return next((v for k, v in PEAK_BF16.items() if k in name), None)
 
 
-def _launch(args: argparse.Namespace, system: str, mode: str, gc: bool, work: Path, model_dir: str,
-            sets: list[str]) -> list[dict]:
+def _worker_env(device: str, base: dict[str, str] | None = None) -> dict[str, str]:
+    """A worker's environment: CPU-only for ``--device cpu``, so both trainers use the same device.
+
+    TRL gets ``use_cpu=True``, but rmlib's Accelerator has no CPU flag and would take a visible
+    GPU; hiding the GPUs and setting accelerate's own flag puts both on the CPU (and keeps
+    CUDA allocations out of the CPU memory measure).
+    """
+    env = {**(os.environ if base is None else base), "WANDB_MODE": "disabled"}
+    if device == "cpu":
+        env.update(CUDA_VISIBLE_DEVICES="", ACCELERATE_USE_CPU="true")
+    else:
+        env.pop("ACCELERATE_USE_CPU", None)  # a stray flag would put rmlib on the CPU
+    return env
+
+
+def _start(args: argparse.Namespace, system: str, mode: str, grad_ckpt: bool, work: Path, model_dir: str,
+           sets: list[str]) -> tuple:
     cmd = [sys.executable, __file__, "--worker", system, "--mode", mode, "--workdir", str(work), "--model", model_dir,
-           "--batch", str(args.batch), "--device", args.device, "--gradient-checkpointing", "on" if gc else "off",
+           "--batch", str(args.batch), "--device", args.device, "--gradient-checkpointing", "on" if grad_ckpt else "off",
            "--sets", *sets]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "disabled"})
+    # output goes to files, not pipes: two workers side by side must never block on a full pipe
+    log = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+    return system, subprocess.Popen(cmd, stdout=log[0], stderr=log[1], text=True, env=_worker_env(args.device)), log
+
+
+def _results(args: argparse.Namespace, started: tuple) -> list[dict]:
+    system, proc, log = started
+    proc.wait()
+    stdout, stderr = (f.seek(0) or f.read() for f in log)
+    for f in log:
+        f.close()
     if proc.returncode != 0:
-        raise SystemExit(f"{system} run failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
-    return [json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+        raise SystemExit(f"{system} run failed:\n{stdout[-2000:]}\n{stderr[-4000:]}")
+    results = [json.loads(line[7:]) for line in stdout.splitlines() if line.startswith("RESULT ")]
+    for r in results:
+        if r["device"] != args.device:
+            raise SystemExit(f"{system} trained {r['set']} on {r['device']}, not --device {args.device}")
+    return results
 
 
 def _summarise(runs: dict, mem: dict, tokens: int, n_pairs: int, params: int,
@@ -420,7 +499,7 @@ def main() -> None:
         worker(args)
         return
     if args.quick:
-        args.pairs, args.repeats, args.scale = 64, 2, 0.35
+        args.pairs, args.repeats, args.scale = 48, 2, 0.3
         args.gradient_checkpointing = args.gradient_checkpointing or "on"
     gc_settings = {"on": [True], "off": [False], "both": [True, False], None: [True, False]}[args.gradient_checkpointing]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -441,20 +520,26 @@ def main() -> None:
     peak_flops = _peak_flops(args)
 
     report: dict = {}
-    for gc in gc_settings:
-        key = "gradient_checkpointing" if gc else "no_gradient_checkpointing"
+    for grad_ckpt in gc_settings:
+        key = "gradient_checkpointing" if grad_ckpt else "no_gradient_checkpointing"
         runs: dict[str, dict[str, list[dict]]] = {n: {"rmlib": [], "trl": []} for n in sets}
         for rep in range(args.repeats):
             for system in ("rmlib", "trl") if rep % 2 == 0 else ("trl", "rmlib"):
-                for r in _launch(args, system, "time", gc, work, model_dir, list(sets)):
+                t0 = time.perf_counter()
+                for r in _results(args, _start(args, system, "time", grad_ckpt, work, model_dir, list(sets))):
                     runs[r["set"]][system].append(r)
                 print(f"[{key}] repeat {rep + 1}/{args.repeats} {system}: "
                       + ", ".join(f"{n} {runs[n][system][-1]['pairs'] / runs[n][system][-1]['seconds']:.1f} pairs/s"
-                                  for n in sets), flush=True)
+                                  for n in sets) + f" (run {time.perf_counter() - t0:.0f} s)", flush=True)
         mem: dict[str, dict[str, dict]] = {n: {} for n in sets}
-        for system in ("rmlib", "trl"):  # one memory run each, apart from the timed runs
-            for r in _launch(args, system, "memory", gc, work, model_dir, list(sets)):
-                mem[r["set"]][system] = r
+        # one memory run each, apart from the timed runs and side by side: what they measure (the
+        # allocations of one process) does not depend on the time they take
+        t0 = time.perf_counter()
+        started = [_start(args, system, "memory", grad_ckpt, work, model_dir, list(sets)) for system in ("rmlib", "trl")]
+        for run in started:
+            for r in _results(args, run):
+                mem[r["set"]][run[0]] = r
+        print(f"[{key}] memory runs ({time.perf_counter() - t0:.0f} s)", flush=True)
         report[key] = {n: _summarise(runs[n], mem[n], tokens[n], len(sets[n]), params, peak_flops) for n in sets}
 
     import torch
