@@ -317,3 +317,14 @@ def test_regression_eval_loss_is_the_training_mean_over_weighted_rows(tiny_llama
     preds = torch.from_numpy(predict(m, feats, **kw))
     expected = get_loss("mse", attribute_weights=weights)(preds, torch.tensor(targets))  # mean over 2 rows
     assert metrics["loss"] == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_an_unsplittable_last_batch_is_counted_every_epoch(tiny_llama, tmp_path):
+    """34 pairs, global batch 8 × 4 accumulation = 32: each epoch's last batch holds 2 pairs, too
+    few for 4 micro-batches. It is dropped and counted, once per epoch, never silently."""
+    train_data = write_pairs(tmp_path / "train.jsonl", 34)
+    eval_data = write_pairs(tmp_path / "eval.jsonl", 8, seed=1)
+    cfg = _cfg(tiny_llama, train_data, tmp_path / "run", epochs=3, gradient_accumulation_steps=4)
+    cfg["data"]["eval"] = str(eval_data)
+    s = train(cfg)
+    assert s["steps"] == 3 and s["dropped_incomplete_batch_items"] == 3 * 2

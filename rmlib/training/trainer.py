@@ -100,18 +100,19 @@ class Trainer:
                               num_training_steps=total_steps)
         return opt, sched
 
-    def _plan(self, lengths: list[int], epoch: int, parts: int) -> list[list[list[int]]]:
-        """The epoch's global batches, each split into ``parts`` micro-batches (the tail may drop)."""
+    def _plan(self, lengths: list[int], epoch: int, parts: int) -> tuple[list[list[list[int]]], int]:
+        """The epoch's global batches, each split into ``parts`` micro-batches, and how many items
+        the tail dropped (a last batch with fewer items than processes × accumulation cannot split)."""
         t = self.cfg.train
         size = t.per_device_batch_size * parts
-        plan = []
+        plan, dropped = [], 0
         for gb in global_batches(lengths, size, seed=t.seed, epoch=epoch, group_by_length=self.cfg.data.group_by_length):
             micro = split_global_batch(gb, lengths, parts)
             if micro is None:
-                self.dropped_tail += len(gb)  # fewer items than processes × accumulation: cannot split
+                dropped += len(gb)
                 continue
             plan.append(micro)
-        return plan
+        return plan, dropped
 
     # -- one optimizer step ----------------------------------------------------------------
 
@@ -243,9 +244,7 @@ class Trainer:
 
         parts = acc.num_processes * t.gradient_accumulation_steps
         lengths = [f.n_tokens for f in train_f]
-        self.dropped_tail = 0
-        steps_per_epoch = len(self._plan(lengths, 0, parts))
-        self.dropped_tail = 0  # counted again as each epoch is planned in the loop
+        steps_per_epoch = len(self._plan(lengths, 0, parts)[0])
         if steps_per_epoch == 0:
             raise ConfigError(f"{len(train_f)} training items cannot fill one global batch split {parts} ways")
         total = t.max_steps if t.max_steps > 0 else t.epochs * steps_per_epoch
@@ -276,11 +275,12 @@ class Trainer:
         if state.step == 0 and eval_f and t.eval_at_start:
             initial = evaluate(model, self.loss_fn, eval_f, **eval_kw)
             acc.print(f"eval before training: {_fmt(initial)}")
-        self.positions, tokens, items, t0 = 0, 0, 0, time.perf_counter()
+        self.positions, tokens, items, dropped_tail, t0 = 0, 0, 0, 0, time.perf_counter()
         bar = _progress(total, state.step, acc.is_main_process and t.progress)
         last_eval = None
         while state.step < total:
-            plan = self._plan(lengths, state.epoch, parts)
+            plan, dropped = self._plan(lengths, state.epoch, parts)
+            dropped_tail += dropped
             for micro in plan[state.batch_in_epoch:]:
                 stats = self._train_step(model, opt, sched, train_f, micro)
                 state.step += 1
@@ -315,7 +315,7 @@ class Trainer:
             "tokens_per_s": tokens / elapsed if elapsed else 0.0, "items_per_s": items / elapsed if elapsed else 0.0,
             "padding_fraction": 1 - tokens / acc.reduce(torch.tensor(float(self.positions), device=acc.device),
                                                         reduction="sum").item() if self.positions else 0.0,
-            "dropped_incomplete_batch_items": self.dropped_tail, "eval_before": initial, "eval": last_eval,
+            "dropped_incomplete_batch_items": dropped_tail, "eval_before": initial, "eval": last_eval,
             "data_report": report.to_dict(), "eval_source": self.examples.eval_source,
             "num_processes": acc.num_processes, "distributed_type": str(acc.distributed_type),
         }
