@@ -27,7 +27,6 @@ from typing import Any, Literal
 
 from rmlib.data.helpsteer2 import NEITHER_VALID, parse_helpsteer2_prompt
 from rmlib.data.schema import (
-    MISSING_SCORE,
     DataError,
     Example,
     Message,
@@ -554,8 +553,8 @@ def _convert_nemo_regression(record: Any, index: int, ctx: _Ctx) -> Example:
         raise DataError(ctx.source, index, "label", f"expected a list of {len(ALL_STEERLM_ATTRIBUTES)} numbers "
                         f"({', '.join(ALL_STEERLM_ATTRIBUTES)}), got {got}",
                         "wrong_type" if not isinstance(label, list) else "bad_value")
-    attrs = {a: (None if v == MISSING_SCORE else check_number(v, ctx.source, index, f"label[{i}]"))
-             for i, (a, v) in enumerate(zip(ALL_STEERLM_ATTRIBUTES, label))}
+    # -100 passes as a number here; make_rated reads it as missing, as it does for every reader
+    attrs = {a: check_number(v, ctx.source, index, f"label[{i}]") for i, (a, v) in enumerate(zip(ALL_STEERLM_ATTRIBUTES, label))}
     return make_rated(ctx.source, index, prompt, response, attrs)
 
 
