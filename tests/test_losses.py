@@ -56,9 +56,9 @@ def reference_pairwise(name: str, chosen, rejected, margin=None, prob=None, cent
 def labels_for(name: str, margin=None, prob=None) -> dict:
     cls = get_loss_class(name)
     labels = {}
-    if cls.needs_margin:
+    if "margin" in cls.labels:
         labels["margin"] = torch.tensor(MARGIN if margin is None else margin, dtype=torch.float64)
-    if cls.needs_target_prob:
+    if "target_prob" in cls.labels:
         labels["target_prob"] = torch.tensor(PROB if prob is None else prob, dtype=torch.float64)
     return labels
 
@@ -70,24 +70,18 @@ def t64(values) -> torch.Tensor:
 # --------------------------------------------------------------------------- registry
 
 
-def test_registry_lists_builtin_losses_with_declared_needs():
+def test_registry_lists_builtin_losses_with_declared_labels():
     assert {"bt", "margin_bt", "scaled_bt", "soft_bt", "mse"} <= set(list_losses())
     expected = {
-        "bt": ("pairwise", "pairs", False, False, False),
-        "margin_bt": ("pairwise", "pairs", True, False, False),
-        "scaled_bt": ("pairwise", "pairs", True, False, False),
-        "soft_bt": ("pairwise", "pairs", False, True, False),
-        "mse": ("pointwise", "examples", False, False, True),
+        "bt": ("pairwise", "pairs", "pairs", ()),
+        "margin_bt": ("pairwise", "pairs", "pairs", ("margin",)),
+        "scaled_bt": ("pairwise", "pairs", "pairs", ("margin",)),
+        "soft_bt": ("pairwise", "pairs", "pairs", ("target_prob",)),
+        "mse": ("pointwise", "examples", "ratings", ("targets",)),
     }
-    for name, (family, unit, margin, prob, targets) in expected.items():
+    for name, want in expected.items():
         cls = get_loss_class(name)
-        assert (cls.family, cls.count_unit, cls.needs_margin, cls.needs_target_prob, cls.needs_targets) == (
-            family,
-            unit,
-            margin,
-            prob,
-            targets,
-        ), name
+        assert (cls.family, cls.count_unit, cls.data_kind, cls.labels) == want, name
         assert isinstance(get_loss(name), RewardLoss)
 
 
@@ -120,7 +114,7 @@ def test_register_loss_adds_a_class_and_refuses_duplicates(monkeypatch):
 
     @register_loss("hinge_test")
     class Hinge(PairwiseLoss):
-        def per_pair(self, delta, margin, target_prob):
+        def per_pair(self, delta, labels):
             return torch.relu(1 - delta)
 
     assert "hinge_test" in list_losses()

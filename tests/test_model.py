@@ -81,9 +81,7 @@ def test_pad_equals_eos_checkpoint_still_scores_the_end_token_in_plain_transform
 
 
 def test_encoder_backbone_minilm_scores_and_roundtrips(tmp_path):
-    from rmlib.testing import minilm_path
-
-    m = RewardModel.from_pretrained(minilm_path(), attributes=["reward"])
+    m = RewardModel.from_pretrained("minilm-l6", attributes=["reward"])  # the built-in alias
     assert not m.is_decoder_head and m.attributes == ["reward"]
     s = m.score(PROMPTS, RESPONSES, batch_size=2)
     assert s.shape == (4,) and torch.isfinite(s).all()

@@ -96,9 +96,9 @@ def test_pairs_identical_after_tokenization_are_counted(tok):
 
 
 def test_encoder_tokenizer_without_chat_template_uses_pair_segments():
-    from rmlib.testing import minilm_path
+    from rmlib.io import resolve_model
 
-    t = AutoTokenizer.from_pretrained(minilm_path())
+    t = AutoTokenizer.from_pretrained(resolve_model("minilm-l6"))
     f = Featurizer(t, max_length=64)
     enc = f.encode([{"role": "user", "content": "capital of france"}], "paris")
     assert t.convert_ids_to_tokens(enc.ids[0]) == "[CLS]" and t.convert_ids_to_tokens(enc.ids[-1]) == "[SEP]"
@@ -109,12 +109,12 @@ def test_encoder_tokenizer_without_chat_template_uses_pair_segments():
 def test_padded_pair_batch_layout_and_padding_fraction(tok):
     f = Featurizer(tok, max_length=64)
     feats = f.pairs([_pair("a", "yes yes yes yes", "no", strength=2), _pair("b", "ok", "bad bad", strength=1)],
-                    ValidationReport("t"))
+                    ValidationReport("t"), labels=("margin",))
     b = collate_pairs(feats, tok.pad_token_id)
     lens = [len(x.chosen.ids) for x in feats] + [len(x.rejected.ids) for x in feats]
     assert b.num_pairs == 2 and b.input_ids.shape == (4, max(lens))
     assert b.n_tokens == sum(lens) and b.padding_fraction == pytest.approx(1 - sum(lens) / (4 * max(lens)))
-    assert b.margin.tolist() == [2.0, 1.0] and b.target_prob is None
+    assert b.labels["margin"].tolist() == [2.0, 1.0] and set(b.labels) == {"margin"}  # only what the loss asked
     b8 = collate_pairs(feats, tok.pad_token_id, pad_to_multiple_of=8)
     assert b8.input_ids.shape[1] % 8 == 0 and b8.padding_fraction >= b.padding_fraction
 
@@ -134,7 +134,7 @@ def test_rated_batch_marks_missing_targets_nan(tok):
     rows = [RatedResponse(({"role": "user", "content": "q"},), "r", {"helpfulness": 3.0, "verbosity": None})]
     feats = f.rated(rows, ["helpfulness", "verbosity"], ValidationReport("t"))
     b = collate_rated(feats, tok.pad_token_id)
-    assert b.targets[0, 0] == 3.0 and b.targets[0, 1].isnan()
+    assert b.labels["targets"][0, 0] == 3.0 and b.labels["targets"][0, 1].isnan()
 
 
 def test_votes_to_target_prob():

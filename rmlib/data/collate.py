@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, fields
+from functools import partial
 
 import torch
 
@@ -32,9 +33,9 @@ class Batch:
     position_ids: torch.Tensor | None = None
     token_type_ids: torch.Tensor | None = None
     num_pairs: int = 0  # pairwise batches: sequences are [chosen..., rejected...]
-    margin: torch.Tensor | None = None
-    target_prob: torch.Tensor | None = None
-    targets: torch.Tensor | None = None  # pointwise: (B, A), NaN = missing
+    # what the loss consumes, by the names its class declares (``margin``, ``target_prob``,
+    # ``targets`` (B, A) with NaN = missing, ...): filled by :func:`stack_labels` only
+    labels: dict[str, torch.Tensor] = field(default_factory=dict)
     n_tokens: int = 0
     n_positions: int = 0
     # shared-prompt rows: (first row, end row, length) of each model call; rows are ordered
@@ -55,7 +56,19 @@ class Batch:
             v = getattr(self, f.name)
             if isinstance(v, torch.Tensor):
                 setattr(self, f.name, v.to(device))
+        self.labels = {k: v.to(device) for k, v in self.labels.items()}
         return self
+
+
+def stack_labels(feats: Sequence[PairFeatures | RatedFeatures]) -> dict[str, torch.Tensor]:
+    """The one place features' labels become batch tensors (float32, one row per item).
+
+    Every feature of a dataset carries the same label names (those its loss declared); a label
+    holding a list per item (``targets``) becomes a (B, A) matrix.
+    """
+    if not feats:
+        return {}
+    return {name: torch.tensor([f.labels[name] for f in feats], dtype=torch.float32) for name in feats[0].labels}
 
 
 def _pad(seqs: Sequence[Encoded], pad_id: int, multiple: int | None) -> dict[str, torch.Tensor]:
@@ -100,12 +113,7 @@ def collate_pairs(feats: Sequence[PairFeatures], pad_id: int, *, packing: bool =
                   pad_to_multiple_of: int | None = None) -> Batch:
     seqs = [f.chosen for f in feats] + [f.rejected for f in feats]
     tensors = _pack(seqs) if packing else _pad(seqs, pad_id, pad_to_multiple_of)
-    margin = target = None
-    if all(f.strength is not None for f in feats):
-        margin = torch.tensor([f.strength for f in feats], dtype=torch.float32)
-    if all(f.target_prob is not None for f in feats):
-        target = torch.tensor([f.target_prob for f in feats], dtype=torch.float32)
-    return Batch(**tensors, num_pairs=len(feats), margin=margin, target_prob=target,
+    return Batch(**tensors, num_pairs=len(feats), labels=stack_labels(feats),
                  n_tokens=_tokens(seqs), n_positions=tensors["input_ids"].numel())
 
 
@@ -113,8 +121,8 @@ def collate_rated(feats: Sequence[RatedFeatures], pad_id: int, *, packing: bool 
                   pad_to_multiple_of: int | None = None) -> Batch:
     seqs = [f.seq for f in feats]
     tensors = _pack(seqs) if packing else _pad(seqs, pad_id, pad_to_multiple_of)
-    targets = torch.tensor([f.targets for f in feats], dtype=torch.float32)
-    return Batch(**tensors, targets=targets, n_tokens=_tokens(seqs), n_positions=tensors["input_ids"].numel())
+    return Batch(**tensors, labels=stack_labels(feats), n_tokens=_tokens(seqs),
+                 n_positions=tensors["input_ids"].numel())
 
 
 def collate_sequences(seqs: Sequence[Encoded], pad_id: int, *, packing: bool = False) -> Batch:
@@ -330,20 +338,33 @@ def collate_shared_prompt(groups: Sequence[Sequence[Encoded]], pad_id: int, *,
                  row_calls=calls if len(calls) > 1 else None)
 
 
-def collate_pairs_shared(feats: Sequence[PairFeatures], pad_id: int, *, packing: bool = True,
-                         row_tokens: int | None = None, max_padding: float = CALL_PADDING) -> Batch:
-    """Pairs with the prompt computed once per pair; rows ordered chosen-first like ``collate_pairs``.
-
-    ``packing`` is accepted so the trainer can call either pair collator the same way; shared-prompt
-    batches are packed whatever its value.
-    """
+def collate_pairs_shared(feats: Sequence[PairFeatures], pad_id: int, *, row_tokens: int | None = None,
+                         max_padding: float = CALL_PADDING) -> Batch:
+    """Pairs with the prompt computed once per pair; rows ordered chosen-first like ``collate_pairs``."""
     b = collate_shared_prompt([(f.chosen, f.rejected) for f in feats], pad_id, row_tokens=row_tokens,
                               max_padding=max_padding)
     n = len(feats)
     b.end_index = torch.cat([b.end_index[0:2 * n:2], b.end_index[1:2 * n:2]])
     b.num_pairs = n
-    if all(f.strength is not None for f in feats):
-        b.margin = torch.tensor([f.strength for f in feats], dtype=torch.float32)
-    if all(f.target_prob is not None for f in feats):
-        b.target_prob = torch.tensor([f.target_prob for f in feats], dtype=torch.float32)
+    b.labels = stack_labels(feats)
     return b
+
+
+Collator = Callable[[Sequence, int], Batch]
+
+
+def collator_for(kind: str, *, shared_prompt: bool = False, packing: bool = False) -> Collator:
+    """The batch builder for a data kind (a loss's ``data_kind``) and the data options.
+
+    Why here: the trainer must not know which collator goes with which loss family; it asks for
+    the one matching its data. Combinations that cannot work are refused by name.
+    """
+    if kind == "pairs":
+        if shared_prompt:
+            return collate_pairs_shared
+        return partial(collate_pairs, packing=packing)
+    if kind == "ratings":
+        if shared_prompt:
+            raise ValueError("data.shared_prompt=true needs preference pairs (a prompt with two responses)")
+        return partial(collate_rated, packing=packing)
+    raise ValueError(f"no collator for data kind {kind!r}")

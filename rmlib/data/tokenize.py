@@ -16,7 +16,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from rmlib.data.labels import read_labels, votes_to_target_prob  # noqa: F401  (votes_to_target_prob re-exported)
 from rmlib.data.schema import Message, PreferencePair, RatedResponse, ValidationReport
 
 #: Used only when a tokenizer has no chat template (e.g. BERT-style encoders). The prompt is
@@ -56,10 +58,11 @@ class Encoded:
 
 @dataclass
 class PairFeatures:
+    """A tokenized pair and the labels its loss consumes (``rmlib.data.labels``)."""
+
     chosen: Encoded
     rejected: Encoded
-    strength: float | None
-    target_prob: float | None
+    labels: dict[str, Any]
     index: int
 
     @property
@@ -69,20 +72,15 @@ class PairFeatures:
 
 @dataclass
 class RatedFeatures:
+    """A tokenized rated response; ``labels["targets"]`` holds one value per attribute (NaN = missing)."""
+
     seq: Encoded
-    targets: list[float]  # NaN = missing
+    labels: dict[str, Any]
     index: int
 
     @property
     def n_tokens(self) -> int:
         return len(self.seq.ids)
-
-
-def votes_to_target_prob(votes: Sequence[float] | None) -> float | None:
-    """Fraction of annotators preferring chosen, ties counting half (the soft-BT target)."""
-    if not votes:
-        return None
-    return (sum(v > 0 for v in votes) + 0.5 * sum(v == 0 for v in votes)) / len(votes)
 
 
 class Featurizer:
@@ -175,7 +173,8 @@ class Featurizer:
 
     # -- datasets --------------------------------------------------------------------------
 
-    def pairs(self, pairs: Iterable[PreferencePair], report: ValidationReport) -> list[PairFeatures]:
+    def pairs(self, pairs: Iterable[PreferencePair], report: ValidationReport,
+              labels: Sequence[str] = ()) -> list[PairFeatures]:
         """Tokenize pairs; drop (and count) the ones that cannot fit or collapse after tokenizing."""
         out = []
         for i, pair in enumerate(pairs):
@@ -187,11 +186,11 @@ class Featurizer:
             if c.ids == r.ids:
                 report.filter("identical_after_tokenization", f"pair {i}: chosen and rejected tokenize identically")
                 continue
-            out.append(PairFeatures(c, r, pair.strength, votes_to_target_prob(pair.votes), i))
+            out.append(PairFeatures(c, r, read_labels(pair, labels), i))
         return out
 
     def rated(self, rows: Iterable[RatedResponse], attributes: Sequence[str],
-              report: ValidationReport) -> list[RatedFeatures]:
+              report: ValidationReport, labels: Sequence[str] = ("targets",)) -> list[RatedFeatures]:
         out = []
         for i, row in enumerate(rows):
             unknown = set(row.attributes) - set(attributes)
@@ -203,9 +202,18 @@ class Featurizer:
             if seq is None:
                 report.filter("too_long", f"row {i}: the response does not fit in max_length={self.max_length}")
                 continue
-            targets = [math.nan if row.attributes.get(a) is None else float(row.attributes[a]) for a in attributes]
-            if all(math.isnan(t) for t in targets):
+            values = read_labels(row, tuple(dict.fromkeys(("targets", *labels))), attributes)
+            if all(math.isnan(t) for t in values["targets"]):
                 report.filter("no_target_attribute", f"row {i}: every target attribute is missing")
                 continue
-            out.append(RatedFeatures(seq, targets, i))
+            out.append(RatedFeatures(seq, values, i))
         return out
+
+    def features(self, kind: str, examples: Iterable, report: ValidationReport, *, labels: Sequence[str] = (),
+                 attributes: Sequence[str] = ()) -> list:
+        """Features of a data kind (``"pairs"`` or ``"ratings"``, a loss's ``data_kind``)."""
+        if kind == "pairs":
+            return self.pairs(examples, report, labels)
+        if kind == "ratings":
+            return self.rated(examples, attributes, report, labels)
+        raise ValueError(f"no featurizer for data kind {kind!r}")

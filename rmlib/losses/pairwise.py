@@ -8,8 +8,7 @@ loss only writes its per-pair formula.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import ClassVar
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -18,8 +17,9 @@ from rmlib.losses.registry import Reduction, RewardLoss, get_loss_class, list_lo
 
 LabelLike = torch.Tensor | float | int | None
 
-# name -> (which values are valid, how to say so). Checked once per call: a bad label is a data bug
-# that should stop training, not a NaN that surfaces thousands of steps later.
+# label name -> (which values are valid, how to say so). Checked once per call: a bad label is a
+# data bug that should stop training, not a NaN that surfaces thousands of steps later. Labels of
+# losses outside this table only need to be finite.
 _LABEL_RULES: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], str]] = {
     "margin": (
         lambda t: torch.isfinite(t) & (t >= 0),
@@ -27,6 +27,7 @@ _LABEL_RULES: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], str]] = {
     ),
     "target_prob": (lambda t: (t >= 0) & (t <= 1), "in [0, 1] (the probability that chosen is preferred)"),
 }
+_FINITE = (torch.isfinite, "finite")
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -61,6 +62,7 @@ class PairwiseLoss(RewardLoss):
 
     family = "pairwise"
     count_unit = "pairs"
+    data_kind = "pairs"
 
     def __init__(self, *, reduction: Reduction = "mean", center_coef: float = 0.0) -> None:
         super().__init__(reduction=reduction)
@@ -76,6 +78,7 @@ class PairwiseLoss(RewardLoss):
         rejected_rewards: torch.Tensor,
         margin: LabelLike = None,
         target_prob: LabelLike = None,
+        **labels: LabelLike,
     ) -> torch.Tensor:
         chosen = _pair_vector(chosen_rewards, "chosen_rewards")
         rejected = _pair_vector(rejected_rewards, "rejected_rewards")
@@ -85,33 +88,36 @@ class PairwiseLoss(RewardLoss):
             )
         dtype = torch.promote_types(chosen.dtype, rejected.dtype)
         chosen, rejected = chosen.to(dtype), rejected.to(dtype)
-        margin_t = self._label(margin, "margin", self.needs_margin, chosen)
-        prob_t = self._label(target_prob, "target_prob", self.needs_target_prob, chosen)
-        values = self.per_pair(chosen - rejected, margin_t, prob_t)
+        given = {"margin": margin, "target_prob": target_prob, **labels}
+        checked = {name: self._label(value, name, chosen) for name, value in given.items() if value is not None}
+        missing = [name for name in self.labels if name not in checked]
+        if missing:
+            raise ValueError(
+                f"loss {self.name or type(self).__name__!r} needs {', '.join(f'{m}=' for m in missing)} "
+                "(one value per pair), but none was given"
+            )
+        values = self.per_pair(chosen - rejected, checked)
         if self.center_coef:
             values = values + self.center_coef * (chosen + rejected).square()
         return self._reduce(values, values.numel())
 
-    def per_pair(
-        self, delta: torch.Tensor, margin: torch.Tensor | None, target_prob: torch.Tensor | None
-    ) -> torch.Tensor:
-        """Loss of each pair from Δ = r_c − r_r (and the label the loss declared it needs)."""
+    def batch_values(self, outputs: torch.Tensor, labels: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Rows are chosen-first (``outputs[:n]`` chosen, ``outputs[n:]`` rejected); head 0 is the reward."""
+        n = outputs.shape[0] // 2
+        return self(outputs[:n, 0], outputs[n:, 0], **{k: labels[k] for k in self.labels})
+
+    def per_pair(self, delta: torch.Tensor, labels: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Loss of each pair from Δ = r_c − r_r and the labels the loss declared (one value per pair)."""
         raise NotImplementedError
 
     def num_units(self, chosen_rewards: torch.Tensor) -> int:
         """Pairs in this micro-batch: what a ``reduction="sum"`` value is a sum over."""
         return _pair_vector(chosen_rewards, "chosen_rewards").numel()
 
-    def _label(self, value: LabelLike, name: str, needed: bool, like: torch.Tensor) -> torch.Tensor | None:
-        """Required labels must be given, unused ones must not be (never accepted and ignored)."""
-        if value is None:
-            if needed:
-                raise ValueError(
-                    f"loss {self.name or type(self).__name__!r} needs {name}= (one value per pair), but none was given"
-                )
-            return None
-        if not needed:
-            users = [n for n in list_losses() if getattr(get_loss_class(n), f"needs_{name}", False)]
+    def _label(self, value: LabelLike, name: str, like: torch.Tensor) -> torch.Tensor:
+        """Declared labels are checked and broadcast; undeclared ones are refused (never accepted and ignored)."""
+        if name not in self.labels:
+            users = [n for n in list_losses() if name in get_loss_class(n).labels]
             raise ValueError(
                 f"loss {self.name or type(self).__name__!r} cannot use {name}=; drop it or pick a loss that does: {users}"
             )
@@ -122,7 +128,7 @@ class PairwiseLoss(RewardLoss):
             raise ValueError(
                 f"{name} must be a scalar or have one value per pair ({like.numel()}), got {tuple(label.shape)}"
             )
-        valid, rule = _LABEL_RULES[name]
+        valid, rule = _LABEL_RULES.get(name, _FINITE)
         if not bool(valid(label).all()):
             raise ValueError(
                 f"{name} values must be {rule}; got {label.flatten()[~valid(label).flatten()][:5].tolist()}"
@@ -137,7 +143,7 @@ class PairwiseLoss(RewardLoss):
 class BradleyTerryLoss(PairwiseLoss):
     """−log σ(r_c − r_r): the InstructGPT / NeMo ``regular_bt`` reward-model loss."""
 
-    def per_pair(self, delta, margin, target_prob):
+    def per_pair(self, delta, labels):
         return -F.logsigmoid(delta)
 
 
@@ -145,10 +151,10 @@ class BradleyTerryLoss(PairwiseLoss):
 class MarginBradleyTerryLoss(PairwiseLoss):
     """−log σ(r_c − r_r − m) (Llama 2): a confident preference must be won by at least m."""
 
-    needs_margin: ClassVar[bool] = True
+    labels = ("margin",)
 
-    def per_pair(self, delta, margin, target_prob):
-        return -F.logsigmoid(delta - margin)
+    def per_pair(self, delta, labels):
+        return -F.logsigmoid(delta - labels["margin"])
 
 
 @register_loss("scaled_bt")
@@ -156,10 +162,10 @@ class ScaledBradleyTerryLoss(PairwiseLoss):
     """−m · log σ(r_c − r_r) (HelpSteer2-Preference): ``margin`` is the preference strength, a weight;
     m = 0 pairs give zero loss and zero gradient but still count in the mean, as in NeMo-Aligner."""
 
-    needs_margin: ClassVar[bool] = True
+    labels = ("margin",)
 
-    def per_pair(self, delta, margin, target_prob):
-        return -margin * F.logsigmoid(delta)
+    def per_pair(self, delta, labels):
+        return -labels["margin"] * F.logsigmoid(delta)
 
 
 @register_loss("soft_bt")
@@ -167,7 +173,8 @@ class SoftBradleyTerryLoss(PairwiseLoss):
     """Cross-entropy between σ(r_c − r_r) and a soft label p (e.g. share of annotators preferring
     chosen): keeps split votes from being trained as unanimous. p = 1 is exactly ``bt``."""
 
-    needs_target_prob: ClassVar[bool] = True
+    labels = ("target_prob",)
 
-    def per_pair(self, delta, margin, target_prob):
-        return -(target_prob * F.logsigmoid(delta) + (1 - target_prob) * F.logsigmoid(-delta))
+    def per_pair(self, delta, labels):
+        p = labels["target_prob"]
+        return -(p * F.logsigmoid(delta) + (1 - p) * F.logsigmoid(-delta))

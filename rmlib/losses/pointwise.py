@@ -7,8 +7,7 @@ masking is the heart of these losses: a missing target must contribute neither v
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import ClassVar
+from collections.abc import Mapping, Sequence
 
 import torch
 
@@ -42,7 +41,8 @@ class PointwiseLoss(RewardLoss):
 
     family = "pointwise"
     count_unit = "examples"
-    needs_targets: ClassVar[bool] = True
+    data_kind = "ratings"
+    labels = ("targets",)
 
     def __init__(
         self, *, reduction: Reduction = "mean", attribute_weights: Sequence[float] | None = None
@@ -112,6 +112,14 @@ class PointwiseLoss(RewardLoss):
         has_target = denom > 0
         per_example = (entries * weights).sum(dim=1) / torch.where(has_target, denom, torch.ones_like(denom))
         return self._reduce(per_example, has_target.sum())
+
+    def batch_values(self, outputs: torch.Tensor, labels: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """One row of outputs per rated response, ``labels["targets"]`` (B, A) with NaN = missing."""
+        return self(outputs, labels["targets"])
+
+    def count(self, labels: Mapping[str, torch.Tensor], n_items: int) -> int:
+        """Rows with a weighted target: rows whose targets all carry weight 0 must not dilute the mean."""
+        return self.num_units(labels["targets"])
 
     def num_units(self, targets: torch.Tensor, mask: torch.Tensor | None = None) -> int:
         """Examples with at least one valid target: what a ``reduction="sum"`` value is a sum over."""

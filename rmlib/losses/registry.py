@@ -1,23 +1,26 @@
 """Loss registry and the contract every loss module follows.
 
 The trainer and the config validator only ever talk to losses through this module: they look a
-loss up by name, read its class attributes (``family``, ``count_unit``, ``needs_*``) to decide the
-batch shape and to check that the data carries the labels it needs, and call it. They never
-branch on a loss's name, so a new loss is one class plus one ``@register_loss`` line.
+loss up by name, read its class attributes (``family``, ``data_kind``, ``labels``) to decide the
+batch shape and to check that the data carries every label it consumes, and feed it a batch
+through :meth:`RewardLoss.batch_values`. They never branch on a loss's name, so a new loss is one
+class plus one ``@register_loss`` line, even when it consumes a label no other loss uses.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import ClassVar, Literal, TypeVar
 
 import torch
 from torch import nn
 
 Reduction = Literal["mean", "sum", "none"]
-Family = Literal["pairwise", "pointwise"]
-CountUnit = Literal["pairs", "examples"]
+Family = Literal["pairwise", "pointwise", "generative"]
+CountUnit = Literal["pairs", "examples", "tokens"]
+DataKind = Literal["pairs", "ratings", "judge"]
+FAMILIES: tuple[str, ...] = ("pairwise", "pointwise", "generative")
 
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 
@@ -44,9 +47,11 @@ class RewardLoss(nn.Module):
 
     family: ClassVar[Family]
     count_unit: ClassVar[CountUnit]
-    needs_margin: ClassVar[bool] = False
-    needs_target_prob: ClassVar[bool] = False
-    needs_targets: ClassVar[bool] = False
+    # which records the loss trains on: preference pairs, rated responses or judge examples
+    data_kind: ClassVar[DataKind]
+    # the labels the loss consumes, by name: a batch carries exactly these in ``Batch.labels`` and
+    # the data must provide each of them for every example (checked before a model is loaded)
+    labels: ClassVar[tuple[str, ...]] = ()
     name: ClassVar[str] = ""
 
     def __init__(self, *, reduction: Reduction = "mean") -> None:
@@ -66,6 +71,18 @@ class RewardLoss(nn.Module):
             return total
         denom = count.clamp(min=1).to(total.dtype) if isinstance(count, torch.Tensor) else max(count, 1)
         return total / denom
+
+    def batch_values(self, outputs: torch.Tensor, labels: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The loss of one batch from the model's outputs and the batch's labels.
+
+        Why one method: training and evaluation both feed the loss through it, so the layout of
+        outputs (e.g. chosen rows first) and the label plumbing live with the loss family, once.
+        """
+        raise NotImplementedError
+
+    def count(self, labels: Mapping[str, torch.Tensor], n_items: int) -> int:
+        """Units a ``reduction="sum"`` value of these items is a sum over (default: the items)."""
+        return n_items
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}"
@@ -89,8 +106,10 @@ def register_loss(name: str) -> Callable[[L], L]:
     def decorator(cls: L) -> L:
         if name in _REGISTRY and _REGISTRY[name] is not cls:
             raise ValueError(f"loss {name!r} is already registered by {_REGISTRY[name].__qualname__}")
-        if getattr(cls, "family", None) not in ("pairwise", "pointwise"):
-            raise TypeError(f"{cls.__qualname__} must set family to 'pairwise' or 'pointwise'")
+        if getattr(cls, "family", None) not in FAMILIES:
+            raise TypeError(f"{cls.__qualname__} must set family to one of {FAMILIES}")
+        if not isinstance(getattr(cls, "labels", None), tuple):
+            raise TypeError(f"{cls.__qualname__}.labels must be a tuple of label names")
         cls.name = name
         _REGISTRY[name] = cls
         return cls
@@ -104,7 +123,7 @@ def list_losses() -> list[str]:
 
 
 def get_loss_class(name: str) -> type[RewardLoss]:
-    """The class behind ``name``, so callers can read ``family``/``needs_*`` without building it."""
+    """The class behind ``name``, so callers can read ``family``/``labels`` without building it."""
     try:
         return _REGISTRY[name]
     except KeyError:

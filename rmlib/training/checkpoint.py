@@ -14,6 +14,8 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from rmlib.io import remove_dir
+
 STATE_FILE = "trainer_state.json"
 
 
@@ -88,48 +90,6 @@ def resolve_resume(resume_from: str | None, root: Path) -> Path | None:
     return p
 
 
-def begin(root: Path, name: str) -> Path:
-    """A fresh temporary directory for a checkpoint in progress."""
-    tmp = checkpoint_dir(root) / f"{name}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    return tmp
-
-
-def publish(staging: Path, final: Path) -> Path:
-    """Move a finished directory to ``final`` so that a kill at any moment leaves a complete one.
-
-    A directory cannot be renamed over a non-empty one, so an existing ``final`` is first renamed
-    aside (``.old``), the new one renamed in, and only then the old one deleted. Every step is a
-    rename or a delete of something no longer needed: at no point is there no complete copy.
-    """
-    old = final.with_name(final.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(staging, final)
-    shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def commit(tmp: Path) -> Path:
-    """Atomically publish a finished checkpoint (rename is atomic within one filesystem)."""
-    return publish(tmp, tmp.with_name(tmp.name[: -len(".tmp")]))
-
-
-def remove(path: Path) -> None:
-    """Delete a checkpoint so that a kill mid-delete never leaves something that looks complete.
-
-    ``rmtree`` removes files in no useful order; a half-deleted checkpoint that still holds its
-    state file would pass as resumable. Renaming it to ``.tmp`` first (atomic) marks it incomplete.
-    """
-    doomed = path.with_name(path.name + ".tmp")
-    os.replace(path, doomed)
-    shutil.rmtree(doomed, ignore_errors=True)
-
-
 def prune(root: Path, state: TrainerState, keep_best: int) -> None:
     """Keep the ``keep_best`` lowest-eval-loss checkpoints plus the newest one."""
     done = complete_checkpoints(root)
@@ -138,6 +98,6 @@ def prune(root: Path, state: TrainerState, keep_best: int) -> None:
     keep = {done[-1].name} | {name for _, name in sorted(state.best)[:keep_best]}
     for p in done:
         if p.name not in keep:
-            remove(p)
+            remove_dir(p)
     for p in checkpoint_dir(root).glob("*.tmp"):
         shutil.rmtree(p, ignore_errors=True)

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rmlib.config import Config, ConfigError
-from rmlib.data.schema import PreferencePair, RatedResponse, ValidationReport
-
-_FAMILY_KIND = {"pairwise": "pairs", "pointwise": "ratings"}
+from rmlib.data.labels import check_labels
+from rmlib.data.schema import DataError, RatedResponse, ValidationReport
 
 
 @dataclass
@@ -78,14 +77,14 @@ def drop_eval_overlap(train: list, held: list, report: ValidationReport) -> list
 
 
 def load_examples(cfg: Config) -> Examples:
-    from rmlib.losses import get_loss
+    """Read, split and check the data against the loss: the labels it declares must all be there."""
+    from rmlib.losses import get_loss_class
 
-    loss = get_loss(cfg.loss.name, **cfg.loss.options)
+    loss = get_loss_class(cfg.loss.name)
     d = cfg.data
     train, kind, report = _load(d.train, cfg, d.hub_split, d.train_split)
-    want = _FAMILY_KIND[loss.family]
-    if kind != want:
-        raise ConfigError(f"loss '{cfg.loss.name}' is {loss.family} and needs {want} data, but "
+    if kind != loss.data_kind:
+        raise ConfigError(f"loss '{cfg.loss.name}' is {loss.family} and needs {loss.data_kind} data, but "
                           f"{cfg.data.train} holds {kind}")
     if cfg.data.eval:
         held, _, eval_report = _load(d.eval, cfg, d.eval_hub_split, d.eval_split)
@@ -106,15 +105,25 @@ def load_examples(cfg: Config) -> Examples:
     train = drop_eval_overlap(train, held, report)
     if not train:
         raise ConfigError(f"no training examples left in {cfg.data.train} (see the data report)")
-    if getattr(loss, "needs_margin", False) and any(
-            isinstance(e, PreferencePair) and e.strength is None for e in train + held):
-        raise ConfigError(f"loss '{cfg.loss.name}' needs a preference strength on every pair, but "
-                          f"{cfg.data.train} has pairs without one")
-    if getattr(loss, "needs_target_prob", False) and any(e.votes is None for e in train + held):
-        raise ConfigError(f"loss '{cfg.loss.name}' needs annotator votes on every pair, but "
-                          f"{cfg.data.train} has pairs without them")
     attributes = list(cfg.model.attributes) if cfg.model.attributes else _default_attributes(kind, train)
+    for split, examples in (("training", train), ("evaluation", held)):
+        try:
+            check_labels(examples, loss.labels, f"{eval_source if split == 'evaluation' else d.train} ({split} "
+                         "examples, 0-based after splitting)", attributes)
+        except DataError as e:
+            raise ConfigError(f"loss '{cfg.loss.name}' consumes the label '{e.field}' on every example; {e}. "
+                              + _LABEL_HINTS.get(e.field or "", "")) from None
+    if kind == "pairs" and len(attributes) != 1:
+        raise ConfigError(f"pairwise losses train one output, got model.attributes={attributes}")
     return Examples(train, held, kind, attributes, report, eval_source)
+
+
+# what a user can do when a built-in label is missing (a label of a user's own loss is read from meta)
+_LABEL_HINTS = {
+    "margin": "It is the preference strength (HelpSteer2-Preference strengths, a TRL 'margin' column, "
+              "NeMo BT strength): use a file that has one, or the 'bt' loss.",
+    "target_prob": "It comes from per-annotator votes (a 'votes' list): use a file that has them, or the 'bt' loss.",
+}
 
 
 def _default_attributes(kind: str, train: list) -> list[str]:

@@ -1,65 +1,49 @@
-"""Evaluation during training: every process scores a contiguous shard, results gathered in order.
+"""Evaluation during training: the one scoring loop, then the loss and pure metrics.
 
-Per-example values are gathered before anything is averaged: a mean of per-process means is
-wrong as soon as shards differ in size.
+Scoring shards the eval set across processes and gathers per-example rewards in input order
+(``rmlib.models.scoring``); only then is anything averaged, since a mean of per-process means is
+wrong as soon as shards differ in size. The loss is fed exactly as in training, through
+``loss.batch_values`` with the labels built by ``stack_labels``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from rmlib.data.collate import collate_pairs, collate_rated, iterate_in_length_order
+from rmlib.data.collate import stack_labels
+from rmlib.models.scoring import score_sequences
 
 
-@torch.no_grad()
-def predict(model, feats: list, *, kind: str, pad_id: int, batch_size: int, accelerator,
-            packing: bool = False) -> np.ndarray:
-    """Rewards for every eval example, gathered across processes in input order.
+def predict(model, feats: Sequence, *, pad_id: int, batch_size: int, accelerator,
+            packing: bool = False) -> torch.Tensor:
+    """Rewards (sequences, heads) for every eval item, in the loss's layout.
 
-    Pairs give an array (N, 2, heads) of (chosen, rejected); ratings give (N, heads).
+    Items are flattened field-major (pairs: every chosen, then every rejected), which is the
+    chosen-first row order that pairwise losses read (``rewards[:n]`` chosen).
     """
-    from accelerate.utils import gather_object
-
-    with accelerator.split_between_processes(feats) as local:  # contiguous shards, sizes differ by <= 1
-        local = list(local)
-    lengths = [f.n_tokens for f in local]
-    collate = collate_pairs if kind == "pairs" else collate_rated
-    out: list = [None] * len(local)
-    was_training = model.training
-    model.eval()
-    budget = batch_size * max(lengths, default=1)
-    batches = list(iterate_in_length_order(lengths, budget, batch_size))
-    for idx in batches:
-        batch = collate([local[k] for k in idx], pad_id, packing=packing).to(accelerator.device)
-        r = model(batch).float().cpu()
-        if kind == "pairs":
-            n = batch.num_pairs
-            r = torch.stack([r[:n], r[n:]], dim=1)
-        for k, row in zip(idx, r.numpy()):
-            out[k] = row
-    if accelerator.num_processes > 1 and feats:
-        # ZeRO-3 (and FSDP) gather each layer's weights from every process inside forward: a
-        # process with fewer batches must keep joining those collectives or the others hang.
-        most = int(accelerator.gather(torch.tensor([len(batches)], device=accelerator.device)).max())
-        for _ in range(most - len(batches)):
-            model(collate([feats[0]], pad_id, packing=packing).to(accelerator.device))
-    model.train(was_training)
-    gathered = gather_object([out])  # one list per process, in rank order
-    rows = [row for part in gathered for row in part]
-    return np.stack(rows) if rows else np.zeros((0,))
+    if not feats:
+        return torch.zeros((0, 1))
+    per_item = [_sequences(f) for f in feats]
+    seqs = [item[j] for j in range(len(per_item[0])) for item in per_item]
+    return score_sequences(model, seqs, pad_id=pad_id, batch_size=batch_size, packing=packing,
+                           accelerator=accelerator)
 
 
-def pair_metrics(rewards: np.ndarray, losses: np.ndarray) -> dict[str, float]:
+def _sequences(f) -> tuple:
+    return (f.chosen, f.rejected) if hasattr(f, "chosen") else (f.seq,)
+
+
+def pair_metrics(chosen: np.ndarray, rejected: np.ndarray, loss: float) -> dict[str, float]:
     """Accuracy is the evaluator's own metric: a tie counts as wrong (strict r_c > r_r)."""
     from rmlib.eval.pairwise import pairwise_accuracy
 
-    c, r = rewards[:, 0, 0], rewards[:, 1, 0]
-    both = np.concatenate([c, r])
-    return {"loss": float(losses.mean()), "accuracy": pairwise_accuracy(c, r)["accuracy"],
-            "margin": float((c - r).mean()),
+    both = np.concatenate([chosen, rejected])
+    return {"loss": float(loss), "accuracy": pairwise_accuracy(chosen, rejected)["accuracy"],
+            "margin": float((chosen - rejected).mean()),
             "reward_mean": float(both.mean()), "reward_std": float(both.std())}
 
 
@@ -78,21 +62,14 @@ def rated_metrics(preds: np.ndarray, targets: np.ndarray, loss: float,
     return out
 
 
-def evaluate(model, loss_fn, feats: list, *, kind: str, attributes: list[str], pad_id: int, batch_size: int,
-             accelerator, packing: bool = False) -> dict[str, float]:
-    preds = predict(model, feats, kind=kind, pad_id=pad_id, batch_size=batch_size, accelerator=accelerator,
-                    packing=packing)
+def evaluate(model, loss_fn, feats: Sequence, *, kind: str, attributes: list[str], pad_id: int,
+             batch_size: int, accelerator, packing: bool = False) -> dict[str, float]:
+    """Held-out loss (the training loss's mean over the units it counts) and the kind's metrics."""
+    outputs = predict(model, feats, pad_id=pad_id, batch_size=batch_size, accelerator=accelerator,
+                      packing=packing)
+    labels = stack_labels(feats)
+    loss = float(loss_fn.batch_values(outputs, labels).sum()) / max(loss_fn.count(labels, len(feats)), 1)
     if kind == "pairs":
-        c, r = torch.from_numpy(preds[:, 0, 0]), torch.from_numpy(preds[:, 1, 0])
-        kwargs = {}
-        if getattr(loss_fn, "needs_margin", False):
-            kwargs["margin"] = torch.tensor([f.strength for f in feats], dtype=torch.float32)
-        if getattr(loss_fn, "needs_target_prob", False):
-            kwargs["target_prob"] = torch.tensor([f.target_prob for f in feats], dtype=torch.float32)
-        losses = loss_fn(c, r, **kwargs).numpy()
-        return pair_metrics(preds, losses)
-    targets = np.array([f.targets for f in feats], dtype=np.float32)
-    losses = loss_fn(torch.from_numpy(preds), torch.from_numpy(targets)).numpy()
-    # the same mean as training: over rows with a weighted target (see Trainer._units)
-    loss = losses.sum() / max(loss_fn.num_units(torch.from_numpy(targets)), 1)
-    return rated_metrics(preds, targets, loss, attributes)
+        n = len(feats)
+        return pair_metrics(outputs[:n, 0].numpy(), outputs[n:, 0].numpy(), loss)
+    return rated_metrics(outputs.numpy(), labels["targets"].numpy(), loss, attributes)

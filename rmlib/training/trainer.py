@@ -1,78 +1,170 @@
 """One training loop for every backend Accelerate drives (CPU, GPU, DDP, DeepSpeed, FSDP).
 
-``fit()`` reads top to bottom: data, model, optimizer, resume, loop (step, log, evaluate,
-checkpoint), final save. The details live in the small helpers below and in sibling modules.
+``fit()`` reads as setup → loop → finish. :meth:`Trainer._setup` checks everything that needs only
+the config and the data before it loads a model, then returns the whole state of the run as one
+:class:`Run`; the loop steps, logs, evaluates and saves through small named helpers.
 
 Batches are built as *global* batches (``per_device_batch_size × accumulation × processes``
 items) from a sequence fixed by (seed, epoch); each process takes its micro-batches from every
 global batch. So one process × accumulation 4 and two processes × accumulation 2 see the same
 global batches, and a resumed run continues the same sequence. The loss of a micro-batch is its
-*sum* divided by the global batch's item count, so uneven micro-batches are weighted correctly.
+*sum* divided by the global batch's unit count (``loss.count``), so uneven micro-batches are
+weighted correctly. The trainer never branches on a loss's name or family: the loss declares its
+data kind and labels, and ``collator_for``/``batch_values`` do the rest.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from rmlib.config import Config, ConfigError, load_config, to_yaml
-from rmlib.data.collate import (
-    collate_pairs,
-    collate_pairs_shared,
-    collate_rated,
-    global_batches,
-    split_global_batch,
-)
+from rmlib.data.collate import collator_for, global_batches, split_global_batch, stack_labels
+from rmlib.io import publish_dir, resolve_model, staging_dir, write_text
+from rmlib.runtime import enable_checkpointing, make_accelerator
 from rmlib.training import checkpoint as ckpt
 from rmlib.training.backends import build_adamw, configure_deepspeed
 from rmlib.training.data import Examples, load_examples
 from rmlib.training.evaluate import evaluate
-from rmlib.training.launch import make_accelerator
-
-BUILTIN_MODELS = {"minilm-l6": "rmlib.testing:minilm_path"}
 
 
-def resolve_model_path(name: str) -> str:
-    """Built-in aliases (``minilm-l6``) resolve to files shipped by a PyPI package."""
-    if name in BUILTIN_MODELS:
-        import importlib
+@dataclass
+class Run:
+    """Everything a training run holds between setup and finish; nothing else is created in ``fit``."""
 
-        mod, fn = BUILTIN_MODELS[name].split(":")
-        return getattr(importlib.import_module(mod), fn)()
-    return name
+    acc: Any
+    model: Any
+    opt: Any
+    sched: Any
+    loss_fn: Any
+    examples: Examples
+    train_f: list
+    eval_f: list
+    collate: Callable
+    pad_id: int
+    lengths: list[int]
+    parts: int  # micro-batches per global batch: processes × accumulation
+    total: int  # optimizer steps of the whole run
+    state: ckpt.TrainerState
+    bar: Any = None
+    eval_before: dict | None = None
+    last_eval: dict | None = None
+    tokens: int = 0  # real tokens trained, all processes
+    positions: int = 0  # positions computed by this process (padding included)
+    items: int = 0
+    dropped_tail: int = 0  # items of last global batches too small to split, summed over epochs
+    started: float = field(default_factory=time.perf_counter)
 
 
 class Trainer:
-    """``Trainer(config).fit()``; the constructor only validates the config."""
+    """``Trainer(config, overrides).fit()``; the constructor validates the config and loads nothing."""
 
     def __init__(self, config: Config | str | Path | dict, overrides: list[str] | None = None):
-        if isinstance(config, Config):
-            self.cfg = config
-        elif isinstance(config, dict):
+        if isinstance(config, Config):  # applied through the same merge as YAML files, then validated
+            from omegaconf import OmegaConf
+
+            config = OmegaConf.to_container(OmegaConf.structured(config))
+        if isinstance(config, dict):
             self.cfg = load_config(None, overrides, base=config)
         else:
             self.cfg = load_config(config, overrides)
         self.root = Path(self.cfg.train.output_dir)
 
+    # -- the loop --------------------------------------------------------------------------
+
+    def fit(self) -> dict:
+        run = self._setup()
+        state = run.state
+        while state.step < run.total:
+            plan = self._epoch_plan(run)
+            for micro in plan[state.batch_in_epoch:]:
+                stats = self._train_step(run, micro)
+                state.step, state.batch_in_epoch = state.step + 1, state.batch_in_epoch + 1
+                self._log(run, stats)
+                end_of_epoch = state.batch_in_epoch == len(plan)
+                metrics = self._evaluate(run) if self._due_eval(run, end_of_epoch) else None
+                if end_of_epoch:
+                    state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+                if self._due_save(run):
+                    self._save_checkpoint(run, metrics)
+                if state.step >= run.total:
+                    break
+        return self._finish(run)
+
+    def _due_save(self, run: Run) -> bool:
+        every = self.cfg.train.save_every
+        return bool(every) and (run.state.step % every == 0 or run.state.step == run.total)
+
+    def _due_eval(self, run: Run, end_of_epoch: bool) -> bool:
+        """At ``eval_every`` steps (or each epoch's end when 0), at the last step, and at every save
+        when keep-best ranks checkpoints by eval loss (so every checkpoint has one)."""
+        t, step = self.cfg.train, run.state.step
+        periodic = step % t.eval_every == 0 if t.eval_every else end_of_epoch
+        return bool(run.eval_f) and (periodic or step == run.total or (self._due_save(run) and t.keep_best > 0))
+
     # -- setup -----------------------------------------------------------------------------
 
-    def _build_model(self, attributes: list[str]):
+    def _setup(self) -> Run:
+        cfg, t = self.cfg, self.cfg.train
+        from rmlib.losses import get_loss
+
+        loss_fn = get_loss(cfg.loss.name, reduction="none", **cfg.loss.options)
+        try:  # config-only checks first, then every data/loss check; all before a model is loaded
+            collate = collator_for(loss_fn.data_kind, shared_prompt=cfg.data.shared_prompt, packing=cfg.data.packing)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        resume = ckpt.resolve_resume(t.resume_from, self.root)
+        examples = load_examples(cfg)
+        acc = make_accelerator(
+            mixed_precision=t.mixed_precision, gradient_accumulation_steps=t.gradient_accumulation_steps,
+            log_with=None if t.report_to == "none" else t.report_to, project_dir=str(self.root))
+        from accelerate.utils import set_seed
+
+        set_seed(t.seed)
+        model = self._build_model(examples.attributes, acc.device)
+        train_f, eval_f = self._featurize(model, examples, loss_fn, acc)
+        parts = acc.num_processes * t.gradient_accumulation_steps
+        lengths = [f.n_tokens for f in train_f]
+        steps_per_epoch = len(self._plan(lengths, 0, parts)[0])
+        if steps_per_epoch == 0:
+            raise ConfigError(f"{len(train_f)} training items cannot fill one global batch split {parts} ways")
+        total = t.max_steps if t.max_steps > 0 else t.epochs * steps_per_epoch
+        opt, sched = self._optimizer(acc, model, total)
+        configure_deepspeed(acc, t)  # no DataLoader is prepared: DeepSpeed's batch sizes come from train.*
+        pad_id = model.tokenizer.pad_token_id
+        model, opt = acc.prepare(model, opt)
+        # transformers loads models in eval mode: without this, dropout is off and gradient
+        # checkpointing (which only acts while training) silently keeps every activation
+        model.train()
+        acc.register_for_checkpointing(sched)
+        if t.report_to != "none":
+            acc.init_trackers("rmlib", config=json.loads(json.dumps(_flat(cfg), default=str)))
+        run = Run(acc, model, opt, sched, loss_fn, examples, train_f, eval_f, collate, pad_id, lengths, parts,
+                  total, self._resume(acc, resume))
+        if run.state.step == 0 and eval_f and t.eval_at_start:
+            run.eval_before = evaluate(model, loss_fn, eval_f, **self._eval_kwargs(run))
+            acc.print(f"eval before training: {_fmt(run.eval_before)}")
+        run.bar = _progress(total, run.state.step, acc.is_main_process and t.progress)
+        return run
+
+    def _build_model(self, attributes: list[str], device):
         from rmlib.models import RewardModel
-        from rmlib.models.reward_model import enable_checkpointing
 
         m = self.cfg.model
-        path = resolve_model_path(m.name_or_path)
+        path = resolve_model(m.name_or_path)
         common = dict(dtype=m.dtype, trust_remote_code=m.trust_remote_code,
                       attn_implementation=m.attn_implementation, max_length=self.cfg.data.max_length)
         if m.lora.enabled:  # PEFT LoRA/QLoRA with the head in modules_to_save (rmlib/models/lora.py)
             from rmlib.models.lora import build_lora_model
 
-            return build_lora_model(path, attributes, m, device=self.acc.device, **common)
+            return build_lora_model(path, attributes, m, device=device, **common)
         if m.init_from_regression_attribute:
             model = RewardModel.from_pretrained(path, **common)
             model.keep_attributes([m.init_from_regression_attribute], rename=attributes)
@@ -82,7 +174,20 @@ class Trainer:
             enable_checkpointing(model._hf)
         return model
 
-    def _optimizer(self, model, total_steps: int):
+    def _featurize(self, model, examples: Examples, loss_fn, acc) -> tuple[list, list]:
+        d = self.cfg.data
+        feat = model.featurizer(d.max_length, d.keep_system)
+        kw = dict(labels=loss_fn.labels, attributes=examples.attributes)
+        train_f = feat.features(examples.kind, examples.train, examples.report, **kw)
+        eval_f = feat.features(examples.kind, examples.eval, examples.report, **kw)
+        acc.print(examples.report.format())
+        acc.print(f"train {len(train_f)} | eval {len(eval_f)} ({examples.eval_source}) | "
+                  f"sequences with a left-truncated prompt: {feat.truncated_prompts}")
+        if not train_f:
+            raise ConfigError("no training examples survived tokenization (see the data report)")
+        return train_f, eval_f
+
+    def _optimizer(self, acc, model, total_steps: int):
         from transformers import get_scheduler
 
         t = self.cfg.train
@@ -95,10 +200,24 @@ class Trainer:
         # on a head without bias has no 1-d trainable parameter)
         groups = [g for g in ({"params": decay, "weight_decay": t.weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
-        opt = build_adamw(self.acc, groups, lr=t.lr, betas=tuple(t.adam_betas), eps=t.adam_eps)
+        opt = build_adamw(acc, groups, lr=t.lr, betas=tuple(t.adam_betas), eps=t.adam_eps)
         sched = get_scheduler(t.scheduler, opt, num_warmup_steps=math.ceil(t.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
         return opt, sched
+
+    def _resume(self, acc, resume: Path | None) -> ckpt.TrainerState:
+        if resume is None:
+            return ckpt.TrainerState()
+        acc.load_state(str(resume / "state"))
+        state = ckpt.TrainerState.load(resume / ckpt.STATE_FILE)
+        acc.print(f"resumed from {resume} at step {state.step}")
+        if acc.is_main_process:
+            for p in ckpt.set_aside_newer(self.root, state.step):
+                acc.print(f"  {p.name}: newer than the resume point, set aside (not resumed from, not pruned)")
+        acc.wait_for_everyone()
+        return state
+
+    # -- batches ---------------------------------------------------------------------------
 
     def _plan(self, lengths: list[int], epoch: int, parts: int) -> tuple[list[list[list[int]]], int]:
         """The epoch's global batches, each split into ``parts`` micro-batches, and how many items
@@ -114,69 +233,72 @@ class Trainer:
             plan.append(micro)
         return plan, dropped
 
+    def _epoch_plan(self, run: Run) -> list[list[list[int]]]:
+        """The current epoch's plan; its unsplittable tail is counted once per epoch."""
+        plan, dropped = self._plan(run.lengths, run.state.epoch, run.parts)
+        run.dropped_tail += dropped
+        return plan
+
     # -- one optimizer step ----------------------------------------------------------------
 
-    def _item_losses(self, rewards: torch.Tensor, batch) -> torch.Tensor:
-        if batch.num_pairs:
-            n = batch.num_pairs
-            kw = {}
-            if self.loss_fn.needs_margin:
-                kw["margin"] = batch.margin
-            if getattr(self.loss_fn, "needs_target_prob", False):
-                kw["target_prob"] = batch.target_prob
-            return self.loss_fn(rewards[:n, 0], rewards[n:, 0], **kw)
-        return self.loss_fn(rewards, batch.targets)
-
-    def _units(self, feats, idx: list[int]) -> int:
-        """What the step's loss is a mean over: pairs, or rated rows with a (weighted) target.
-
-        Every process knows the whole global batch, so each divides by the same count. For
-        regression this is the loss's own ``num_units`` (rows whose only targets carry weight 0 add
-        nothing to the sum and must not dilute it).
-        """
-        if self.examples.kind == "pairs":
-            return len(idx)
-        return self.loss_fn.num_units(torch.tensor([feats[k].targets for k in idx], dtype=torch.float32))
-
-    def _train_step(self, model, opt, sched, feats, micro: list[list[int]]) -> dict[str, float]:
-        acc, t = self.acc, self.cfg.train
+    def _train_step(self, run: Run, micro: list[list[int]]) -> dict[str, float]:
+        acc, t, feats = run.acc, self.cfg.train, run.train_f
         world, accum = acc.num_processes, t.gradient_accumulation_steps
         mine = [micro[a * world + acc.process_index] for a in range(accum)]
-        rows = sum(len(mb) for mb in micro)
-        global_n = max(self._units(feats, [k for mb in micro for k in mb]), 1)
+        every = [feats[k] for mb in micro for k in mb]  # every process knows the whole global batch
+        global_n = max(run.loss_fn.count(stack_labels(every), len(every)), 1)
         total_loss, correct, tokens = 0.0, 0, 0
         for idx in mine:
-            batch = self.collate([feats[k] for k in idx], self.pad_id, packing=self.cfg.data.packing)
-            batch = batch.to(acc.device)
-            with acc.accumulate(model):
-                rewards = model(batch)
-                per_item = self._item_losses(rewards, batch)
+            batch = run.collate([feats[k] for k in idx], run.pad_id).to(acc.device)
+            with acc.accumulate(run.model):
+                rewards = run.model(batch)
+                per_item = run.loss_fn.batch_values(rewards, batch.labels)
                 # accelerate (or DeepSpeed) divides by `accum`; DDP averages over `world`.
                 acc.backward(per_item.sum() * (world * accum / global_n))
                 if acc.sync_gradients and t.max_grad_norm > 0:
-                    acc.clip_grad_norm_(model.parameters(), t.max_grad_norm)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
+                    acc.clip_grad_norm_(run.model.parameters(), t.max_grad_norm)
+                run.opt.step()
+                run.opt.zero_grad(set_to_none=True)
             total_loss += per_item.detach().sum().item()
             tokens += batch.n_tokens
-            self.positions += batch.n_positions
+            run.positions += batch.n_positions
             if batch.num_pairs:
                 n = batch.num_pairs
                 correct += int((rewards[:n, 0] > rewards[n:, 0]).sum())
-        if not opt.step_was_skipped:  # an fp16 overflow skipped the update: the schedule waits too
-            sched.step()
+        if not run.opt.step_was_skipped:  # an fp16 overflow skipped the update: the schedule waits too
+            run.sched.step()
         stats = acc.reduce(torch.tensor([total_loss, correct, tokens], dtype=torch.float64, device=acc.device),
                            reduction="sum").tolist()
-        out = {"loss": stats[0] / global_n, "tokens": stats[2], "items": rows, "lr": sched.get_last_lr()[0]}
-        if self.examples.kind == "pairs":
+        out = {"loss": stats[0] / global_n, "tokens": stats[2], "items": len(every),
+               "lr": run.sched.get_last_lr()[0]}
+        if run.examples.kind == "pairs":
             out["accuracy"] = stats[1] / global_n
         return out
 
-    # -- checkpoints -----------------------------------------------------------------------
+    def _log(self, run: Run, stats: dict[str, float]) -> None:
+        run.tokens += stats["tokens"]
+        run.items += stats["items"]
+        run.bar.update(1)
+        run.bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items() if k in ("loss", "accuracy")})
+        if run.state.step % self.cfg.train.log_every == 0 or run.state.step == run.total:
+            run.acc.log({f"train/{k}": v for k, v in stats.items()}, step=run.state.step)
 
-    def _export(self, model, out_dir: Path, extra: dict | None = None) -> None:
+    def _eval_kwargs(self, run: Run) -> dict:
+        return dict(kind=run.examples.kind, attributes=run.examples.attributes, pad_id=run.pad_id,
+                    batch_size=self.cfg.train.eval_batch_size, accelerator=run.acc, packing=self.cfg.data.packing)
+
+    def _evaluate(self, run: Run) -> dict:
+        metrics = run.last_eval = evaluate(run.model, run.loss_fn, run.eval_f, **self._eval_kwargs(run))
+        run.acc.log({f"eval/{k}": v for k, v in metrics.items()}, step=run.state.step)
+        run.state.history.append({"step": run.state.step, **metrics})
+        run.acc.print(f"step {run.state.step}: eval {_fmt(metrics)}")
+        return metrics
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _export(self, run: Run, out_dir: Path, extra: dict | None = None) -> None:
         """A plain transformers directory; every rank takes part (ZeRO-3 gathers shards here)."""
-        acc = self.acc
+        acc, model = run.acc, run.model
         if self.cfg.model.lora.enabled:  # adapter + head + tokenizer, verified by reloading a probe batch
             from rmlib.models.lora import save_checked
 
@@ -188,152 +310,69 @@ class Trainer:
         acc.unwrap_model(model).save_pretrained(out_dir, state_dict=state_dict,
                                                 is_main_process=acc.is_main_process, extra=extra)
 
-    def _save_checkpoint(self, model, state: ckpt.TrainerState, metrics: dict | None) -> None:
-        acc = self.acc
+    def _write_dir(self, run: Run, final: Path, write: Callable[[Path], None],
+                   main_only: Callable[[Path], None] | None = None) -> None:
+        """Write ``final`` as ``<final>.tmp`` and publish it by renames (``rmlib.io.publish_dir``).
+
+        The one path for checkpoints and the final model: a kill at any moment leaves the previous
+        complete directory; every rank writes into the staging directory before rank 0 renames it.
+        """
+        acc = run.acc
+        tmp = final.with_name(final.name + ".tmp")
+        if acc.is_main_process:
+            staging_dir(final)  # a leftover from a crashed save must not mix with our files
+        acc.wait_for_everyone()
+        write(tmp)
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            if main_only is not None:
+                main_only(tmp)
+            publish_dir(tmp, final)
+        acc.wait_for_everyone()
+
+    def _save_checkpoint(self, run: Run, metrics: dict | None) -> None:
+        state, acc = run.state, run.acc
         name = f"step-{state.step:07d}"
         if metrics is not None:
             state.best.append((metrics["loss"], name))
-        tmp = ckpt.checkpoint_dir(self.root) / f"{name}.tmp"
-        if acc.is_main_process:
-            ckpt.begin(self.root, name)
-        acc.wait_for_everyone()
-        acc.save_state(str(tmp / "state"))
-        self._export(model, tmp / "model")
-        acc.wait_for_everyone()  # every rank has finished writing into tmp before rank 0 renames it
-        if acc.is_main_process:
+
+        def write(tmp: Path) -> None:
+            acc.save_state(str(tmp / "state"))
+            self._export(run, tmp / "model")
+
+        def bookkeeping(tmp: Path) -> None:
             (tmp / "config.yaml").write_text(to_yaml(self.cfg))
             state.save(tmp / ckpt.STATE_FILE)
-            ckpt.commit(tmp)
+
+        self._write_dir(run, ckpt.checkpoint_dir(self.root) / name, write, bookkeeping)
+        if acc.is_main_process:
             ckpt.prune(self.root, state, self.cfg.train.keep_best)
         acc.wait_for_everyone()
 
-    # -- the loop --------------------------------------------------------------------------
-
-    def fit(self) -> dict:
-        cfg, t = self.cfg, self.cfg.train
-        from rmlib.losses import get_loss
-
-        self.examples: Examples = load_examples(cfg)  # fails on bad data before any model is loaded
-        if self.examples.kind == "pairs" and len(self.examples.attributes) != 1:
-            raise ConfigError(f"pairwise losses train one output, got model.attributes={self.examples.attributes}")
-        self.loss_fn = get_loss(cfg.loss.name, reduction="none", **cfg.loss.options)
-        self.acc = acc = make_accelerator(
-            mixed_precision=t.mixed_precision, gradient_accumulation_steps=t.gradient_accumulation_steps,
-            log_with=None if t.report_to == "none" else t.report_to, project_dir=str(self.root))
-        from accelerate.utils import set_seed
-
-        set_seed(t.seed)
-        model = self._build_model(self.examples.attributes)
-        self.pad_id = model.tokenizer.pad_token_id
-        report = self.examples.report
-        feat = model.featurizer(cfg.data.max_length, cfg.data.keep_system)
-        if self.examples.kind == "pairs":
-            train_f, eval_f = feat.pairs(self.examples.train, report), feat.pairs(self.examples.eval, report)
-            self.collate = collate_pairs_shared if cfg.data.shared_prompt else collate_pairs
-        else:
-            attrs = self.examples.attributes
-            train_f, eval_f = feat.rated(self.examples.train, attrs, report), feat.rated(self.examples.eval, attrs, report)
-            if cfg.data.shared_prompt:
-                raise ConfigError("data.shared_prompt=true needs preference pairs (a prompt with two responses)")
-            self.collate = collate_rated
-        acc.print(report.format())
-        acc.print(f"train {len(train_f)} | eval {len(eval_f)} ({self.examples.eval_source}) | "
-                  f"sequences with a left-truncated prompt: {feat.truncated_prompts}")
-        if not train_f:
-            raise ConfigError("no training examples survived tokenization (see the data report)")
-
-        parts = acc.num_processes * t.gradient_accumulation_steps
-        lengths = [f.n_tokens for f in train_f]
-        steps_per_epoch = len(self._plan(lengths, 0, parts)[0])
-        if steps_per_epoch == 0:
-            raise ConfigError(f"{len(train_f)} training items cannot fill one global batch split {parts} ways")
-        total = t.max_steps if t.max_steps > 0 else t.epochs * steps_per_epoch
-        opt, sched = self._optimizer(model, total)
-        configure_deepspeed(acc, t)  # no DataLoader is prepared: DeepSpeed's batch sizes come from train.*
-        model, opt = acc.prepare(model, opt)
-        # transformers loads models in eval mode: without this, dropout is off and gradient
-        # checkpointing (which only acts while training) silently keeps every activation
-        model.train()
-        acc.register_for_checkpointing(sched)
-        if t.report_to != "none":
-            acc.init_trackers("rmlib", config=json.loads(json.dumps(_flat(cfg), default=str)))
-
-        state = ckpt.TrainerState()
-        resume = ckpt.resolve_resume(t.resume_from, self.root)
-        if resume is not None:
-            acc.load_state(str(resume / "state"))
-            state = ckpt.TrainerState.load(resume / ckpt.STATE_FILE)
-            acc.print(f"resumed from {resume} at step {state.step}")
-            if acc.is_main_process:
-                for p in ckpt.set_aside_newer(self.root, state.step):
-                    acc.print(f"  {p.name}: newer than the resume point, set aside (not resumed from, not pruned)")
-            acc.wait_for_everyone()
-
-        eval_kw = dict(kind=self.examples.kind, attributes=self.examples.attributes, pad_id=self.pad_id,
-                       batch_size=t.eval_batch_size, accelerator=acc, packing=cfg.data.packing)
-        initial = None
-        if state.step == 0 and eval_f and t.eval_at_start:
-            initial = evaluate(model, self.loss_fn, eval_f, **eval_kw)
-            acc.print(f"eval before training: {_fmt(initial)}")
-        self.positions, tokens, items, dropped_tail, t0 = 0, 0, 0, 0, time.perf_counter()
-        bar = _progress(total, state.step, acc.is_main_process and t.progress)
-        last_eval = None
-        while state.step < total:
-            plan, dropped = self._plan(lengths, state.epoch, parts)
-            dropped_tail += dropped
-            for micro in plan[state.batch_in_epoch:]:
-                stats = self._train_step(model, opt, sched, train_f, micro)
-                state.step += 1
-                state.batch_in_epoch += 1
-                tokens += stats["tokens"]
-                items += stats["items"]
-                bar.update(1)
-                bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items() if k in ("loss", "accuracy")})
-                if state.step % t.log_every == 0 or state.step == total:
-                    acc.log({f"train/{k}": v for k, v in stats.items()}, step=state.step)
-                end_of_epoch = state.batch_in_epoch == len(plan)
-                due_save = t.save_every and (state.step % t.save_every == 0 or state.step == total)
-                # keep-best ranks checkpoints by eval loss, so every checkpoint gets one
-                due_eval = (t.eval_every and state.step % t.eval_every == 0) or (
-                    not t.eval_every and end_of_epoch) or state.step == total or (due_save and t.keep_best > 0)
-                metrics = None
-                if due_eval and eval_f:
-                    metrics = last_eval = evaluate(model, self.loss_fn, eval_f, **eval_kw)
-                    acc.log({f"eval/{k}": v for k, v in metrics.items()}, step=state.step)
-                    state.history.append({"step": state.step, **metrics})
-                    acc.print(f"step {state.step}: eval {_fmt(metrics)}")
-                if end_of_epoch:
-                    state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-                if due_save:
-                    self._save_checkpoint(model, state, metrics)
-                if state.step >= total:
-                    break
-        bar.close()
-        elapsed = time.perf_counter() - t0
+    def _finish(self, run: Run) -> dict:
+        acc = run.acc
+        run.bar.close()
+        elapsed = time.perf_counter() - run.started
+        positions = acc.reduce(torch.tensor(float(run.positions), device=acc.device), reduction="sum").item()
         summary = {
-            "steps": state.step, "train_seconds": round(elapsed, 2),
-            "tokens_per_s": tokens / elapsed if elapsed else 0.0, "items_per_s": items / elapsed if elapsed else 0.0,
-            "padding_fraction": 1 - tokens / acc.reduce(torch.tensor(float(self.positions), device=acc.device),
-                                                        reduction="sum").item() if self.positions else 0.0,
-            "dropped_incomplete_batch_items": dropped_tail, "eval_before": initial, "eval": last_eval,
-            "data_report": report.to_dict(), "eval_source": self.examples.eval_source,
-            "num_processes": acc.num_processes, "distributed_type": str(acc.distributed_type),
+            "steps": run.state.step, "train_seconds": round(elapsed, 2),
+            "tokens_per_s": run.tokens / elapsed if elapsed else 0.0,
+            "items_per_s": run.items / elapsed if elapsed else 0.0,
+            "padding_fraction": 1 - run.tokens / positions if positions else 0.0,
+            "dropped_incomplete_batch_items": run.dropped_tail, "eval_before": run.eval_before,
+            "eval": run.last_eval, "data_report": run.examples.report.to_dict(),
+            "eval_source": run.examples.eval_source, "num_processes": acc.num_processes,
+            "distributed_type": str(acc.distributed_type),
         }
         final = self.root / "model"
-        staging = self.root / "model.tmp"  # a crash mid-save leaves the previous final model intact
-        if acc.is_main_process and staging.exists():
-            shutil.rmtree(staging)  # left by a crashed save: its stale files must not mix with ours
-        acc.wait_for_everyone()
-        self._export(model, staging, extra={"summary": summary})
-        acc.wait_for_everyone()
+        self._write_dir(run, final, lambda tmp: self._export(run, tmp, extra={"summary": summary}))
         if acc.is_main_process:
-            ckpt.publish(staging, final)
-            (self.root / "config.yaml").write_text(to_yaml(cfg))
-            (self.root / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+            write_text(to_yaml(self.cfg), self.root / "config.yaml")
+            write_text(json.dumps(summary, indent=2, default=str), self.root / "summary.json")
         summary["model_dir"] = str(final)
-        acc.print(f"done: {state.step} steps in {elapsed:.1f}s, {summary['items_per_s']:.1f} "
-                  f"{'pairs' if self.examples.kind == 'pairs' else 'rows'}/s, {summary['tokens_per_s']:.0f} tokens/s; "
-                  f"model saved to {final}")
+        unit = "pairs" if run.examples.kind == "pairs" else "rows"
+        acc.print(f"done: {run.state.step} steps in {elapsed:.1f}s, {summary['items_per_s']:.1f} {unit}/s, "
+                  f"{summary['tokens_per_s']:.0f} tokens/s; model saved to {final}")
         acc.end_training()
         return summary
 

@@ -1,16 +1,24 @@
-"""Accelerator construction, with the launch mistakes other tools let pass caught at start-up.
+"""The runtime layer: building the Accelerator, refusing launch lines that silently misbehave, and
+every workaround for a private Accelerate / transformers / DeepSpeed API, one function each.
 
-Two CPU launch commands look right and silently do the wrong thing (measured in
-``shared/notes/cpu-stack.md``): ``accelerate launch --cpu --num_processes 2`` starts ONE process,
-and ``--multi_gpu`` on a machine without CUDA (and without ``ACCELERATE_USE_CPU=true``) starts
+Each workaround names the upstream behaviour it works around, and ``tests/test_runtime.py`` has a
+test that fails if that behaviour (or the private name it relies on) changes upstream, so an
+upgrade that breaks one is caught by the suite, not by a hung multi-GPU job.
+
+Two CPU launch commands look right and silently do the wrong thing (measured on accelerate 1.x,
+see docs/distributed.md): ``accelerate launch --cpu --num_processes 2`` starts ONE process, and
+``--multi_gpu`` on a machine without CUDA (and without ``ACCELERATE_USE_CPU=true``) starts
 independent processes that never communicate. Both are refused here with the working command.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
+from torch import nn
 
 FIX = ("on a machine without CUDA launch with: ACCELERATE_USE_CPU=true accelerate launch --multi_gpu "
        "--num_processes N --num_machines 1 -m rmlib train ...")
@@ -38,7 +46,7 @@ FSDP_NEEDS_CUDA = ("FSDP was requested (ACCELERATE_USE_FSDP / distributed_type F
 
 def check_fsdp(env: dict[str, str] | None = None, distributed_type: str = "",
                cuda_available: bool | None = None) -> None:
-    """Refuse FSDP without CUDA rather than let it run unsharded (see ``shared/notes/cpu-stack.md`` §5)."""
+    """Refuse FSDP without CUDA rather than let it run unsharded (docs/distributed.md, "FSDP on CPU")."""
     env = dict(os.environ if env is None else env)
     cuda = torch.cuda.is_available() if cuda_available is None else cuda_available
     if not cuda and (_truthy(env.get("ACCELERATE_USE_FSDP")) or str(distributed_type).endswith("FSDP")):
@@ -72,14 +80,7 @@ def make_accelerator(*, mixed_precision: str = "no", gradient_accumulation_steps
 
     check_launch_environment()
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        # Accelerate keeps its state in process-wide singletons, so a second run in the same Python
-        # process (a notebook, a test) could not change mixed precision or accumulation. A single
-        # process has no process group to lose, so start from a clean state (accelerate's own tests
-        # do the same).
-        from accelerate.state import AcceleratorState, GradientState
-
-        AcceleratorState._reset_state(reset_partial_state=True)
-        GradientState._reset_state()
+        reset_accelerate_state()
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     handlers = [InitProcessGroupKwargs(backend="gloo")] if distributed and not torch.cuda.is_available() else []
     acc = Accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=gradient_accumulation_steps,
@@ -92,3 +93,61 @@ def make_accelerator(*, mixed_precision: str = "no", gradient_accumulation_steps
         raise RuntimeError("train.mixed_precision=fp16 has no effect on CPU (accelerate neither autocasts nor "
                            "scales there); use bf16, or no")
     return acc
+
+
+# -- workarounds of private upstream APIs ---------------------------------------------------------
+
+
+def reset_accelerate_state() -> None:
+    """Forget accelerate's process-wide singletons so a second run in one process can configure anew.
+
+    Upstream: ``AcceleratorState`` and ``GradientState`` are singletons; a second ``Accelerator``
+    in the same Python process (a notebook, a test) silently keeps the first one's mixed precision
+    and accumulation. Only safe with a single process (there is no process group to lose);
+    accelerate's own tests call the same private ``_reset_state``.
+    """
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+def enable_checkpointing(hf: nn.Module) -> None:
+    """Activation (gradient) checkpointing, non-reentrant, through whichever name this transformers has.
+
+    Upstream: transformers 5 renamed ``gradient_checkpointing_enable`` to
+    ``activation_checkpointing_enable`` (the old name warns and goes in v6); rmlib supports both
+    majors. Checkpointing only acts on a module in train mode, which the trainer sets.
+    """
+    kwargs = {"use_reentrant": False}
+    if hasattr(hf, "activation_checkpointing_enable"):
+        hf.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+def zero3_enabled() -> bool:
+    """True inside a DeepSpeed ZeRO-3 run (accelerate registered its config with transformers)."""
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+    return is_deepspeed_zero3_enabled()
+
+
+@contextmanager
+def without_zero3_init() -> Iterator[None]:
+    """Load a model on this process alone while a ZeRO-3 run is live.
+
+    Upstream: transformers partitions every ``from_pretrained`` at load (a collective) while
+    accelerate's DeepSpeed config is registered in the private module global
+    ``transformers.integrations.deepspeed._hf_deepspeed_config_weak_ref``, whatever accelerate's
+    ``zero3_init_flag`` says; a reload on the main process only would then wait forever for the
+    other ranks. Clearing that reference for the duration of the load turns it into a plain load.
+    """
+    import transformers.integrations.deepspeed as hf_ds
+
+    saved = hf_ds._hf_deepspeed_config_weak_ref
+    hf_ds._hf_deepspeed_config_weak_ref = None
+    try:
+        yield
+    finally:
+        hf_ds._hf_deepspeed_config_weak_ref = saved
