@@ -1,8 +1,8 @@
 """Score a preference file with a reward model and compute metrics with ``rmlib.eval``.
 
 Scoring (the only step that touches a model) and metrics (pure functions of the scores) are two
-steps: first by hand with ``RewardModel.score`` + ``pairwise_accuracy`` + ``wilson_interval``, then
-in one call with ``rmlib.eval.evaluate(model, "pairs", ...)``, which writes a report directory.
+steps: first by hand with ``RewardModel.score_pairs`` + ``pairwise_accuracy`` + ``wilson_interval``,
+then in one call with ``rmlib.eval.evaluate(model, "pairs", ...)``, whose report is written to a directory.
 The model is a tiny Llama trained for 25 steps so that the numbers are above chance.
 
     python examples/evaluate_pairs.py
@@ -35,8 +35,8 @@ def main() -> None:
         # 1. By hand: scores, then pure metric functions of them.
         pairs = load(test_file).examples
         prompts = [p.prompt for p in pairs]
-        chosen = model.score(prompts, [p.chosen for p in pairs], batch_size=64).numpy()
-        rejected = model.score(prompts, [p.rejected for p in pairs], batch_size=64).numpy()
+        chosen, rejected = (r.numpy() for r in model.score_pairs(prompts, [p.chosen for p in pairs],
+                                                                  [p.rejected for p in pairs], batch_size=64))
         acc = pairwise_accuracy(chosen, rejected, groups=[p.meta["task"] for p in pairs])
         low, high = wilson_interval(acc["correct"], acc["n"])
         print(f"pairwise accuracy: {acc['accuracy']:.3f} ({acc['correct']}/{acc['n']}), "

@@ -100,11 +100,11 @@ def _same_numbers(a: dict, b: dict) -> None:
 def model_runs(tiny_llama, tiny_llama_5, tmp_path_factory):
     """Every `rmlib eval MODEL` subprocess of this module: suite name → (process, out dir, cache file)."""
     root = tmp_path_factory.mktemp("eval-cli")
-    jobs = {suite: (str(tiny_llama), FIX / name, root / suite, root / f"{suite}.jsonl", ["--batch-size", "4"])
+    jobs = {suite: (str(tiny_llama), FIX / name, root / suite, root / f"{suite}.jsonl", ["batch_size=4"])
             for suite, name in FILES.items()}
     jobs["multi-head"] = (str(tiny_llama_5), FIX / "audit_pairs.jsonl", root / "multi-head", root / "multi.npy",
-                          ["--suite", "agreement", "--head-weights", "helpfulness=1,verbosity=-0.5",
-                           "--option", "length_k=3"])
+                          ["--suite", "agreement", "heads.weights.helpfulness=1", "heads.weights.verbosity=-0.5",
+                           "options.length_k=3"])
 
     def run(key):
         model, data, out, cache, extra = jobs[key]
@@ -175,14 +175,14 @@ def test_multi_head_weights_and_per_head_audit(model_runs, tmp_path, capsys):
     # from the cache: head names travel with it, so weights by name work without the model
     out = tmp_path / "again"
     main(["eval", "--suite", "agreement", "--data", str(data), "--scores", str(cache), "--out", str(out),
-          "--head-weights", "helpfulness=1,verbosity=-0.5", "--option", "length_k=3"])
+          "heads.weights={helpfulness: 1, verbosity: -0.5}", "options.length_k=3"])
     _same_numbers(_report(out), report)
     # per-head audit only (no weights): five rows
     main(["eval", "--suite", "agreement", "--data", str(data), "--scores", str(cache), "--out", str(out)])
     assert sorted(r["scorer"] for r in _report(out)["tables"]["agreement"]) == sorted(ATTRS)
     # other suites score with the weighted combination (the audit file is a plain pairs file too)
     main(["eval", "--suite", "pairs", "--data", str(data), "--scores", str(cache), "--out", str(out),
-          "--head-weights", "1,0,0,0,-0.5"])
+          "heads.weights=[1,0,0,0,-0.5]"])
     acc = pairwise_accuracy(scores[c_idx] @ w, scores[r_idx] @ w)["accuracy"]
     assert _report(out)["metrics"]["accuracy"] == pytest.approx(acc, **EXACT)
     capsys.readouterr()
@@ -190,61 +190,98 @@ def test_multi_head_weights_and_per_head_audit(model_runs, tmp_path, capsys):
         main(["eval", "--suite", "pairs", "--data", str(data), "--scores", str(cache), "--out", str(out)])
     with pytest.raises(ValueError, match="unknown heads"):
         main(["eval", "--suite", "pairs", "--data", str(data), "--scores", str(cache), "--out", str(out),
-              "--head-weights", "helpfulness=1,verbsity=-0.5"])
+              "heads.weights.helpfulness=1", "heads.weights.verbsity=-0.5"])
 
 
-def test_options_are_parsed_and_checked_before_any_model_is_loaded(tmp_path, capsys):
-    def words(prompts, responses):
-        return np.array([len(r.split()) for r in responses], dtype=float)
+def _words(prompts, responses):
+    return np.array([len(r.split()) for r in responses], dtype=float)
 
+
+def test_overrides_and_config_are_typed_and_checked_before_any_model_is_loaded(tmp_path, capsys):
     cache = tmp_path / "bon.jsonl"
-    run_suite("bon", FIX / "bon.jsonl", words, cache=cache)
+    run_suite("bon", FIX / "bon.jsonl", _words, cache=cache)
     out = tmp_path / "out"
-    main(["eval", "--suite", "bon", "--data", str(FIX / "bon.jsonl"), "--scores", str(cache), "--out", str(out),
-          "--option", "ns=[1, 3]"])                       # JSON list
+    # overrides before or after the flags; a list value
+    main(["eval", "options.ns=[1,3]", "--suite", "bon", "--data", str(FIX / "bon.jsonl"), "--scores", str(cache),
+          "--out", str(out)])
     assert [p["n"] for p in _report(out)["tables"]["curve"]] == [1, 3]
     audit = tmp_path / "audit.jsonl"
-    run_suite("agreement", FIX / "audit_pairs.jsonl", words, cache=audit)
+    run_suite("agreement", FIX / "audit_pairs.jsonl", _words, cache=audit)
     main(["eval", "--suite", "agreement", "--data", str(FIX / "audit_pairs.jsonl"), "--scores", str(audit),
-          "--out", str(out), "--option", "scorer_name=my rm", "--option", "confidence=0.9",
-          "--option", 'group_keywords=["capital"]'])      # plain string, number, JSON list
+          "--out", str(out), "options.scorer_name=my rm", "options.confidence=0.9",
+          "options.group_keywords=[capital]"])      # string with a space, number, list
     rep = _report(out)
     assert rep["tables"]["agreement"][0]["scorer"] == "my rm"
     assert [r["n"] for r in rep["tables"]["group safety"]] == [1]   # only the "capital" prompt matches
     rb = tmp_path / "rb.jsonl"
-    run_suite("rewardbench", FIX / "rewardbench_v1.jsonl", words, cache=rb)
+    run_suite("rewardbench", FIX / "rewardbench_v1.jsonl", _words, cache=rb)
     main(["eval", "--suite", "rewardbench", "--data", str(FIX / "rewardbench_v1.jsonl"), "--scores", str(rb),
-          "--out", str(out), "--option", 'prior_sets={"shp": 0.8}'])  # JSON object
+          "--out", str(out), "options.prior_sets.shp=0.8"])  # a mapping, key by key
     m = _report(out)["metrics"]
     assert m["overall_legacy"] == pytest.approx((8 * m["overall"] + 0.8) / 9)
+    # a YAML config holds the same keys (data included); an override on the command line wins over it
+    cfg = tmp_path / "eval.yaml"
+    cfg.write_text(f"data: {FIX / 'bon.jsonl'}\nbatch_size: 8\noptions:\n  ns: [1, 2]\n")
+    main(["eval", "--suite", "bon", "--config", str(cfg), "--scores", str(cache), "--out", str(out)])
+    assert [p["n"] for p in _report(out)["tables"]["curve"]] == [1, 2]
+    main(["eval", "--suite", "bon", "--config", str(cfg), "--scores", str(cache), "--out", str(out), "options.ns=[4]"])
+    assert [p["n"] for p in _report(out)["tables"]["curve"]] == [4]
     capsys.readouterr()
 
     missing = str(tmp_path / "no-such-model")               # never reached: the checks come first
     for argv, msg in [
-        (["--option", "lenght_k=3"], "does not take options"),
-        (["--option", "length_k"], "KEY=VALUE"),
-        (["--option", "length_k=3", "--option", "length_k=4"], "twice"),
-        (["--head-weights", "helpfulness=1,0.5"], "by name or all by position"),
-        (["--head-weights", "helpfulness=x"], "head-weights"),
+        (["options.lenght_k=3"], "options.lenght_k"),                 # a typo names the key
+        (["options.prior_sets.shp=0.8"], "options.prior_sets"),       # another suite's option
+        (["options.length_k=three"], "options.length_k"),             # wrong type
+        (["options.confidence=1.5"], "confidence must be in"),        # the options' own check
+        (["batch_sise=4"], "batch_sise"),
+        (["batch_size=0"], "batch_size"),
+        (["options.length_k"], "key=value"),
+        (["heads.weights=helpfulness"], "heads.weights"),
+        (["heads.weights.helpfulness=x"], "heads.weights"),
     ]:
         with pytest.raises(SystemExit, match=msg):
             main(["eval", missing, "--suite", "agreement", "--data", str(FIX / "audit_pairs.jsonl"), *argv])
+    with pytest.raises(SystemExit, match="config file not found"):
+        main(["eval", missing, "--suite", "pairs", "--data", str(FIX / "pairs.jsonl"), "--config", "nope.yaml"])
     with pytest.raises(FileNotFoundError):
         main(["eval", missing, "--suite", "pairs", "--data", str(tmp_path / "missing.jsonl")])
     with pytest.raises(SystemExit, match="not both"):
         main(["eval", missing, "--suite", "bon", "--data", str(FIX / "bon.jsonl"), "--scores", str(cache)])
+    with pytest.raises(SystemExit, match="--data"):
+        main(["eval", missing, "--suite", "bon"])
+    with pytest.raises(SystemExit):                         # --option is gone: argparse rejects it
+        main(["eval", missing, "--suite", "pairs", "--data", str(FIX / "pairs.jsonl"), "--option", "format=auto"])
+    capsys.readouterr()
+
+
+def test_suite_choices_options_and_help_come_from_the_registry(capsys):
+    from rmlib.eval import list_suites
+
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    text = capsys.readouterr().out
+    for suite in list_suites():
+        assert f"  {suite}: " in text, suite
+    assert "options.group_column" in text and "options.ns" in text and "heads.weights" in text
+    with pytest.raises(SystemExit):
+        main(["eval", "--suite", "no-such-suite", "--data", str(FIX / "pairs.jsonl")])
+    assert "invalid choice" in capsys.readouterr().err
 
 
 def test_docs_list_every_suite_and_its_options():
     """docs/evaluation.md stays true to the code: a section per suite and the exact option table."""
-    from rmlib.eval.suites import SUITE_OPTIONS, SUITES
+    from rmlib.eval import get_suite, list_suites
+    from rmlib.eval.registry import option_help
 
     text = (Path(__file__).parents[1] / "docs" / "evaluation.md").read_text()
-    for suite in SUITES:
+    builtin = ["rewardbench", "rewardbench2", "rmbench", "bon", "pairs", "agreement", "divergence"]
+    assert [s for s in list_suites() if s in builtin] == builtin
+    for suite in builtin:
         assert f"### `{suite}`" in text, suite
     table = {}
     for line in text.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 2 and cells[0] in SUITES:
+        if len(cells) == 2 and cells[0] in builtin:
             table[cells[0]] = {c.strip(" `") for c in cells[1].split(",") if c.strip(" `–")}
-    assert table == {k: set(v) for k, v in SUITE_OPTIONS.items()}
+    assert table == {s: {name for name, _, _ in option_help(get_suite(s))} for s in builtin}

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rmlib.data.schema import DataError
 from rmlib.eval import load_scores, load_suite, run_suite, save_scores
 
 FIX = Path(__file__).parent / "fixtures" / "eval"
@@ -176,3 +177,86 @@ def test_report_save_writes_json_markdown_and_plots(tmp_path):
         assert png.stat().st_size > 1000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bon = run_suite("bon", FIX / "bon.jsonl", word_scorer).save(tmp_path / "bon")
     assert bon["bon_curve"].stat().st_size > 1000
+
+
+def test_suites_read_files_through_the_data_reader(tmp_path):
+    """A CSV copy of a fixture reads like the JSONL (the data layer's reader handles both)."""
+    import csv
+
+    rows = [json.loads(line) for line in (FIX / "rewardbench_v1.jsonl").read_text().splitlines() if line.strip()]
+    path = tmp_path / "rb.csv"
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["id", "prompt", "chosen", "rejected", "subset"], extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    a = run_suite("rewardbench", path, word_scorer).metrics
+    b = run_suite("rewardbench", FIX / "rewardbench_v1.jsonl", word_scorer).metrics
+    assert a == b
+
+
+@pytest.mark.parametrize("suite, fixture, field, line", [
+    ("pairs", "pairs.jsonl", "rejected", lambda r: {k: v for k, v in r.items() if k != "rejected"}),
+    ("rmbench", "rmbench.json", "chosen", lambda r: {**r, "chosen": r["chosen"][:2]}),
+    ("bon", "bon.jsonl", "gold_scores", lambda r: {**r, "gold_scores": r["gold_scores"][:1]}),
+    ("rewardbench2", "rewardbench2.jsonl", "prompt", lambda r: {**r, "prompt": 3}),
+])
+def test_a_malformed_record_names_file_record_and_field(tmp_path, suite, fixture, field, line):
+    from rmlib.data.formats import read_records
+
+    records = [r for _, r in read_records(FIX / fixture)]
+    records[1] = line(records[1])
+    path = tmp_path / "bad.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(DataError, match=rf"bad\.jsonl: record 1: field '{field}'") as e:
+        load_suite(suite, path)
+    assert (e.value.source, e.value.index, e.value.field) == (str(path), 1, field)
+    path.write_text(json.dumps(records[0]) + "\n{not json\n")
+    with pytest.raises(DataError, match=r"bad\.jsonl: record 1: line 2 is not valid") as e:
+        load_suite(suite, path)
+    assert e.value.reason == "undecodable_line"
+
+
+def _doc_block(title: str) -> str:
+    text = (Path(__file__).parents[1] / "docs" / "evaluation.md").read_text()
+    section = text.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+    return section.split("```python\n", 1)[1].split("\n```", 1)[0]
+
+
+@pytest.fixture
+def margin_suite():
+    """The worked example of docs/evaluation.md ("Adding a suite"), executed as written."""
+    from rmlib.eval import unregister_suite
+
+    namespace: dict = {}
+    exec(compile(_doc_block("Adding a suite"), "docs/evaluation.md", "exec"), namespace)
+    yield namespace
+    unregister_suite("margin")
+
+
+def test_a_suite_registered_outside_the_library_plugs_into_the_registry_and_the_cli(margin_suite, tmp_path, capsys):
+    from rmlib.cli import main
+    from rmlib.config import ConfigError
+    from rmlib.eval import get_suite, list_suites
+    from rmlib.eval.config import load_eval_config
+
+    assert "margin" in list_suites() and get_suite("margin").options is margin_suite["MarginOptions"]
+    data = tmp_path / "pairs.jsonl"  # the plain-text pairs of the fixture (the example reads no conversations)
+    data.write_text("".join((FIX / "pairs.jsonl").read_text().splitlines(keepends=True)[:4]))
+    rep = run_suite("margin", data, word_scorer, threshold=1.5)
+    # word counts chosen vs rejected: 5 vs 1, 5 vs 3, 1 vs 1, 1 vs 6 → margins 4, 2, 0, −5
+    assert rep.metrics["mean_margin"] == pytest.approx(0.25) and rep.metrics["above_threshold"] == pytest.approx(0.5)
+    with pytest.raises(ConfigError, match="options.treshold"):
+        load_eval_config("margin", overrides=["options.treshold=1"])
+
+    cache = tmp_path / "scores.jsonl"
+    run_suite("margin", data, word_scorer, cache=cache)
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    text = capsys.readouterr().out
+    assert "margin: mean reward margin" in text and "options.threshold" in text
+    out = tmp_path / "report"
+    assert main(["eval", "--suite", "margin", "--data", str(data), "--scores", str(cache),
+                 "--out", str(out), "options.threshold=3"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["suite"] == "margin" and report["metrics"]["above_threshold"] == pytest.approx(0.25)
+    capsys.readouterr()

@@ -1,8 +1,10 @@
 """Evaluation: pure metric functions of scores, benchmark suites, reports and plots.
 
-Scoring a dataset with a model is one step (a ``score_fn`` callable, supplied by the caller); everything
-here turns score arrays into tables, confidence intervals and plots without touching a model. Importing
-this package loads only numpy and the standard library (no torch, transformers, datasets or matplotlib).
+Scoring a dataset with a model is one step (:func:`score_items`: ``model.score`` or a ``score_fn``
+callable); everything else turns score arrays into tables, confidence intervals and plots without touching
+a model. Each benchmark suite is one :class:`Suite` object in a registry (:func:`register_suite`,
+:func:`get_suite`, :func:`list_suites`). Importing this package loads only numpy and the standard library
+(no torch, transformers, datasets or matplotlib).
 """
 
 from rmlib.eval.agreement import (
@@ -21,6 +23,17 @@ from rmlib.eval.agreement import (
 from rmlib.eval.bon import bon_accuracy_at, bon_curve, bon_prompt_credit
 from rmlib.eval.divergence import classify_votes, divergence_table, is_substantial, multipref_vote
 from rmlib.eval.pairwise import pair_results, pairwise_accuracy
+from rmlib.eval.registry import (
+    Record,
+    Scores,
+    Suite,
+    SuiteData,
+    get_suite,
+    list_suites,
+    make_options,
+    register_suite,
+    unregister_suite,
+)
 from rmlib.eval.report import Report
 from rmlib.eval.rewardbench import (
     EXAMPLE_COUNTS,
@@ -34,26 +47,35 @@ from rmlib.eval.rewardbench import (
     ties_score,
 )
 from rmlib.eval.rmbench import rmbench_difficulty, rmbench_matrix, rmbench_scores
-from rmlib.eval.stats import agreement_test, bonferroni, logistic_regression, wilson_interval
-from rmlib.eval.suites import (
-    SUITES,
+from rmlib.eval.runner import (
     combine_heads,
     evaluate,
     load_scores,
     load_suite,
+    model_scores,
     run_suite,
     save_scores,
     score_items,
 )
+from rmlib.eval.stats import agreement_test, bonferroni, logistic_regression, wilson_interval
+from rmlib.eval.suites import (
+    AgreementOptions,
+    BonOptions,
+    DivergenceOptions,
+    NoOptions,
+    PairsOptions,
+    RewardBenchOptions,
+)
 
 __all__ = [
     "DEFAULT_REFUSAL_LEXICON", "DEFAULT_SAFETY_KEYWORDS", "EXAMPLE_COUNTS", "PRIOR_SETS", "REWARDBENCH2_SUBSETS",
-    "SUBSET_MAPPING", "SUITES", "Report",
+    "SUBSET_MAPPING", "AgreementOptions", "BonOptions", "DivergenceOptions", "NoOptions", "PairsOptions",
+    "Record", "Report", "RewardBenchOptions", "Scores", "Suite", "SuiteData",
     "agreement_audit", "agreement_stats", "agreement_table", "agreement_test", "bon_accuracy_at", "bon_curve",
     "bon_prompt_credit", "bon_row_score", "bonferroni", "classify_votes", "combine_heads", "divergence_table",
-    "evaluate", "is_refusal", "is_substantial", "keyword_groups", "length_matched_mask", "length_regression",
-    "load_scores", "load_suite", "logistic_regression", "multipref_vote", "one_sided_refusal_mask",
-    "pair_results", "pairwise_accuracy", "rewardbench2_scores", "rewardbench_v1_scores",
+    "evaluate", "get_suite", "is_refusal", "is_substantial", "keyword_groups", "length_matched_mask", "length_regression",
+    "list_suites", "load_scores", "load_suite", "logistic_regression", "make_options", "model_scores", "multipref_vote", "one_sided_refusal_mask",
+    "pair_results", "pairwise_accuracy", "register_suite", "rewardbench2_scores", "rewardbench_v1_scores",
     "rewardbench_v1_subset_accuracy", "rmbench_difficulty", "rmbench_matrix", "rmbench_scores", "run_suite",
-    "save_scores", "score_items", "ties_score", "wilson_interval", "word_count",
+    "save_scores", "score_items", "ties_score", "unregister_suite", "wilson_interval", "word_count",
 ]

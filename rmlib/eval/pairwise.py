@@ -26,7 +26,7 @@ def pair_results(chosen_scores: Sequence[float] | np.ndarray,
     """Per-pair correctness: ``chosen > rejected``, strictly.
 
     Tie rule: equal scores count as **wrong** (0), as in RewardBench's ``run_rm.py`` and TRL's logged
-    accuracy (specs §1.3). A constant scorer therefore gets 0%, not 50%, which is what we want: it
+    accuracy (docs/evaluation.md). A constant scorer therefore gets 0%, not 50%, which is what we want: it
     cannot tell the responses apart. NaN scores also compare False and so count as wrong.
     """
     c = _as_1d(chosen_scores, "chosen_scores")

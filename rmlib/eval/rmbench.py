@@ -1,4 +1,4 @@
-"""RM-Bench scoring (specs §3.2): a 3×3 style matrix per domain, easy / normal / hard, overall.
+"""RM-Bench scoring (Liu et al., arXiv 2410.16184; github.com/THU-KEG/RM-Bench): a 3×3 style matrix per domain, easy / normal / hard, overall.
 
 Style index 0 = concise, 1 = detailed plain text, 2 = detailed markdown. Rows index the chosen style,
 columns the rejected style, so the upper triangle (i < j) pits a plainer correct answer against a fancier

@@ -22,7 +22,7 @@ def normal_two_sided_p(z: float) -> float:
 
 
 def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion k/n (specs §8.2, same as statsmodels ``method="wilson"``).
+    """Wilson score interval for a binomial proportion k/n (Wilson 1927; the same as statsmodels ``method="wilson"``).
 
     Why Wilson: agreement rates near 0 or 1 on a few hundred pairs are common in audits, and the
     normal (Wald) interval collapses to zero width there; Wilson keeps a sensible width and coverage.
