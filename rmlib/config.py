@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from rmlib.io import looks_local
+from rmlib.io import MODEL_ALIASES, is_hub_id, looks_local
 
 T = TypeVar("T")
 
@@ -84,8 +84,9 @@ class DataConfig:
     eval_split: str | None = opt(None, "meta[\"split\"] value used for evaluation, from `data.eval` or `data.train`.")
     eval_fraction: float = opt(0.05, "Share of `data.train` prompts held out for evaluation when neither "
                                      "`data.eval` nor `data.eval_split` is set.")
-    max_length: int = opt(1024, "Token budget per sequence (prompt + response); the prompt is cut from the left, "
-                                "a response never.")
+    max_length: int | None = opt(None, "Token budget per sequence (prompt + response); the prompt is cut from the "
+                                       "left, a response never. null: the model's position limit, at most 1024; "
+                                       "a value above that limit is refused.")
     keep_system: bool = opt(True, "Keep a leading system message when the prompt is truncated.")
     packing: bool = opt(False, "Padding-free batches: all sequences of a micro-batch in one row (decoder "
                                "backbones only).")
@@ -129,6 +130,11 @@ class TrainConfig:
     save_every: int = opt(0, "Checkpoint every N optimizer steps; 0: only the final model.")
     keep_best: int = opt(1, "Checkpoints kept by lowest eval loss, plus the last one.")
     resume_from: str | None = opt(None, "`auto` (the newest complete checkpoint) or a checkpoint directory.")
+    overwrite: bool = opt(False, "Allow a fresh run into a `train.output_dir` that holds an earlier run; its model "
+                                 "and checkpoints are removed first (otherwise such a run is refused).")
+    allow_resume_changes: bool = opt(False, "Resume even when the checkpoint's config differs from this one on "
+                                            "settings that change the optimisation (refused otherwise, with the "
+                                            "keys named).")
     report_to: str = opt("none", "Experiment tracker, through Accelerate's `log_with`.",
                          ("none", "tensorboard", "wandb"))
     log_every: int = opt(10, "Log training metrics every N optimizer steps (and at the last one).")
@@ -182,6 +188,11 @@ def load_structured(schema_cls: type[T], path: str | Path | None = None, overrid
     Unknown keys and wrong types are a :class:`ConfigError` naming the key; no validation beyond
     types happens here (each tree has its own ``validate``).
     """
+    if not OmegaConf.has_resolver("samples"):
+        # ${samples:preference_train.jsonl} → the bundled sample inside the installed package, so the
+        # shipped configs work from any working directory
+        register = getattr(OmegaConf, "register_resolver", None) or OmegaConf.register_new_resolver  # 2.4 / 2.3
+        register("samples", _sample_path)
     schema = OmegaConf.structured(schema_cls)
     try:
         parts = [schema]
@@ -202,7 +213,47 @@ def load_structured(schema_cls: type[T], path: str | Path | None = None, overrid
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None)
         msg = str(e).splitlines()[0]
-        raise ConfigError(f"config key '{key}': {msg}" if key else f"config: {msg}") from None
+        hint = did_you_mean(schema_cls, key) if key and "not in" in msg and "Did you mean" not in msg else ""
+        raise ConfigError((f"config key '{key}': {msg}" if key else f"config: {msg}") + hint) from None
+
+
+# Spellings users bring from transformers' TrainingArguments, TRL's RewardConfig and OpenRLHF.
+_KNOWN_SPELLINGS = {
+    "learning_rate": "train.lr", "lr": "train.lr", "num_train_epochs": "train.epochs", "epochs": "train.epochs",
+    "output_dir": "train.output_dir", "per_device_train_batch_size": "train.per_device_batch_size",
+    "train_batch_size": "train.per_device_batch_size", "micro_train_batch_size": "train.per_device_batch_size",
+    "gradient_accumulation_steps": "train.gradient_accumulation_steps", "max_steps": "train.max_steps",
+    "warmup_ratio": "train.warmup_ratio", "lr_scheduler_type": "train.scheduler", "seed": "train.seed",
+    "max_grad_norm": "train.max_grad_norm", "bf16": "train.mixed_precision", "fp16": "train.mixed_precision",
+    "report_to": "train.report_to", "logging_steps": "train.log_every", "save_steps": "train.save_every",
+    "eval_steps": "train.eval_every", "resume_from_checkpoint": "train.resume_from",
+    "model_name_or_path": "model.name_or_path", "pretrain": "model.name_or_path",
+    "gradient_checkpointing": "model.gradient_checkpointing", "max_length": "data.max_length",
+    "max_len": "data.max_length", "dataset": "data.train", "dataset_name": "data.train",
+    "center_rewards_coefficient": "loss.options.center_coef",
+}
+
+
+def did_you_mean(schema_cls: type, key: str) -> str:
+    """A hint for an unknown key: the HF/TRL spelling it came from, or the closest real key."""
+    import difflib
+
+    leaf = key.split(".")[-1]
+    if leaf in _KNOWN_SPELLINGS and _KNOWN_SPELLINGS[leaf] != key:
+        return f"; did you mean '{_KNOWN_SPELLINGS[leaf]}'?"
+    keys = [o.key for o in reference(schema_cls)]
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6) or difflib.get_close_matches(
+        leaf, [k.split(".")[-1] for k in keys], n=1, cutoff=0.75)
+    if close:
+        match = close[0] if "." in close[0] else next(k for k in keys if k.endswith("." + close[0]))
+        return f"; did you mean '{match}'?"
+    return ""
+
+
+def _sample_path(name: str) -> str:
+    from rmlib.data.samples import sample_path
+
+    return str(sample_path(name))
 
 
 def validate(cfg: Config) -> None:
@@ -211,8 +262,9 @@ def validate(cfg: Config) -> None:
     t = cfg.train
     positive = {"train.per_device_batch_size": t.per_device_batch_size,
                 "train.gradient_accumulation_steps": t.gradient_accumulation_steps,
-                "train.eval_batch_size": t.eval_batch_size, "data.max_length": cfg.data.max_length,
-                "train.log_every": t.log_every}
+                "train.eval_batch_size": t.eval_batch_size, "train.log_every": t.log_every}
+    if cfg.data.max_length is not None:
+        positive["data.max_length"] = cfg.data.max_length
     for key, v in positive.items():
         if v < 1:
             raise ConfigError(f"config key '{key}': must be >= 1, got {v}")
@@ -245,7 +297,37 @@ def validate(cfg: Config) -> None:
     for p in (cfg.data.train, cfg.data.eval):
         if p and looks_local(p) and not Path(p).expanduser().exists():
             raise ConfigError(f"data file not found: {p}")
+    check_model_source(cfg.model.name_or_path, "model.name_or_path")
+    r = t.resume_from
+    if r and r != "auto" and not Path(r).expanduser().is_dir():
+        raise ConfigError(f"config key 'train.resume_from': {r} is not a directory (give a checkpoint directory, "
+                          "e.g. <output_dir>/checkpoints/step-0000100, or 'auto')")
     _validate_lora(cfg.model.lora)
+
+
+def check_model_source(name: str, key: str) -> None:
+    """A model that cannot be loaded is refused now, not after the data has loaded.
+
+    A name written as a path that does not exist is a missing local directory; a hub id with the
+    hub switched off (``HF_HUB_OFFLINE=1``) must already be in the local cache. The two get
+    different messages because they have different fixes.
+    """
+    import os
+
+    if name in MODEL_ALIASES:
+        return
+    p = Path(name).expanduser()
+    if p.exists():
+        return
+    if looks_local(name) or not is_hub_id(name):
+        raise ConfigError(f"config key '{key}': local model directory not found: {name}")
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(name, "config.json"), str):
+            raise ConfigError(f"config key '{key}': {name} is neither a local directory nor a hub model in the "
+                              "local cache, and HF_HUB_OFFLINE=1 forbids downloading it; download it first or "
+                              "give a local directory")
 
 
 def check_choices(cfg: Any, prefix: str = "") -> None:

@@ -20,6 +20,11 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+
+class LaunchError(RuntimeError):
+    """The processes were launched in a way that would train wrongly; the message names the fix."""
+
+
 FIX = ("on a machine without CUDA launch with: ACCELERATE_USE_CPU=true accelerate launch --multi_gpu "
        "--num_processes N --num_machines 1 -m rmlib train ...")
 
@@ -33,7 +38,7 @@ def check_launch_environment(env: dict[str, str] | None = None) -> None:
     env = dict(os.environ if env is None else env)
     mpi = any(k in env for k in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"))
     if _truthy(env.get("ACCELERATE_USE_CPU")) and "MASTER_ADDR" in env and "WORLD_SIZE" not in env and not mpi:
-        raise RuntimeError("`accelerate launch --cpu --num_processes N` (N > 1) starts a single process "
+        raise LaunchError("`accelerate launch --cpu --num_processes N` (N > 1) starts a single process "
                            "unless run under mpirun; " + FIX)
     check_fsdp(env)
 
@@ -50,7 +55,7 @@ def check_fsdp(env: dict[str, str] | None = None, distributed_type: str = "",
     env = dict(os.environ if env is None else env)
     cuda = torch.cuda.is_available() if cuda_available is None else cuda_available
     if not cuda and (_truthy(env.get("ACCELERATE_USE_FSDP")) or str(distributed_type).endswith("FSDP")):
-        raise RuntimeError(FSDP_NEEDS_CUDA)
+        raise LaunchError(FSDP_NEEDS_CUDA)
 
 
 def check_world(num_processes: int, distributed_type: str, env: dict[str, str] | None = None) -> None:
@@ -63,7 +68,7 @@ def check_world(num_processes: int, distributed_type: str, env: dict[str, str] |
     env = dict(os.environ if env is None else env)
     world = int(env.get("WORLD_SIZE", "1"))
     if world != num_processes or (num_processes > 1 and str(distributed_type).endswith("NO")):
-        raise RuntimeError(f"the launcher started {world} processes but each sees num_processes="
+        raise LaunchError(f"the launcher started {world} processes but each sees num_processes="
                            f"{num_processes}: they would train independently without communicating. "
                            + ("" if torch.cuda.is_available() else FIX))
 
@@ -90,7 +95,7 @@ def make_accelerator(*, mixed_precision: str = "no", gradient_accumulation_steps
     check_world(acc.num_processes, str(acc.distributed_type))
     if mixed_precision == "fp16" and acc.device.type == "cpu":
         # accelerate accepts it and then neither autocasts nor scales on CPU: a silent fp32 run
-        raise RuntimeError("train.mixed_precision=fp16 has no effect on CPU (accelerate neither autocasts nor "
+        raise LaunchError("train.mixed_precision=fp16 has no effect on CPU (accelerate neither autocasts nor "
                            "scales there); use bf16, or no")
     return acc
 

@@ -69,7 +69,10 @@ def test_regression_training_and_two_stage_bt_init(tiny_llama, tmp_path):
 
 def test_config_errors_fail_before_loading_a_model(tmp_path):
     data = write_pairs(tmp_path / "pairs.jsonl", 20, strength=False)
-    base = _cfg("/nonexistent/model", data, tmp_path / "run")
+    not_a_model = tmp_path / "not_a_model"  # exists, so it passes the config check, but holds no weights
+    not_a_model.mkdir()
+    (not_a_model / "config.json").write_text('{"model_type": "llama", "max_position_embeddings": 128}')
+    base = _cfg(not_a_model, data, tmp_path / "run")
     with pytest.raises(ConfigError, match="train.lrr"):
         Trainer(base, ["train.lrr=1"])
     with pytest.raises(ConfigError, match="train.lr"):
@@ -263,7 +266,7 @@ def test_every_checkpoint_is_ranked_and_an_older_resume_sets_the_newer_ones_asid
     # .superseded, never resumed from or pruned, and the new branch's own 4 and 6 replace them
     other = write_pairs(tmp_path / "other.jsonl", 96, seed=1)
     train(_cfg(tiny_llama, other, run, max_steps=6, save_every=2, keep_best=3, eval_every=0,
-               resume_from=str(run / "checkpoints" / "step-0000002")))
+               resume_from=str(run / "checkpoints" / "step-0000002"), allow_resume_changes=True))
     names = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert names == ["step-0000002", "step-0000004", "step-0000004.superseded", "step-0000006",
                      "step-0000006.superseded"]
@@ -368,16 +371,16 @@ def test_a_new_loss_with_a_new_label_trains_without_touching_the_trainer(tiny_ll
     assert set(values.unique().tolist()) == {1.0, 2.0}  # the label reached the loss, per pair
     # data without the label is refused by name before any model is loaded
     cfg["data"]["train"] = str(src)
-    cfg["model"]["name_or_path"] = "/nonexistent/model"
+    cfg["train"]["output_dir"] = str(tmp_path / "run2")
     with pytest.raises(ConfigError, match="consumes the label 'pair_weight'"):
         train(cfg)
 
 
-def test_trainer_applies_overrides_to_a_config_object(tmp_path):
+def test_trainer_applies_overrides_to_a_config_object(tiny_llama, tmp_path):
     from rmlib.config import load_config
 
     data = write_pairs(tmp_path / "pairs.jsonl", 20)
-    cfg = load_config(None, base=_cfg("/nonexistent/model", data, tmp_path / "run"))
+    cfg = load_config(None, base=_cfg(tiny_llama, data, tmp_path / "run"))
     t = Trainer(cfg, ["train.lr=0.25", "loss.name=scaled_bt"])
     assert t.cfg.train.lr == 0.25 and t.cfg.loss.name == "scaled_bt"
     assert cfg.train.lr == 3e-3  # the caller's object is not changed
@@ -385,3 +388,26 @@ def test_trainer_applies_overrides_to_a_config_object(tmp_path):
         Trainer(cfg, ["train.lrr=1"])
     with pytest.raises(ConfigError, match="shared_prompt"):
         Trainer(cfg, ["loss.name=mse", "data.shared_prompt=true"]).fit()
+
+
+def test_resume_reads_no_pickle_so_a_planted_one_never_runs(tiny_llama, tmp_path):
+    """Trainer state is safetensors + JSON: a crafted pickle copied into a checkpoint is never loaded."""
+    import pickle
+
+    data = write_pairs(tmp_path / "pairs.jsonl", 48)
+    cfg = _cfg(tiny_llama, data, tmp_path / "run", max_steps=4, save_every=2, keep_best=0)
+    train(cfg)
+    ckpt_dir = tmp_path / "run" / "checkpoints" / "step-0000002"
+    state = ckpt_dir / "state"
+    assert {p.suffix for p in state.iterdir()} <= {".json", ".safetensors"}
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    for name in ("optimizer.bin", "scheduler.bin", "custom_checkpoint_0.pkl", "random_states_0.pkl",
+                 "pytorch_model.bin"):
+        (state / name).write_bytes(pickle.dumps(Payload()))
+    s = train({**cfg, "train": {**cfg["train"], "resume_from": str(ckpt_dir), "max_steps": 4}})
+    assert s["steps"] == 4 and not marker.exists()

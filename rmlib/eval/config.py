@@ -36,7 +36,8 @@ class EvalConfig:
     split: str | None = field(default=None, metadata={
         "help": "split of a hub dataset or directory (default: the suite's, e.g. 'filtered' for rewardbench)"})
     batch_size: int = field(default=16, metadata={"help": "sequences per forward pass when scoring"})
-    max_length: int = field(default=1024, metadata={"help": "longest tokenized prompt + response"})
+    max_length: int | None = field(default=None, metadata={
+        "help": "longest tokenized prompt + response; null: the model's position limit, at most 1024"})
     trust_remote_code: bool = field(default=False, metadata={"help": "passed to from_pretrained"})
     heads: HeadsConfig = field(default_factory=HeadsConfig, metadata={"help": "multi-head models"})
     options: Any = field(default=None, metadata={"help": "the suite's options (rmlib eval --help lists them)"})
@@ -65,7 +66,7 @@ def load_eval_config(suite: str | Suite, path: str | Path | None = None, overrid
             raise
         raise ConfigError(f"config key 'options' ({s.name}): {e}") from None
     cfg.heads.weights = _weights(cfg.heads.weights)
-    if cfg.batch_size < 1 or cfg.max_length < 1:
+    if cfg.batch_size < 1 or (cfg.max_length is not None and cfg.max_length < 1):
         raise ConfigError(f"config keys 'batch_size', 'max_length': must be >= 1, got {cfg.batch_size}, "
                           f"{cfg.max_length}")
     return cfg

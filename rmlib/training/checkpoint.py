@@ -19,6 +19,34 @@ from rmlib.io import remove_dir
 STATE_FILE = "trainer_state.json"
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be resumed from as asked (another run's, or past this run's end)."""
+
+
+# Settings that change the optimisation: resuming a checkpoint under different values would continue
+# another run's state as if it were this one's. (Logging, progress, eval cadence and the like may change.)
+OPTIMISATION_KEYS = (
+    "model.name_or_path", "model.attributes", "model.init_from_regression_attribute", "model.dtype", "model.lora",
+    "data.train", "data.format", "data.data_dir", "data.hub_split", "data.train_split", "data.eval",
+    "data.eval_split", "data.eval_fraction", "data.max_length", "data.keep_system", "data.group_by_length",
+    "data.column_map", "data.seed", "loss.name", "loss.options", "train.epochs", "train.max_steps",
+    "train.per_device_batch_size", "train.gradient_accumulation_steps", "train.lr", "train.weight_decay",
+    "train.adam_betas", "train.adam_eps", "train.scheduler", "train.warmup_ratio", "train.max_grad_norm",
+    "train.mixed_precision", "train.seed",
+)
+
+
+def resume_differences(saved, current) -> list[str]:
+    """``key: saved → current`` for every optimisation setting that differs between two configs."""
+    out = []
+    for key in OPTIMISATION_KEYS:
+        section, name = key.split(".")
+        a, b = getattr(getattr(saved, section), name), getattr(getattr(current, section), name)
+        if a != b:
+            out.append(f"{key}: {a!r} → {b!r}")
+    return out
+
+
 @dataclass
 class TrainerState:
     """Where training stands; with the seed this fixes the exact sequence of remaining batches."""
@@ -28,6 +56,8 @@ class TrainerState:
     batch_in_epoch: int = 0  # global batches already consumed in ``epoch``
     best: list[tuple[float, str]] = field(default_factory=list)  # (eval loss, checkpoint name)
     history: list[dict] = field(default_factory=list)
+    data_fingerprint: str = ""  # of the data the run trains on; a resume on other data is refused
+    num_processes: int = 0  # world size that wrote the checkpoint (part of the batch geometry)
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2))

@@ -76,6 +76,26 @@ def drop_eval_overlap(train: list, held: list, report: ValidationReport) -> list
     return kept
 
 
+def data_fingerprint(cfg: Config) -> str:
+    """SHA-256 over the training and evaluation files' bytes (a hub id stands for itself).
+
+    Why content and not names: a file rewritten in place under the same name is other data, and a
+    resumed run must not silently continue on it.
+    """
+    h = hashlib.sha256()
+    for source in (cfg.data.train, cfg.data.eval):
+        if not source:
+            continue
+        p = Path(source).expanduser()
+        files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p] if p.is_file() else []
+        h.update(str(source).encode() if not files else b"")
+        for f in files:
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()
+
+
 def load_examples(cfg: Config) -> Examples:
     """Read, split and check the data against the loss: the labels it declares must all be there."""
     from rmlib.losses import get_loss_class

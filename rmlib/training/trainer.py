@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,12 +28,14 @@ import torch
 
 from rmlib.config import Config, ConfigError, load_config, to_yaml
 from rmlib.data.collate import collator_for, global_batches, split_global_batch, stack_labels
-from rmlib.io import publish_dir, resolve_model, staging_dir, write_text
+from rmlib.io import publish_dir, remove_dir, resolve_model, staging_dir, write_text
 from rmlib.runtime import enable_checkpointing, make_accelerator
 from rmlib.training import checkpoint as ckpt
 from rmlib.training.backends import build_adamw, configure_deepspeed
-from rmlib.training.data import Examples, load_examples
+from rmlib.training.checkpoint import CheckpointError, resume_differences
+from rmlib.training.data import Examples, data_fingerprint, load_examples
 from rmlib.training.evaluate import evaluate
+from rmlib.training.state import load_state, save_state
 
 
 @dataclass
@@ -60,6 +63,7 @@ class Run:
     positions: int = 0  # positions computed by this process (padding included)
     items: int = 0
     dropped_tail: int = 0  # items of last global batches too small to split, summed over epochs
+    fingerprint: str = ""  # of the data files, saved with every checkpoint
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -121,13 +125,26 @@ class Trainer:
         except ValueError as e:
             raise ConfigError(str(e)) from None
         resume = ckpt.resolve_resume(t.resume_from, self.root)
+        if resume is None:
+            if t.resume_from == "auto":
+                partial = sorted(p.name for p in ckpt.checkpoint_dir(self.root).glob("*.tmp"))
+                print(f"resume_from=auto: no complete checkpoint in {ckpt.checkpoint_dir(self.root)}"
+                      + (f" (incomplete, ignored: {', '.join(partial)})" if partial else "") + "; starting fresh")
+            self._check_fresh_run_dir()
+        self._resolve_max_length()
         examples = load_examples(cfg)
+        fingerprint = data_fingerprint(cfg)
+        if resume is not None:
+            self._check_resume(resume, fingerprint)
         acc = make_accelerator(
             mixed_precision=t.mixed_precision, gradient_accumulation_steps=t.gradient_accumulation_steps,
             log_with=None if t.report_to == "none" else t.report_to, project_dir=str(self.root))
         from accelerate.utils import set_seed
 
         set_seed(t.seed)
+        if resume is None and t.overwrite and acc.is_main_process:
+            self._clear_previous_run()
+        acc.wait_for_everyone()
         model = self._build_model(examples.attributes, acc.device)
         train_f, eval_f = self._featurize(model, examples, loss_fn, acc)
         parts = acc.num_processes * t.gradient_accumulation_steps
@@ -143,11 +160,14 @@ class Trainer:
         # transformers loads models in eval mode: without this, dropout is off and gradient
         # checkpointing (which only acts while training) silently keeps every activation
         model.train()
-        acc.register_for_checkpointing(sched)
         if t.report_to != "none":
             acc.init_trackers("rmlib", config=json.loads(json.dumps(_flat(cfg), default=str)))
         run = Run(acc, model, opt, sched, loss_fn, examples, train_f, eval_f, collate, pad_id, lengths, parts,
-                  total, self._resume(acc, resume))
+                  total, self._resume(acc, model, opt, sched, resume), fingerprint=fingerprint)
+        if run.state.step > total:
+            raise CheckpointError(f"{resume} is at step {run.state.step}, beyond this run's {total} steps "
+                                  "(train.max_steps / train.epochs): resume from an earlier checkpoint or "
+                                  "train for longer")
         if run.state.step == 0 and eval_f and t.eval_at_start:
             run.eval_before = evaluate(model, loss_fn, eval_f, **self._eval_kwargs(run))
             acc.print(f"eval before training: {_fmt(run.eval_before)}")
@@ -205,10 +225,66 @@ class Trainer:
                               num_training_steps=total_steps)
         return opt, sched
 
-    def _resume(self, acc, resume: Path | None) -> ckpt.TrainerState:
+    def _resolve_max_length(self) -> None:
+        """``data.max_length`` against the model's position limit, from its config.json alone."""
+        from transformers import AutoConfig
+
+        from rmlib.models.reward_model import resolve_max_length
+
+        m, d = self.cfg.model, self.cfg.data
+        src = resolve_model(m.name_or_path)
+        info = Path(src) / "rmlib.json"  # a LoRA run's output: the limit is its base model's
+        if info.is_file() and "base_model" in json.loads(info.read_text()):
+            src = resolve_model(json.loads(info.read_text())["base_model"])
+        try:
+            config = AutoConfig.from_pretrained(src, trust_remote_code=m.trust_remote_code)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"config key 'model.name_or_path': cannot read a model config from {m.name_or_path}: "
+                              f"{str(e).splitlines()[0]}") from None
+        try:
+            d.max_length = resolve_max_length(d.max_length, config, "data.max_length")
+        except ValueError as e:
+            raise ConfigError(f"config key {e}") from None
+
+    def _check_fresh_run_dir(self) -> None:
+        """A fresh run into a directory that holds another run would mix the two (its checkpoints
+        would be resumed from, pruned or published beside ours): refuse unless told to replace it."""
+        found = [n for n in ("model", "checkpoints", "summary.json", "config.yaml") if (self.root / n).exists()]
+        if found and not self.cfg.train.overwrite:
+            raise ConfigError(f"train.output_dir={self.root} already holds a run ({', '.join(found)}); pass "
+                              "train.overwrite=true to replace it, train.resume_from=auto to continue it, or "
+                              "choose another train.output_dir")
+
+    def _clear_previous_run(self) -> None:
+        for name in ("checkpoints", "model"):
+            if (self.root / name).exists():
+                remove_dir(self.root / name)
+        for name in ("summary.json", "config.yaml"):
+            (self.root / name).unlink(missing_ok=True)
+
+    def _check_resume(self, resume: Path, fingerprint: str) -> None:
+        """The checkpoint must come from the same optimisation: same model, data, loss, batch
+        geometry and seed. Anything else is a new run wearing an old run's state."""
+        if self.cfg.train.allow_resume_changes:
+            return
+        saved_cfg = resume / "config.yaml"
+        saved = load_config(saved_cfg) if saved_cfg.is_file() else None
+        diffs = [] if saved is None else resume_differences(saved, self.cfg)
+        state = ckpt.TrainerState.load(resume / ckpt.STATE_FILE)
+        if state.data_fingerprint and state.data_fingerprint != fingerprint:
+            diffs.append("data fingerprint (the training/evaluation files' contents changed)")
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if state.num_processes and state.num_processes != world:
+            diffs.append(f"number of processes: {state.num_processes} → {world} (the global batch changes)")
+        if diffs:
+            raise CheckpointError(f"cannot resume from {resume}: its run differs from this config in "
+                                  f"{'; '.join(diffs)}. Resume with the same settings, start a new run in another "
+                                  "train.output_dir, or pass train.allow_resume_changes=true")
+
+    def _resume(self, acc, model, opt, sched, resume: Path | None) -> ckpt.TrainerState:
         if resume is None:
             return ckpt.TrainerState()
-        acc.load_state(str(resume / "state"))
+        load_state(acc, model, opt, sched, resume / "state")
         state = ckpt.TrainerState.load(resume / ckpt.STATE_FILE)
         acc.print(f"resumed from {resume} at step {state.step}")
         if acc.is_main_process:
@@ -282,6 +358,8 @@ class Trainer:
         run.bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items() if k in ("loss", "accuracy")})
         if run.state.step % self.cfg.train.log_every == 0 or run.state.step == run.total:
             run.acc.log({f"train/{k}": v for k, v in stats.items()}, step=run.state.step)
+            if not self.cfg.train.progress:  # no bar to show the loss: print it
+                run.acc.print(f"step {run.state.step}/{run.total}: {_fmt(stats)}")
 
     def _eval_kwargs(self, run: Run) -> dict:
         return dict(kind=run.examples.kind, attributes=run.examples.attributes, pad_id=run.pad_id,
@@ -322,12 +400,16 @@ class Trainer:
         if acc.is_main_process:
             staging_dir(final)  # a leftover from a crashed save must not mix with our files
         acc.wait_for_everyone()
-        write(tmp)
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            if main_only is not None:
-                main_only(tmp)
-            publish_dir(tmp, final)
+        try:
+            write(tmp)
+            acc.wait_for_everyone()
+            if acc.is_main_process:
+                if main_only is not None:
+                    main_only(tmp)
+                publish_dir(tmp, final)
+        except OSError as e:  # disk full, file too large, permissions: name the file and the OS's reason
+            raise CheckpointError(f"saving {final} failed: {e.strerror or e} ({e.filename or tmp}); the previous "
+                                  f"complete copy, if any, is untouched") from e
         acc.wait_for_everyone()
 
     def _save_checkpoint(self, run: Run, metrics: dict | None) -> None:
@@ -337,11 +419,12 @@ class Trainer:
             state.best.append((metrics["loss"], name))
 
         def write(tmp: Path) -> None:
-            acc.save_state(str(tmp / "state"))
+            save_state(acc, run.model, run.opt, run.sched, tmp / "state")
             self._export(run, tmp / "model")
 
         def bookkeeping(tmp: Path) -> None:
             (tmp / "config.yaml").write_text(to_yaml(self.cfg))
+            state.data_fingerprint, state.num_processes = run.fingerprint, acc.num_processes
             state.save(tmp / ckpt.STATE_FILE)
 
         self._write_dir(run, ckpt.checkpoint_dir(self.root) / name, write, bookkeeping)

@@ -1,0 +1,118 @@
+"""Mistakes a new user makes, refused early and clearly: each test reproduces a failure that once
+crashed a run late, mixed two runs, ran code from a checkpoint, or printed a long traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rmlib.config import ConfigError
+from rmlib.models import RewardModel
+from rmlib.training import Trainer, train
+from rmlib.training.checkpoint import CheckpointError
+from tests.helpers import write_pairs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cfg(model, data, out, **train_kw):
+    t = {"output_dir": str(out), "per_device_batch_size": 8, "lr": 3e-3, "progress": False, "seed": 0}
+    t.update(train_kw)
+    return {"model": {"name_or_path": str(model)}, "data": {"train": str(data), "max_length": 64},
+            "loss": {"name": "bt"}, "train": t}
+
+
+# 1. max_length and the model's position limit ------------------------------------------------------
+
+
+def test_max_length_defaults_to_the_position_limit_and_refuses_more():
+    m = RewardModel.from_pretrained("minilm-l6", attributes=["reward"])
+    assert m.max_length == 512  # MiniLM has 512 positions: the default 1024 would crash on long inputs
+    with pytest.raises(ValueError, match="more than this model's 512 positions"):
+        RewardModel.from_pretrained("minilm-l6", attributes=["reward"], max_length=600)
+    # a 600-token prompt is now left-truncated instead of crashing the encoder
+    long_prompt = " ".join(["word"] * 600)
+    r = m.score([long_prompt, "short"], ["an answer", "an answer"])
+    assert r.shape == (2,) and bool(r.isfinite().all())
+
+
+def test_training_refuses_a_max_length_above_the_limit_before_reading_data(tmp_path):
+    data = write_pairs(tmp_path / "pairs.jsonl", 20)
+    cfg = _cfg("minilm-l6", data, tmp_path / "run")
+    cfg["data"]["max_length"] = 600
+    with pytest.raises(ConfigError, match="data.max_length=600 is more than this model's 512 positions"):
+        Trainer(cfg).fit()
+
+
+# 2. one output directory, one run ----------------------------------------------------------------
+
+
+def test_a_second_fresh_run_into_a_used_directory_is_refused_unless_overwrite(tiny_llama, tmp_path):
+    data = write_pairs(tmp_path / "pairs.jsonl", 64)
+    run = tmp_path / "run"
+    train(_cfg(tiny_llama, data, run, max_steps=4, save_every=2, keep_best=0))
+    assert (run / "checkpoints" / "step-0000004").is_dir()
+    with pytest.raises(ConfigError, match="already holds a run.*train.overwrite=true"):
+        train(_cfg(tiny_llama, data, run, max_steps=2))
+    s = train(_cfg(tiny_llama, data, run, max_steps=2, overwrite=True))
+    assert s["steps"] == 2
+    assert not (run / "checkpoints").exists()  # the first run's checkpoints cannot be resumed into this one
+
+
+def test_resume_refuses_another_runs_checkpoint_and_one_past_the_end(tiny_llama, tmp_path):
+    data = write_pairs(tmp_path / "pairs.jsonl", 96)
+    other = write_pairs(tmp_path / "other.jsonl", 96, seed=3)
+    run = tmp_path / "run"
+    train(_cfg(tiny_llama, data, run, max_steps=6, save_every=3, keep_best=0))
+    # another run's settings: refused with the differing keys named
+    with pytest.raises(CheckpointError, match=r"train.max_steps: 6 → 3.*train.lr"):
+        train(_cfg(tiny_llama, data, run, max_steps=3, lr=1e-3, resume_from="auto"))
+    # same names, other contents: the data fingerprint differs
+    data.write_text(other.read_text())
+    with pytest.raises(CheckpointError, match="data fingerprint"):
+        train(_cfg(tiny_llama, data, run, max_steps=6, save_every=3, keep_best=0, resume_from="auto"))
+    # told to accept the changes, a checkpoint past this run's end is still an error, not a silent finish
+    with pytest.raises(CheckpointError, match="at step 6, beyond this run's 3 steps"):
+        train(_cfg(tiny_llama, data, run, max_steps=3, resume_from="auto", allow_resume_changes=True))
+
+
+# 3. errors found at config time ---------------------------------------------------------------------
+
+
+def test_a_missing_model_or_checkpoint_is_refused_at_config_time(tmp_path, monkeypatch):
+    data = write_pairs(tmp_path / "pairs.jsonl", 8)
+    with pytest.raises(ConfigError, match="local model directory not found: /no/such/model"):
+        Trainer(_cfg("/no/such/model", data, tmp_path / "run"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError, match="not-cached-org/model is neither a local directory nor a hub model in "
+                                          "the local cache.*HF_HUB_OFFLINE=1"):
+        Trainer(_cfg("not-cached-org/model", data, tmp_path / "run"))
+    with pytest.raises(ConfigError, match="train.resume_from.*is not a directory"):
+        Trainer(_cfg("minilm-l6", data, tmp_path / "run", resume_from=str(tmp_path / "nope")))
+
+
+# 4. one clear line, exit status 2 ----------------------------------------------------------------------
+
+
+def _rmlib(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rmlib", *args], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}, timeout=300)
+
+
+def test_cli_prints_rmlib_errors_as_one_line_with_status_2(tmp_path):
+    data = write_pairs(tmp_path / "pairs.jsonl", 8)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(json.dumps(_cfg("/no/such/model", data, tmp_path / "run")))
+    p = _rmlib("train", str(cfg))
+    assert p.returncode == 2
+    assert p.stderr.startswith("rmlib: error: config key 'model.name_or_path': local model directory not found")
+    assert "Traceback" not in p.stderr and len(p.stderr.splitlines()) == 2
+    p = _rmlib("train", str(cfg), "--debug")
+    assert p.returncode == 1 and "Traceback" in p.stderr and "ConfigError" in p.stderr
+    p = _rmlib("--version")
+    assert p.returncode == 0 and p.stdout.startswith("rmlib ")
