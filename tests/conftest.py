@@ -1,4 +1,11 @@
-"""Shared fixtures: offline environment and one tiny model per session."""
+"""Shared fixtures (offline environment, one tiny model per session) and the one list of slow tests.
+
+The fast lane, ``pytest -m "not slow"``, runs every unit test in a few minutes on 2 CPU cores. A test
+is ``slow`` when it trains end to end, launches the CLI around a training, or starts several
+processes: every test marked ``distributed``, every test of :data:`SLOW_MODULES`, every test whose
+node id (without parameters) is in :data:`SLOW_TESTS`, and any test marked ``slow`` in its own file.
+Durations that decided the lists: ``pytest --durations=0`` over the whole suite (2 shared cores).
+"""
 
 import os
 
@@ -11,6 +18,63 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 
 from rmlib.testing import build_tiny_llama  # noqa: E402
+
+SLOW_MODULES = {
+    "tests/test_examples.py",  # each example is a subprocess that trains or scores (15-30 s each)
+}
+"""Whole files of end-to-end tests (the distributed files are covered by their ``distributed`` mark)."""
+
+SLOW_TESTS = {
+    # end-to-end trainings (seconds measured on 2 shared cores)
+    "tests/test_trainer.py::test_kill_during_training_then_resume_matches_uninterrupted_run",  # 118
+    "tests/test_trainer.py::test_other_pairwise_losses_train",  # 20-45 per loss
+    "tests/test_trainer.py::test_regression_training_and_two_stage_bt_init",  # 38
+    "tests/test_trainer.py::test_bt_training_learns_and_evaluates_on_held_out_prompts",  # 26
+    "tests/test_trainer.py::test_trackers_gradient_checkpointing_and_bf16_autocast",  # 7
+    "tests/test_trainer.py::test_wandb_offline_run_writes_files",  # 6
+    "tests/test_trainer.py::test_a_new_loss_with_a_new_label_trains_without_touching_the_trainer",  # 39
+    "tests/test_shared_prompt.py::test_packed_and_shared_prompt_training_match_padded",  # 40
+    "tests/test_lora.py::test_recommend_and_plan_cli",  # 21, CLI subprocesses
+    "tests/test_lora.py::test_lora_trains_head_and_adapters_only_then_reloads_and_merges",  # 15
+    "tests/test_lora.py::test_qlora_trains_saves_reloads_and_merges",  # 12
+    "tests/test_lora.py::test_two_stage_init_with_lora",  # 10
+    # these two need the LoRA training of the module fixture `lora_run` (15)
+    "tests/test_lora.py::test_export_command_merges_without_the_merge_flag",
+    "tests/test_lora.py::test_a_save_that_does_not_reproduce_the_model_fails_and_keeps_the_previous_output",
+    # CLI subprocesses around a training run (the module fixture `trained`)
+    "tests/test_cli.py::test_score_writes_rewards_in_input_order",  # 20 with the training
+    "tests/test_cli.py::test_expo_and_expo_search",  # 17
+    # evaluation CLI on trained models
+    "tests/test_eval_cli.py::test_eval_cli_suite_end_to_end",
+    "tests/test_eval_cli.py::test_multi_head_weights_and_per_head_audit",
+}
+"""Node ids without parameters: a listed test is slow for every parameter."""
+
+
+def _base_id(nodeid: str) -> str:
+    return nodeid.split("[", 1)[0]
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m/-k deselect, so the whole collection is checked
+def pytest_collection_modifyitems(config, items):
+    slow = pytest.mark.slow
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        if (path in SLOW_MODULES or _base_id(item.nodeid) in SLOW_TESTS
+                or item.get_closest_marker("distributed") is not None):
+            item.add_marker(slow)
+    # a renamed or deleted test must not silently drop out of the list: when a listed file was collected
+    # in full (no node ids or -k on the command line), every listed test of it must exist
+    if config.args_source != pytest.Config.ArgsSource.TESTPATHS and not all(
+            "::" not in a for a in config.args):
+        return
+    collected = {_base_id(i.nodeid) for i in items}
+    files = {i.nodeid.split("::", 1)[0] for i in items}
+    stale = sorted(t for t in SLOW_TESTS if t.split("::", 1)[0] in files and t not in collected)
+    stale += sorted(m for m in SLOW_MODULES if config.args_source == pytest.Config.ArgsSource.TESTPATHS
+                    and m not in files)
+    if stale:
+        raise pytest.UsageError("tests/conftest.py lists slow tests that do not exist: " + ", ".join(stale))
 
 
 @pytest.fixture(scope="session")

@@ -12,13 +12,36 @@ TRAIN_CONFIGS = sorted((ROOT / "configs" / "train").glob("*.yaml"))
 ACCELERATE_CONFIGS = sorted((ROOT / "configs" / "accelerate").glob("*.yaml"))
 
 
+@pytest.fixture
+def models_not_checked(monkeypatch):
+    """Validate everything but the model's presence: the shipped configs name hub models (not in an
+    offline cache) or the output of an earlier stage (see test_stage_two_configs_start_from_a_stage_one_output)."""
+    monkeypatch.setattr("rmlib.config.check_model_source", lambda name, key: None, raising=False)
+
+
+def _load(path):
+    return load_config(path)
+
+
 @pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: p.name)
-def test_train_config_validates(path, monkeypatch):
+def test_train_config_validates(path, monkeypatch, models_not_checked):
     monkeypatch.chdir(ROOT)  # sample data paths are relative to the repository root
-    cfg = load_config(path)
+    cfg = _load(path)
     assert cfg.model.name_or_path and cfg.data.train
     if cfg.data.train.startswith("rmlib/"):
         assert (ROOT / cfg.data.train).is_file()
+
+
+@pytest.mark.xfail(strict=True, reason="helpsteer2_scaled_bt_llama3_8b.yaml starts from "
+                   "runs/helpsteer2_regression_helpfulness/model, which no shipped config writes (stage 1 missing)")
+def test_stage_two_configs_start_from_a_stage_one_output(monkeypatch, models_not_checked):
+    monkeypatch.chdir(ROOT)
+    configs = {p.name: _load(p) for p in TRAIN_CONFIGS}
+    outputs = {str(Path(c.train.output_dir) / "model") for c in configs.values()}
+    for name, cfg in configs.items():
+        model = cfg.model.name_or_path
+        if model.startswith(("runs/", "./runs/")):
+            assert str(Path(model)) in outputs, f"{name}: {model} is no config's train.output_dir/model"
 
 
 @pytest.mark.parametrize("path", ACCELERATE_CONFIGS, ids=lambda p: p.name)
@@ -30,8 +53,8 @@ def test_accelerate_config_is_valid_yaml_with_a_distributed_type(path):
     assert cfg.get("num_processes", 1) >= 1
 
 
-def test_there_are_configs_for_each_published_loss():
-    names = {load_config(p).loss.name for p in TRAIN_CONFIGS if "rmlib/" in load_config(p).data.train}
+def test_there_are_configs_for_each_published_loss(models_not_checked):
+    names = {c.loss.name for c in map(_load, TRAIN_CONFIGS) if "rmlib/" in c.data.train}
     assert {"bt", "margin_bt", "scaled_bt", "mse"} <= names
 
 

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from rmlib.training.launch import check_launch_environment, check_world
+from rmlib.runtime import check_launch_environment, check_world
 from tests.helpers import load_weights, write_config, write_pairs
 
 pytestmark = pytest.mark.distributed

@@ -18,6 +18,12 @@ def test_quickstart_has_exactly_two_commands():
     assert "rmlib train" in cmds[0] and "pytest" in cmds[1]
 
 
+def test_readme_test_command_lints_before_testing():
+    cmd = _quickstart_commands()[1]
+    assert "ruff check ." in cmd and "lint-imports" in cmd
+    assert cmd.index("ruff check .") < cmd.index("pytest") and cmd.index("lint-imports") < cmd.index("pytest")
+
+
 def test_ci_runs_readme_test_command_verbatim():
     ci = (ROOT / ".ci" / "run").read_text()
     assert _quickstart_commands()[1] in ci.splitlines()

@@ -1,17 +1,21 @@
 """HelpSteer2 / HelpSteer2-Preference: strength aggregation, agreement, justification preprocessing.
 
-Three things live here because they share the raw HelpSteer2-Preference record (specs §5.4):
+Three things live here because they share the raw HelpSteer2-Preference record (the
+``preference/`` folder of the ``nvidia/HelpSteer2`` dataset; fields in docs/data.md):
 
 * :func:`aggregate_strength` / :func:`aggregate_file` re-derive the overall ``preference_strength``
-  from the raw per-annotator votes with the paper's rule (specs §5.5), so the published 7,118-pair
-  filtered set can be reproduced and every dropped pair is counted by the rule that dropped it.
-* :func:`weighted_kappa` is the (quadratic-)weighted Cohen's κ of specs §8.1, implemented in numpy
-  because the library must not depend on scikit-learn; the tests check it against sklearn.
+  from the raw per-annotator votes with the rule of HelpSteer2-Preference (Wang et al., arXiv
+  2410.01257, §2), so the paper's 7,118-pair filtered set can be reproduced and every dropped pair
+  is counted by the rule that dropped it.
+* :func:`weighted_kappa` is the (quadratic-)weighted Cohen's κ of sklearn's ``cohen_kappa_score``,
+  implemented in numpy because the library must not depend on scikit-learn; the tests check it
+  against sklearn.
 * :func:`split_justification` / :func:`judge_examples` turn the free-text justifications into
   (elaboration, statement) training targets for a pairwise judge (paper appendix C).
 
 :func:`parse_helpsteer2_prompt` converts HelpSteer2's single-string prompts (multi-turn joined
-with ``<extra_id_1>`` markers, specs §5.2) into chat messages; the dataset readers reuse it.
+with ``<extra_id_1>`` markers, as the HelpSteer2 card describes) into chat messages; the dataset
+readers reuse it.
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ def parse_helpsteer2_prompt(prompt: str) -> list[Message]:
     """Split a HelpSteer2 ``prompt`` string into ``[{"role", "content"}, ...]`` messages.
 
     Multi-turn prompts hold every turn but the last assistant one, joined by
-    ``"\\n<extra_id_1>Assistant\\n"`` / ``"\\n<extra_id_1>User\\n"`` (specs §5.2); the text before
+    ``"\\n<extra_id_1>Assistant\\n"`` / ``"\\n<extra_id_1>User\\n"`` (HelpSteer2 card); the text before
     the first marker is the first user turn. Content is kept verbatim (no stripping), so the
     conversion is lossless for well-formed prompts.
     """
@@ -76,7 +80,7 @@ def parse_helpsteer2_prompt(prompt: str) -> list[Message]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Strength aggregation (specs §5.5)
+# Strength aggregation (HelpSteer2-Preference, arXiv 2410.01257, §2)
 
 
 def _check_annotation(value: Any) -> int:
@@ -135,8 +139,8 @@ def aggregate_strength_explained(annotations: Sequence[int]) -> tuple[int | None
 def aggregate_strength(annotations: Sequence[int]) -> int | None:
     """Overall HelpSteer2-Preference strength from per-annotator strengths, or None to drop the task.
 
-    The rule (specs §5.5, HelpSteer2-Preference §2, with rmlib's own choices where the paper is
-    silent):
+    The rule (HelpSteer2-Preference, arXiv 2410.01257, §2, with rmlib's own choices where the paper is
+    silent; also in docs/data.md):
 
     1. Drop ``-100`` ("neither response is valid") entries; the rest must be ints in −3..3.
     2. Pick the three most similar annotations: the index triple with the smallest range
@@ -152,13 +156,13 @@ def aggregate_strength(annotations: Sequence[int]) -> int | None:
        our choice, since the paper does not say. Return None when the result is 0 (the paper drops
        low-confidence, "about the same" tasks).
 
-    Negative values prefer ``response_1``, positive ``response_2`` (specs §5.4).
+    Negative values prefer ``response_1``, positive ``response_2`` (``nvidia/HelpSteer2`` dataset card).
     """
     return aggregate_strength_explained(annotations)[0]
 
 
 # ---------------------------------------------------------------------------------------------
-# Weighted Cohen's κ (specs §8.1)
+# Weighted Cohen's κ (as sklearn.metrics.cohen_kappa_score)
 
 
 Weights = Literal["quadratic", "linear"] | None
@@ -199,7 +203,7 @@ def kappa_from_confusion(confusion: np.ndarray, *, weights: Weights = "quadratic
 
 def weighted_kappa(y1: Sequence[Any], y2: Sequence[Any], *, labels: Sequence[Any] | None = None,
                    weights: Weights = "quadratic") -> float:
-    """Cohen's κ between two raters, weighted by category **index position** (specs §8.1).
+    """Cohen's κ between two raters, weighted by category **index position**.
 
     Same definition as ``sklearn.metrics.cohen_kappa_score``: categories are ``labels`` in the
     order given, or else the sorted union of values seen in ``y1``/``y2``; distances are between
@@ -309,7 +313,7 @@ def _annotations(record: Any, source: str, index: int) -> list[int]:
 
 def aggregate_file(records: Iterable[Mapping[str, Any]], source: str, *,
                    on_invalid: OnInvalid = "error") -> tuple[list[dict[str, Any]], AggregationReport]:
-    """Apply :func:`aggregate_strength` to raw HelpSteer2-Preference records (specs §5.4, §5.5).
+    """Apply :func:`aggregate_strength` to raw HelpSteer2-Preference records (fields in docs/data.md).
 
     Annotations are ``all_preferences_unprocessed[*].strength``. A kept record is returned as a
     shallow copy with ``preference_strength`` replaced by the re-derived value (the published
@@ -319,8 +323,8 @@ def aggregate_file(records: Iterable[Mapping[str, Any]], source: str, *,
 
     Agreement: for every task, every unordered pair (i<j) of its valid (non −100) annotations is
     one observation, added symmetrically as (a_i, a_j) and (a_j, a_i) because annotators are
-    unordered. Categories are the full scale −3..3 by position (``labels=list(range(-3, 4))``,
-    specs §8.1), so distances are true scale distances. ``kappa_before`` uses the pairs of all
+    unordered. Categories are the full scale −3..3 by position (``labels=list(range(-3, 4))``, see
+    :func:`weighted_kappa`), so distances are true scale distances. ``kappa_before`` uses the pairs of all
     readable tasks, ``kappa_after`` the same pairs of kept tasks only — all valid annotations of a
     kept task, not just the picked three.
     """

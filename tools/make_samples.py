@@ -1,6 +1,9 @@
 """Generate the bundled sample datasets: deterministic from a seed, standard library only.
 
-    python -m rmlib.data.samples.make_samples [--out DIR] [--seed N]
+    python tools/make_samples.py [--out DIR] [--seed N]
+
+The files are shipped in ``rmlib/data/samples/`` (the default output directory); this generator
+is a development tool and is not installed with the package.
 
 Writes five canonical JSONL files (one ``to_dict()``-shaped object per line):
 
@@ -12,7 +15,7 @@ Every example comes from one of thirteen templated tasks in three families (inst
 relevance, correctness). The items the templates are filled with (countries, words, goals, facts,
 numbers) are split once into train and test, so held-out prompts ask about things no train prompt
 mentions. Chosen and rejected responses draw their surface forms from the same template pools,
-so neither length nor a single token separates them. See README.md next to this file.
+so neither length nor a single token separates them. See ``rmlib/data/samples/README.md``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ from rmlib.data.schema import (
     make_pair,
     make_rated,
 )
+
+SAMPLES_DIR = Path(__file__).resolve().parent.parent / "rmlib" / "data" / "samples"
+"""Where the bundled files live in the repository."""
 
 SEED = 20240601
 TEST_FRACTION = 0.2
@@ -972,8 +978,8 @@ def write(out_dir: Path, seed: int = SEED) -> dict[str, int]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent, help="output directory "
-                        "(default: next to this script, i.e. the bundled files)")
+    parser.add_argument("--out", type=Path, default=SAMPLES_DIR, help="output directory "
+                        "(default: rmlib/data/samples, i.e. rewrite the bundled files)")
     parser.add_argument("--seed", type=int, default=SEED, help="the bundled files use the default")
     args = parser.parse_args(argv)
     for name, n in write(args.out, args.seed).items():

@@ -1,10 +1,10 @@
-"""Write the binary sample files of this folder (run once; the output is committed).
+"""Write the binary sample files of ``rmlib/data/samples/formats/`` (run once; the output is committed).
 
 Parquet cannot be hand-written like JSONL, so the records live here as Python literals and
 pyarrow writes them with the column types the hub dataset uses (UltraFeedback-binarized:
 ``chosen``/``rejected`` as lists of {content, role} structs, float64 scores).
 
-    python rmlib/data/samples/formats/make_binary_fixtures.py
+    python tools/make_binary_fixtures.py
 """
 
 from pathlib import Path
@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-HERE = Path(__file__).resolve().parent
+FORMATS_DIR = Path(__file__).resolve().parent.parent / "rmlib" / "data" / "samples" / "formats"
 
 
 def _conv(prompt: str, answer: str) -> list[dict[str, str]]:
@@ -54,4 +54,4 @@ def write_ultrafeedback(path: Path) -> None:
 
 
 if __name__ == "__main__":
-    write_ultrafeedback(HERE / "ultrafeedback.parquet")
+    write_ultrafeedback(FORMATS_DIR / "ultrafeedback.parquet")
