@@ -91,7 +91,7 @@ def test_pairs_identical_after_tokenization_are_counted(tok):
     same = _pair("hi", "abc", "abd")
     feats = f.pairs([same], report)
     assert len(feats) == 1 and report.n_filtered == 0
-    f.encode = lambda prompt, response, budget=None: Featurizer.encode(f, prompt, "abc")
+    f.encode_many = lambda prompts, responses, budget=None: Featurizer.encode_many(f, prompts, [("abc", "abc")])
     assert f.pairs([same], report) == [] and report.filtered["identical_after_tokenization"] == 1
 
 

@@ -17,9 +17,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +39,8 @@ from rmlib.data.schema import (
     make_rated,
     require,
 )
+from rmlib.io import DATA_SUFFIXES, is_hub_id
+from rmlib.io import write_jsonl as _io_write_jsonl
 
 Kind = Literal["pairs", "ratings", "judge"]
 Record = tuple[int, Any]
@@ -51,16 +51,19 @@ __all__ = [
 ]
 
 HELPSTEER2_ATTRIBUTES = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
-"""HelpSteer2's five Likert attributes (0..4), in the dataset card's order (specs §5.2)."""
+"""HelpSteer2's five Likert attributes (0..4), in the order of the ``nvidia/HelpSteer2`` dataset card
+(HelpSteer2, arXiv 2406.08673); see docs/data.md."""
 
 ALL_STEERLM_ATTRIBUTES = ("quality", "toxicity", "humor", "creativity", *HELPSTEER2_ATTRIBUTES)
-"""NeMo-Aligner's regression label order (specs §7); slot 4 is helpfulness."""
+"""NeMo-Aligner's regression label order (``ALL_STEERLM_ATTRIBUTES`` in its
+``examples/nlp/data/steerlm/process_to_regression_format.py``); slot 4 is helpfulness. See docs/data.md."""
 
 MULTIPREF_VOTES = {
     "A-is-clearly-better": 2.0, "A-is-slightly-better": 1.0, "Tie": 0.0,
     "B-is-slightly-better": -1.0, "B-is-clearly-better": -2.0,
 }
-"""MultiPref ``overall_pref`` labels as signed votes in A-over-B orientation (specs §6.4)."""
+"""MultiPref ``overall_pref`` labels (``allenai/multipref`` dataset card) as signed votes in A-over-B
+orientation; see docs/data.md."""
 
 DETECT_SAMPLE = 5
 """How many leading records :func:`load` hands to :func:`detect_format`."""
@@ -114,8 +117,7 @@ class Loaded:
 # ---------------------------------------------------------------------------------------------
 # Reading raw records
 
-_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet", ".csv", ".csv.gz")
-_HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_SUFFIXES = DATA_SUFFIXES
 
 
 def read_records(source: str | Path, *, split: str | None = None,
@@ -135,7 +137,7 @@ def _open(source: str | Path, split: str | None, data_dir: str | None) -> tuple[
         file = _pick_file(path, split, data_dir) if path.is_dir() else _check_local_split(path, split)
         return str(file), _read_file(file)
     name = str(source)
-    if not _HUB_NAME.match(name) or name.lower().endswith(_SUFFIXES):
+    if not is_hub_id(name):
         raise FileNotFoundError(f"{name}: no such file or directory (and not a hub dataset name like 'owner/name')")
     label = name if split is None else f"{name}[{split}]"
     return label, _read_hub(name, split, data_dir)
@@ -223,10 +225,14 @@ def _read_parquet(path: Path) -> Iterator[Record]:
 
 
 def _read_csv(path: Path) -> Iterator[Record]:
-    """CSV via pyarrow so numeric columns (``margin``) arrive as numbers; empty strings stay strings."""
+    """CSV via pyarrow so numeric columns (``margin``) arrive as numbers; empty strings stay strings.
+
+    Read in record batches (``open_csv``), so a file larger than memory streams.
+    """
     import pyarrow.csv as pacsv
 
-    yield from enumerate(pacsv.read_csv(path).to_pylist())
+    rows = (row for batch in pacsv.open_csv(path) for row in batch.to_pylist())
+    yield from enumerate(rows)
 
 
 def _read_hub(name: str, split: str | None, data_dir: str | None) -> Iterator[Record]:
@@ -327,7 +333,7 @@ def _extras(record: Mapping[str, Any], used: Iterable[str]) -> dict[str, Any]:
 
 
 def _convert_trl(record: Any, index: int, ctx: _Ctx) -> Example:
-    """All four TRL preference variants; the variant is read from the value types (specs §6.5)."""
+    """All four TRL preference variants; the variant is read from the value types (TRL docs, "Dataset formats")."""
     chosen = require(record, "chosen", ctx.source, index)
     rejected = require(record, "rejected", ctx.source, index)
     prompt = record.get("prompt")
@@ -361,7 +367,10 @@ def _hh_messages(prompt_text: str, ctx: _Ctx, index: int) -> list[Message]:
 
 
 def _convert_hh_rlhf(record: Any, index: int, ctx: _Ctx) -> Example:
-    """Anthropic HH transcripts: the shared prefix up to the last assistant marker is the prompt (specs §6.1)."""
+    """Anthropic HH transcripts: the shared prefix up to the last assistant marker is the prompt.
+
+    Same split as TRL's ``examples/datasets/hh-rlhf-helpful-base.py``; format in docs/data.md.
+    """
     chosen, rejected = _text(record, "chosen", ctx, index), _text(record, "rejected", ctx, index)
     if chosen == rejected:
         raise DataError(ctx.source, index, "rejected", "is identical to 'chosen'", "identical_responses")
@@ -380,7 +389,8 @@ def _convert_hh_rlhf(record: Any, index: int, ctx: _Ctx) -> Example:
 
 
 def _convert_ultrafeedback(record: Any, index: int, ctx: _Ctx) -> Example:
-    """UltraFeedback-binarized: full conversations in chosen/rejected; scores kept in meta (specs §6.2)."""
+    """UltraFeedback-binarized (``HuggingFaceH4/ultrafeedback_binarized`` card): full conversations in
+    chosen/rejected; scores kept in meta."""
     p, c, r = _conversation_split(require(record, "chosen", ctx.source, index),
                                   require(record, "rejected", ctx.source, index), ctx, index)
     meta = {"prompt_id": require(record, "prompt_id", ctx.source, index)}
@@ -390,7 +400,8 @@ def _convert_ultrafeedback(record: Any, index: int, ctx: _Ctx) -> Example:
 
 
 def _convert_skywork(record: Any, index: int, ctx: _Ctx) -> Example:
-    """Skywork-Reward-Preference: conversational implicit prompt plus a ``source`` column (specs §6.3)."""
+    """Skywork-Reward-Preference (``Skywork/Skywork-Reward-Preference-80K-v0.2`` card): conversational,
+    implicit prompt, plus a ``source`` column."""
     p, c, r = _conversation_split(require(record, "chosen", ctx.source, index),
                                   require(record, "rejected", ctx.source, index), ctx, index)
     return make_pair(ctx.source, index, p, c, r, meta={"source": _text(record, "source", ctx, index)})
@@ -414,7 +425,7 @@ def _convert_helpsteer2(record: Any, index: int, ctx: _Ctx) -> Example:
 
 
 def _convert_helpsteer2_disagreements(record: Any, index: int, ctx: _Ctx) -> Example:
-    """HelpSteer2 disagreements: per-annotator lists → their mean, raw lists kept (specs §5.3)."""
+    """HelpSteer2 disagreements (``data_dir="disagreements"``): per-annotator lists → their mean, lists kept."""
     prompt = _helpsteer_prompt(record, ctx, index)
     annotations: dict[str, list[Any]] = {}
     means: dict[str, float | None] = {}
@@ -459,9 +470,10 @@ def _similar_strengths(record: Mapping[str, Any]) -> list[Any] | None:
 def _convert_helpsteer2_preference(record: Any, index: int, ctx: _Ctx) -> Example | None:
     """HelpSteer2-Preference: the sign of ``preference_strength`` picks the winner, |s| is the strength.
 
-    s < 0 → response_1 chosen, s > 0 → response_2 (specs §5.4); s == 0 is removed by rule
-    (``no_preference``), as the paper drops those pairs (specs §5.5). ``meta["split"]`` follows
-    NeMo-Aligner: "train" is train, every other value is validation (None without a split column).
+    s < 0 → response_1 chosen, s > 0 → response_2 (``nvidia/HelpSteer2`` dataset card); s == 0 is
+    removed by rule (``no_preference``), as HelpSteer2-Preference (arXiv 2410.01257, §2) drops those
+    pairs. ``meta["split"]`` follows NeMo-Aligner: "train" is train, every other value is validation
+    (None without a split column). See docs/data.md.
     """
     prompt = _helpsteer_prompt(record, ctx, index)
     r1, r2 = _text(record, "response_1", ctx, index), _text(record, "response_2", ctx, index)
@@ -529,7 +541,7 @@ def _chomp(text: str) -> str:
 
 
 def _parse_nemo_text(text: str, name: str, ctx: _Ctx, index: int) -> tuple[list[Message], str]:
-    """NeMo SteerLM text → (prompt messages, last assistant turn) (specs §7)."""
+    """NeMo SteerLM text → (prompt messages, last assistant turn); the template is in docs/data.md."""
     body = text[:-len(_NEMO_END)] if text.endswith(_NEMO_END) else text
     if not body.startswith(_NEMO_SYSTEM):
         raise DataError(ctx.source, index, name, f"expected the text to start with {_NEMO_SYSTEM!r}",
@@ -765,6 +777,17 @@ FORMATS: dict[str, FormatSpec] = {
 }
 
 
+def register_format(name: str, spec: FormatSpec) -> None:
+    """Add a reader to the registry; detection, ``load``, ``rmlib data`` and training then know it.
+
+    A second format under an existing name is an error: silently replacing a built-in reader
+    would change how every file of that shape is read.
+    """
+    if name in FORMATS and FORMATS[name] is not spec:
+        raise ValueError(f"format {name!r} is already registered ({FORMATS[name].doc})")
+    FORMATS[name] = spec
+
+
 # ---------------------------------------------------------------------------------------------
 # Detection, loading, writing
 
@@ -832,6 +855,15 @@ def _check_column_map(head: list[Record], column_map: Mapping[str, str], source:
 def load(source: str | Path, format: str | None = None, *, split: str | None = None, data_dir: str | None = None,
          column_map: dict[str, str] | None = None, on_invalid: OnInvalid = "error",
          max_examples: int = 3) -> Loaded:
+    """Every example of ``source`` in a list (see :func:`stream` for the rules and the options)."""
+    st = stream(source, format, split=split, data_dir=data_dir, column_map=column_map, on_invalid=on_invalid,
+                max_examples=max_examples)
+    return Loaded(list(st.examples), st.kind, st.format, st.report)
+
+
+def stream(source: str | Path, format: str | None = None, *, split: str | None = None,
+           data_dir: str | None = None, column_map: dict[str, str] | None = None, on_invalid: OnInvalid = "error",
+           max_examples: int = 3) -> Stream:
     """Read ``source`` and convert every record with the named (or detected) format.
 
     ``column_map`` renames the user's columns (``{"question": "prompt"}``) before detection and
@@ -857,33 +889,28 @@ def load(source: str | Path, format: str | None = None, *, split: str | None = N
         records = spec.prepare(records, name)
     report = ValidationReport(name, max_examples=max_examples)
     ctx = _Ctx(name, report)
-    examples = list(apply_policy(records, lambda i, r: spec.convert(r, i, ctx), on_invalid, report))
-    return Loaded(examples, spec.kind, format, report)
+    examples = apply_policy(records, lambda i, r: spec.convert(r, i, ctx), on_invalid, report)
+    return Stream(examples, spec.kind, format, report)
+
+
+@dataclass
+class Stream:
+    """:func:`stream`'s result: examples converted one at a time while ``report`` counts them.
+
+    Why: a source larger than memory is read, validated and written to Arrow record by record;
+    nothing but the current record is held.
+    """
+
+    examples: Iterator[Example]
+    kind: str
+    format: str
+    report: ValidationReport
 
 
 def write_jsonl(examples: Iterable[Example], path: str | Path) -> Path:
     """Write canonical JSONL (one ``to_dict()`` per line) atomically, see :func:`write_jsonl_rows`."""
-    return write_jsonl_rows((ex.to_dict() for ex in examples), path)
+    return _io_write_jsonl((ex.to_dict() for ex in examples), path)
 
 
-def write_jsonl_rows(rows: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
-    """Write JSON lines atomically: temp file in the same dir, fsync, then rename.
-
-    A reader never sees a half-written file, and a failure (e.g. a value JSON cannot encode, NaN
-    included) leaves any previous file untouched and no temp file behind. Every rmlib JSONL output
-    (canonical data, rewards, score caches) goes through here.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+# the one atomic JSONL writer lives in rmlib.io; the data layer's name for it stays importable
+write_jsonl_rows = _io_write_jsonl

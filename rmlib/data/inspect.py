@@ -44,9 +44,9 @@ def inspect(path: str, format: str | None = None, *, tokenizer: str | None = Non
         from transformers import AutoTokenizer
 
         from rmlib.data.tokenize import Featurizer
-        from rmlib.training.trainer import resolve_model_path
+        from rmlib.io import resolve_model
 
-        featurizer, unit = Featurizer(AutoTokenizer.from_pretrained(resolve_model_path(tokenizer)), 10**9), "tokens"
+        featurizer, unit = Featurizer(AutoTokenizer.from_pretrained(resolve_model(tokenizer)), 10**9), "tokens"
     prompt_len, resp_len, turns = [], [], Counter()
     for ex in loaded.examples:
         prompt, responses = _texts(ex)

@@ -83,8 +83,34 @@ class RatedFeatures:
         return len(self.seq.ids)
 
 
+_SENTINEL = "\u2063rmlib-response\u2063"  # a response no real data contains (invisible separators)
+_CHECKED_PER_CALL = 4  # sentinel renders cross-checked against full renders in each encode_many call
+
+
+@dataclass
+class Split:
+    """One prompt's tokens, rendered and tokenized once, and each of its responses' tokens.
+
+    ``head`` holds the tokens truncation must keep (leading special tokens, the system message),
+    ``body`` the rest of the prompt, cut from the left when a sequence is too long.
+    """
+
+    head: list[int]
+    body: list[int]
+    responses: list[list[int]]
+
+
 class Featurizer:
-    """Tokenizes prompts and responses the same way for training, evaluation and scoring."""
+    """Tokenizes prompts and responses the same way for training, evaluation and scoring.
+
+    Every path (in-memory features, the Arrow feature cache, ``RewardModel.score``) goes through
+    :meth:`split_many`: a prompt is rendered and tokenized once however many responses it has,
+    and texts are tokenized in batches. With a chat template, a response's tokens come from the
+    template's own rendering of the conversation with that response as the assistant turn; the
+    template is rendered once per prompt with a placeholder response, and each response is put in
+    its place (cross-checked against full renders; a template that transforms the content, e.g.
+    with ``trim``, is rendered in full for every response instead).
+    """
 
     def __init__(self, tokenizer, max_length: int = 1024, keep_system: bool = True):
         if max_length < 8:
@@ -94,6 +120,10 @@ class Featurizer:
         self.keep_system = keep_system
         self.has_template = bool(getattr(tokenizer, "chat_template", None))
         self.truncated_prompts = 0
+        template = tokenizer.chat_template if self.has_template else ""
+        self._placeholder_ok = self.has_template and not any(
+            f in str(template) for f in ("trim", "strip", "replace", "split", "lower", "upper"))
+        self._types: tuple[int, int] | None = None
         if not self.has_template:
             self._learn_pair_template()
 
@@ -101,6 +131,9 @@ class Featurizer:
 
     def _ids(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=False)["input_ids"]
+
+    def _ids_many(self, texts: list[str]) -> list[list[int]]:
+        return self.tok(texts, add_special_tokens=False)["input_ids"] if texts else []
 
     def _learn_pair_template(self) -> None:
         """Find where the tokenizer's own pair encoding puts special tokens around two segments.
@@ -125,68 +158,123 @@ class Featurizer:
         return "\n\n".join(DEFAULT_PROMPT_FORMAT.format(role=m["role"].capitalize(), content=m["content"])
                            for m in prompt)
 
-    def _split(self, prompt: Sequence[Message], response: str) -> tuple[list[int], list[int], list[int]]:
-        """(head, prompt body, response part): head holds tokens that truncation must keep."""
-        if self.has_template:
-            msgs = list(prompt)
-            p_text = self.tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
-            full = self.tok.apply_chat_template(msgs + [{"role": "assistant", "content": response}],
-                                                tokenize=False)
+    def _render(self, msgs: list, response: str) -> str:
+        return self.tok.apply_chat_template(msgs + [{"role": "assistant", "content": response}], tokenize=False)
+
+    def _response_texts(self, msgs: list, p_text: str, responses: Sequence[str], check: bool) -> list[str]:
+        """The text each response adds after the rendered prompt (its assistant turn)."""
+        if self._placeholder_ok:
+            full = self._render(msgs, _SENTINEL)
+            rest = full[len(p_text):] if full.startswith(p_text) else ""
+            if rest.count(_SENTINEL) == 1:
+                pre, post = rest.split(_SENTINEL)
+                texts = [pre + r + post for r in responses]
+                if not check or all(self._render(msgs, r) == p_text + t for r, t in zip(responses[:1], texts)):
+                    return texts
+                self._placeholder_ok = False  # the template transforms content: render every response
+        out = []
+        for r in responses:
+            full = self._render(msgs, r)
             if not full.startswith(p_text):
                 raise ValueError("the chat template renders the prompt differently with and without the "
                                  "response, so the response boundary is unknown; use another template")
-            p_ids, r_ids = self._ids(p_text), self._ids(full[len(p_text):])
-            head = 0
-            while head < len(p_ids) and p_ids[head] in self.tok.all_special_ids and head < 4:
-                head += 1
-            if self.keep_system and msgs and msgs[0]["role"] == "system":
-                sys_text = self.tok.apply_chat_template(msgs[:1], tokenize=False)
-                if p_text.startswith(sys_text):
-                    head = max(head, len(self._ids(sys_text)))
-            return p_ids[:head], p_ids[head:], r_ids
-        p_ids = self._ids(self.render_prompt_text(prompt))
-        if not self._middle:  # no separator token in the pair template (GPT-2 style): mark the turn
-            response = "\n\nAssistant: " + response
-        head = 0
-        if self.keep_system and prompt and prompt[0]["role"] == "system":
-            head = len(self._ids(self.render_prompt_text(prompt[:1])))
-        return (self._prefix + p_ids[:head], p_ids[head:],
-                self._middle + self._ids(response) + self._suffix)
+            out.append(full[len(p_text):])
+        return out
 
-    def encode(self, prompt: Sequence[Message], response: str, *, budget: int | None = None) -> Encoded | None:
-        """Token ids for prompt + response, or None when the response alone cannot fit."""
+    def split_many(self, prompts: Sequence[Sequence[Message]], responses: Sequence[Sequence[str]]) -> list[Split]:
+        """Token parts of each prompt (once) and of each of its responses, tokenized in batches."""
+        if self.has_template:
+            msgs = [list(p) for p in prompts]
+            p_texts = [self.tok.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in msgs]
+            r_texts = [self._response_texts(m, pt, rs, check=i < _CHECKED_PER_CALL)
+                       for i, (m, pt, rs) in enumerate(zip(msgs, p_texts, responses))]
+        else:
+            p_texts = [self.render_prompt_text(p) for p in prompts]
+            # no separator token in the pair template (GPT-2 style): mark the assistant turn
+            r_texts = [[r if self._middle else "\n\nAssistant: " + r for r in rs] for rs in responses]
+        p_ids = self._ids_many(p_texts)
+        flat = self._ids_many([t for ts in r_texts for t in ts])
+        out, k = [], 0
+        for i, prompt in enumerate(prompts):
+            n = len(r_texts[i])
+            resp, k = flat[k:k + n], k + n
+            head = self._head_len(prompt, p_texts[i], p_ids[i])
+            if self.has_template:
+                out.append(Split(p_ids[i][:head], p_ids[i][head:], resp))
+            else:
+                out.append(Split(self._prefix + p_ids[i][:head], p_ids[i][head:],
+                                 [self._middle + r + self._suffix for r in resp]))
+        return out
+
+    def _head_len(self, prompt: Sequence[Message], p_text: str, p_ids: list[int]) -> int:
+        """Prompt tokens that left truncation keeps: leading special tokens and a system message."""
+        has_system = self.keep_system and bool(prompt) and prompt[0]["role"] == "system"
+        if not self.has_template:
+            return len(self._ids(self.render_prompt_text(prompt[:1]))) if has_system else 0
+        head = 0
+        while head < len(p_ids) and p_ids[head] in self.tok.all_special_ids and head < 4:
+            head += 1
+        if has_system:
+            sys_text = self.tok.apply_chat_template(list(prompt[:1]), tokenize=False)
+            if p_text.startswith(sys_text):
+                head = max(head, len(self._ids(sys_text)))
+        return head
+
+    def fit(self, head: list[int], body: list[int], resp: list[int], budget: int | None = None) -> int | None:
+        """How many prompt-body tokens a sequence keeps, or None when the response alone cannot fit."""
         limit = self.max_length if budget is None else budget
-        head, body, resp = self._split(prompt, response)
         room = limit - len(head) - len(resp)
         if room < 0 or (room == 0 and body):
             return None
-        if len(body) > room:
-            body = body[len(body) - room:] if room else []
-            self.truncated_prompts += 1
-        ids = head + body + resp
-        prompt_len = len(head) + len(body)
+        return min(len(body), room)
+
+    def assemble(self, head: list[int], body: list[int], resp: list[int], keep: int) -> Encoded:
+        """The sequence ``head + body[-keep:] + resp`` (and segment ids for encoders)."""
+        kept = body[len(body) - keep:] if keep else []
+        ids = head + kept + resp
+        prompt_len = len(head) + keep
         types = None
         if not self.has_template and self._types is not None:
             n_first = prompt_len + len(self._middle)
             types = [self._types[0]] * n_first + [self._types[1]] * (len(ids) - n_first)
         return Encoded(ids, prompt_len, types)
 
+    def encode_many(self, prompts: Sequence[Sequence[Message]], responses: Sequence[Sequence[str]],
+                    *, budget: int | None = None) -> list[list[Encoded | None]]:
+        """Encoded sequences of each prompt's responses (None where a response cannot fit)."""
+        out = []
+        for sp in self.split_many(prompts, responses):
+            row = []
+            for resp in sp.responses:
+                keep = self.fit(sp.head, sp.body, resp, budget)
+                if keep is not None and keep < len(sp.body):
+                    self.truncated_prompts += 1
+                row.append(None if keep is None else self.assemble(sp.head, sp.body, resp, keep))
+            out.append(row)
+        return out
+
+    def encode(self, prompt: Sequence[Message], response: str, *, budget: int | None = None) -> Encoded | None:
+        """Token ids for prompt + response, or None when the response alone cannot fit."""
+        return self.encode_many([prompt], [[response]], budget=budget)[0][0]
+
     # -- datasets --------------------------------------------------------------------------
 
     def pairs(self, pairs: Iterable[PreferencePair], report: ValidationReport,
-              labels: Sequence[str] = ()) -> list[PairFeatures]:
+              labels: Sequence[str] = (), *, chunk: int = 512) -> list[PairFeatures]:
         """Tokenize pairs; drop (and count) the ones that cannot fit or collapse after tokenizing."""
-        out = []
-        for i, pair in enumerate(pairs):
-            c = self.encode(pair.prompt, pair.chosen)
-            r = self.encode(pair.prompt, pair.rejected)
-            if c is None or r is None:
-                report.filter("too_long", f"pair {i}: a response does not fit in max_length={self.max_length}")
-                continue
-            if c.ids == r.ids:
-                report.filter("identical_after_tokenization", f"pair {i}: chosen and rejected tokenize identically")
-                continue
-            out.append(PairFeatures(c, r, read_labels(pair, labels), i))
+        out: list[PairFeatures] = []
+        pairs = list(pairs)
+        for start in range(0, len(pairs), chunk):
+            part = pairs[start:start + chunk]
+            encoded = self.encode_many([p.prompt for p in part], [(p.chosen, p.rejected) for p in part])
+            for i, (pair, (c, r)) in enumerate(zip(part, encoded), start=start):
+                if c is None or r is None:
+                    report.filter("too_long", f"pair {i}: a response does not fit in max_length={self.max_length}")
+                    continue
+                if c.ids == r.ids:
+                    report.filter("identical_after_tokenization", f"pair {i}: chosen and rejected tokenize identically")
+                    continue
+                out.append(PairFeatures(c, r, read_labels(pair, labels), i))
         return out
 
     def rated(self, rows: Iterable[RatedResponse], attributes: Sequence[str],
