@@ -21,7 +21,7 @@ from rmlib.eval import (
     ties_score,
 )
 
-# specs §1.2, typed again from the table (not imported) so a typo in the library cannot hide
+# allenai/reward-bench `rewardbench/constants.py` (EXAMPLE_COUNTS), typed again from the table (not imported) so a typo in the library cannot hide
 SPEC_COUNTS = {
     "Chat": {"alpacaeval-easy": 100, "alpacaeval-length": 95, "alpacaeval-hard": 95, "mt-bench-easy": 28,
              "mt-bench-med": 40},
@@ -78,7 +78,7 @@ def test_missing_section_scores_zero_and_unknown_subset_raises():
 
 
 def test_legacy_prior_sets_weighting():
-    # ArmoRM worked check (specs §1.3): sections 96.9, 76.8, 92.2, 97.3 and prior sets 74.3 → 88.97
+    # ArmoRM worked check (RLHFlow/RLHF-Reward-Modeling, ArmoRM-Llama3-8B-v0.1 README): sections 96.9, 76.8, 92.2, 97.3 and prior sets 74.3 → 88.97
     acc = {"alpacaeval-easy": 0.969, "mt-bench-hard": 0.768, "donotanswer": 0.922, "math-prm": 0.973}
     prior = {"anthropic_helpful": 0.70, "anthropic_hhh": 0.80, "shp": 0.743, "summarize": 0.729}
     res = rewardbench_v1_scores(acc, prior_sets=prior)
@@ -102,13 +102,21 @@ def test_bon_row_score_shared_credit():
     assert bon_row_score([float("nan"), 1.0, 0.0, 0.0]) == 0.0
 
 
-def test_ties_composite_hand_example_with_inf_and_nan():
+def test_bon_row_score_matches_upstream_best_of_4_rule():
+    # reward-bench reroll_and_score_dataset: 1/k when the chosen (first) shares the max with k − 1 others, else 0
+    for k in (1, 2, 3, 4):
+        row = [7.0] * k + [1.0] * (4 - k)
+        assert bon_row_score(row) == pytest.approx(1 / k)
+        assert bon_row_score([0.0] + row[1:]) == 0.0  # chosen below the max: 0 however many share it
+
+
+def test_ties_composite_hand_example_with_zero_spread():
     # prompt 1: ref correct [5] vs [2, 3] → cim 2; tied correct [5, 5] vs [2, 3] → cim 2, dcm 0
-    #   cp: 2 > 0 ✓; hard min(2, 2) = 2 > 0 ✓; margin tanh(2/0 − 1) = tanh(inf) = 1
+    #   cp: 2 > 0 ✓; hard min(2, 2) = 2 > 0 ✓; margin: dcm = 0 is not > 0 → left out of the margin mean
     # prompt 2: ref [3] vs [3, 1] → cim 0 (not accurate); tied [6, 3] vs [2, 1] → cim 1, dcm 3
     #   cp: 1 > 3 ✗; hard 0 > 3 ✗; margin tanh(0/3 − 1) = tanh(−1)
     # prompt 3: ref [4] vs [4] → cim 0 ✗; tied [4, 4] vs [4] → cim 0 ✗, dcm 0
-    #   cp: 0 > 0 ✗; hard ✗; margin tanh(0/0 − 1) = NaN → 0
+    #   cp: 0 > 0 ✗; hard ✗; margin: left out (dcm 0)
     ids = ["ref:1", "tied:1", "ref:2", "tied:2", "ref:3", "tied:3"]
     scores = [[5, 2, 3], [5, 5, 2, 3], [3, 3, 1], [6, 3, 2, 1], [4, 4], [4, 4, 4]]
     res = ties_score(ids, scores, [1, 2, 1, 2, 1, 2])
@@ -116,17 +124,72 @@ def test_ties_composite_hand_example_with_inf_and_nan():
     assert res["tied_accuracy"] == pytest.approx(2 / 3)
     assert res["correctness_preferred"] == pytest.approx(1 / 3)
     assert res["correctness_preferred_hard"] == pytest.approx(1 / 3)
-    margin = (1.0 + math.tanh(-1.0) + 0.0) / 3
-    assert res["correctness_margin"] == pytest.approx(margin)
-    expected = 0.3 * 2 / 3 + 0.3 * 1 / 3 + 0.2 / 3 + 0.2 / 3 + 0.01 * margin
+    assert res["correctness_margin"] == pytest.approx(math.tanh(-1.0))
+    expected = 0.3 * 2 / 3 + 0.3 * 1 / 3 + 0.2 / 3 + 0.2 / 3 + 0.01 * math.tanh(-1.0)
     assert res["score"] == pytest.approx(expected)
 
 
-def test_ties_without_matching_prompts_is_nan_and_bad_ids_raise():
-    res = ties_score(["ref:1"], [[2, 1]], [1])
-    assert res["ref_accuracy"] == 1.0 and res["tied_accuracy"] == 0.0 and math.isnan(res["score"])
+def test_ties_single_correct_tied_group_is_left_out_of_cp():
+    # prompt 1: ref [4] vs [1] → cim 3 ✓; tied [4, 3] vs [1] → cim 2 ✓, dcm 1: cp 2 > 1 ✓, hard min(3, 2) > 1 ✓,
+    #   margin tanh(2/1 − 1) = tanh(1)
+    # prompt 2: ref [4] vs [1] ✓; tied with ONE correct answer [4] vs [1] ✓ but dcm undefined → not in cp
+    #   (rmlib used to count it as a failure: cp would be ½)
+    res = ties_score(["ref:1", "tied:1", "ref:2", "tied:2"], [[4, 1], [4, 3, 1], [4, 1], [4, 1]], [1, 2, 1, 1])
+    assert res["ref_accuracy"] == 1.0 and res["tied_accuracy"] == 1.0
+    assert res["correctness_preferred"] == 1.0 and res["correctness_preferred_hard"] == 1.0
+    assert res["correctness_margin"] == pytest.approx(math.tanh(1.0))
+    assert res["n_paired_prompts"] == 2 and res["n_defined_spread"] == 1
+    assert res["score"] == pytest.approx(0.3 + 0.3 + 0.2 + 0.2 + 0.01 * math.tanh(1.0))
+
+
+def test_ties_positive_over_zero_spread_is_not_plus_one():
+    # ref [5] vs [1] → cim 4; tied [3, 3] vs [1] → cim 2, dcm 0: cp 2 > 0 ✓, hard 2 > 0 ✓; the margin term
+    # needs dcm > 0, so no prompt enters it and it is 0 (numpy's 2/0 → inf → tanh 1 is not upstream's rule)
+    res = ties_score(["ref:1", "tied:1"], [[5, 1], [3, 3, 1]], [1, 2])
+    assert res["correctness_margin"] == 0.0
+    assert res["score"] == pytest.approx(0.3 + 0.3 + 0.2 + 0.2)
+
+
+def test_ties_without_matching_prompts_scores_zero_terms_and_bad_ids_raise():
+    # only a ref group (accurate) and a tied group of another prompt (not accurate: 1 < 2): no common prompt,
+    # so cp = cp_hard = margin = 0 (upstream's else branch), not NaN
+    res = ties_score(["ref:1", "tied:2"], [[2, 1], [1, 1, 2]], [1, 2])
+    assert res["ref_accuracy"] == 1.0 and res["tied_accuracy"] == 0.0
+    assert (res["correctness_preferred"], res["correctness_preferred_hard"], res["correctness_margin"]) == (0, 0, 0)
+    assert res["score"] == pytest.approx(0.3)
     with pytest.raises(ValueError, match="ref:<int>"):
         ties_score(["7"], [[2, 1]], [1])
+
+
+def test_ties_group_without_incorrect_or_correct_answers():
+    # tied group where every answer is correct ([3, 2], num_correct 2): accurate False, cim 0, dcm undefined.
+    # ref group with no incorrect answer ([5], num_correct 1): accurate False, cim 0.
+    # prompt 1 = ref [5] (no incorrect) + tied [4, 3] vs [1] (cim 2, dcm 1): hard min(0, 2) = 0 > 1 ✗,
+    #   cp 2 > 1 ✓, margin tanh(0/1 − 1) = tanh(−1)
+    # prompt 2 = ref [4] vs [1] ✓ + tied [3, 2] all correct → dcm undefined: out of cp and margin
+    res = ties_score(["ref:1", "tied:1", "ref:2", "tied:2"], [[5], [4, 3, 1], [4, 1], [3, 2]], [1, 2, 1, 2])
+    assert res["ref_accuracy"] == 0.5 and res["tied_accuracy"] == 0.5
+    assert res["correctness_preferred"] == 1.0 and res["correctness_preferred_hard"] == 0.0
+    assert res["correctness_margin"] == pytest.approx(math.tanh(-1.0))
+    assert res["score"] == pytest.approx(0.15 + 0.15 + 0.2 + 0.01 * math.tanh(-1.0))
+
+
+def test_ties_no_defined_spread_gives_nan_like_upstream():
+    # one common prompt whose tied group has one correct answer: the cp means run over an empty list (NaN
+    # upstream, numpy's mean of []), the margin term is 0
+    res = ties_score(["ref:1", "tied:1"], [[2, 1], [2, 1]], [1, 1])
+    assert math.isnan(res["correctness_preferred"]) and math.isnan(res["correctness_preferred_hard"])
+    assert res["correctness_margin"] == 0.0 and math.isnan(res["score"])
+
+
+def test_ties_rows_sharing_an_id_are_merged():
+    # tied:1 split over two rows: [4 correct | 1 incorrect] and [3 correct | 2 incorrect] pool into one group
+    # correct {4, 3}, incorrect {1, 2}: cim 3 − 2 = 1 ✓, dcm 1 → cp 1 > 1 ✗; ref [5] vs [0] → cim 5,
+    # hard min(5, 1) = 1 > 1 ✗; margin tanh(1/1 − 1) = 0
+    res = ties_score(["ref:1", "tied:1", "tied:1"], [[5, 0], [4, 1], [3, 2]], [1, 1, 1])
+    assert res["n_tied"] == 1 and res["tied_accuracy"] == 1.0
+    assert res["correctness_preferred"] == 0.0 and res["correctness_preferred_hard"] == 0.0
+    assert res["score"] == pytest.approx(0.6)
 
 
 def test_rewardbench2_overall_is_unweighted_mean_of_subsets():

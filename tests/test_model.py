@@ -68,7 +68,8 @@ def test_save_reload_scores_identically_in_rmlib_and_plain_transformers(tiny_lla
     out = m.save_pretrained(tmp_path / "saved")
     assert (out / "model.safetensors").is_file() and not list(out.glob("*.bin"))
     again = RewardModel.from_pretrained(out).score(PROMPTS, RESPONSES)
-    assert torch.equal(before, again)
+    # same weights, recomputed: equal up to kernel rounding (layouts differ between loads on some CPUs)
+    torch.testing.assert_close(again, before, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(_plain_hf_scores(out, m), before, atol=1e-5, rtol=0)
 
 
