@@ -272,9 +272,9 @@ def run_rmlib(model_dir: str, data: Path, eval_data: Path, args: argparse.Namesp
 
     computed = [0.0]
 
-    def timed(self, model, opt, sched, feats, micro):
-        clock.begin(model)
-        stats = original(self, model, opt, sched, feats, micro)
+    def timed(self, run, micro):
+        clock.begin(run.model)
+        stats = original(self, run, micro)
         clock.done()
         clock.pairs += sum(len(mb) for mb in micro)  # the pairs this step trained (every process's)
         computed[0] += stats["tokens"]  # tokens the model computed (shared prompts once, no pads)

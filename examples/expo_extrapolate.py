@@ -50,9 +50,8 @@ def main() -> None:
 
         def score(model):
             rm = rmlib.RewardModel(model, tokenizer, max_length=128)
-            prompts = [p.prompt for p in pairs]
-            return (rm.score(prompts, [p.chosen for p in pairs], batch_size=64),
-                    rm.score(prompts, [p.rejected for p in pairs], batch_size=64))
+            return rm.score_pairs([p.prompt for p in pairs], [p.chosen for p in pairs], [p.rejected for p in pairs],
+                                  batch_size=64)
 
         result = search_alpha(weak, strong, [0.0, 0.25, 0.5, 1.0], pairwise_evaluator(score), refine=False)
         print(result.to_markdown())

@@ -26,29 +26,29 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from rmlib.data.formats import load, write_jsonl_rows
+    from rmlib.data.formats import load
+    from rmlib.io import write_jsonl
     from rmlib.models import RewardModel
 
     model = RewardModel.from_pretrained(args.model, trust_remote_code=args.trust_remote_code,
                                         max_length=args.max_length)
-    loaded = load(args.data, args.format)
-    prompts, responses, keys = [], [], []
-    for i, ex in enumerate(loaded.examples):
-        if loaded.kind == "pairs":
-            prompts += [ex.prompt, ex.prompt]
-            responses += [ex.chosen, ex.rejected]
-            keys += [(i, "chosen"), (i, "rejected")]
-        elif loaded.kind == "ratings":
-            prompts.append(ex.prompt)
-            responses.append(ex.response)
-            keys.append((i, "response"))
-        else:
-            raise SystemExit(f"rmlib score: cannot score {loaded.kind} data")
-    rewards = model.score(prompts, responses, batch_size=args.batch_size, show_progress=True)
-    rows: dict[int, dict] = {}
-    for (i, which), r in zip(keys, rewards.tolist()):
-        rows.setdefault(i, {"index": i})[which] = r
-    out = write_jsonl_rows((rows[i] for i in sorted(rows)), args.out)
+    loaded = load(args.data, args.format, on_invalid=args.on_invalid)
+    if loaded.report.n_skipped or loaded.report.n_filtered:
+        print(loaded.report.format(), file=sys.stderr)
+    ex = loaded.examples
+    kw = dict(batch_size=args.batch_size, show_progress=True)
+    if loaded.kind == "pairs":
+        chosen, rejected = model.score_pairs([e.prompt for e in ex], [e.chosen for e in ex],
+                                             [e.rejected for e in ex], **kw)
+        rows = [{"index": i, "chosen": c, "rejected": r}
+                for i, (e, c, r) in enumerate(zip(ex, chosen.tolist(), rejected.tolist()))]
+    elif loaded.kind == "ratings":
+        rewards = model.score([e.prompt for e in ex], [e.response for e in ex], **kw)
+        rows = [{"index": i, "response": r}
+                for i, (e, r) in enumerate(zip(ex, rewards.tolist()))]
+    else:
+        raise SystemExit(f"rmlib score: cannot score {loaded.kind} data")
+    out = write_jsonl(rows, args.out)
     print(f"wrote {len(rows)} rows of rewards ({model.attributes}) to {out}")
     return 0
 
@@ -68,7 +68,8 @@ def cmd_expo(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from rmlib.models.lora import merge_adapter
 
-    result = merge_adapter(args.adapter_dir, args.out, dtype=args.dtype, device=args.device)
+    result = merge_adapter(args.adapter_dir, args.out, dtype=args.dtype, device=args.device,
+                           max_shard_size=args.max_shard_size)
     print(f"merged {args.adapter_dir} into {result['out']} ({result['dtype']}); probe scores reproduced "
           f"after reloading (max |diff| {result['max_abs_diff']:.2g})")
     return 0
@@ -90,8 +91,19 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _formats() -> str:
+    from rmlib.data.formats import FORMATS
+
+    return ", ".join(FORMATS)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from rmlib import __version__
+
     p = argparse.ArgumentParser(prog="rmlib", description="Train and evaluate reward models.")
+    p.add_argument("--version", "-V", action="version", version=f"rmlib {__version__}")
+    p.add_argument("--debug", action="store_true",
+                   help="show the traceback of rmlib's own errors too (also RMLIB_DEBUG=1)")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     t = sub.add_parser("train", help="train a reward model from a YAML config")
@@ -100,13 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("score", help="write rewards for every response in a data file to JSONL")
-    s.add_argument("model")
-    s.add_argument("data")
-    s.add_argument("--out", required=True)
-    s.add_argument("--format", default=None)
-    s.add_argument("--batch-size", type=int, default=16)
-    s.add_argument("--max-length", type=int, default=1024)
-    s.add_argument("--trust-remote-code", action="store_true")
+    s.add_argument("model", help="model directory, LoRA run output, hub id or built-in alias (minilm-l6)")
+    s.add_argument("data", help="data file (any format `rmlib data inspect` reads) or hub dataset id")
+    s.add_argument("--out", required=True, help="JSONL to write: one row per record, written atomically")
+    s.add_argument("--format", default=None, help=f"reader to use (default: detected); one of {_formats()}")
+    s.add_argument("--on-invalid", default="error", choices=["error", "skip"],
+                   help="error: stop at the first invalid record; skip: leave it out and report it")
+    s.add_argument("--batch-size", type=int, default=16, help="sequences per scoring batch (an upper bound)")
+    s.add_argument("--max-length", type=int, default=None,
+                   help="tokens per sequence (default: the model's position limit, at most 1024)")
+    s.add_argument("--trust-remote-code", action="store_true",
+                   help="allow the model's own Python code from its directory or the hub (off by default)")
     s.set_defaults(func=cmd_score)
 
     e = sub.add_parser("eval", help="evaluate a model (or cached scores) on a benchmark suite")
@@ -121,14 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_cli_arguments(x)
     x.set_defaults(func=cmd_expo)
 
-    ex = sub.add_parser("export", help="fold a LoRA adapter directory into a plain transformers model directory")
+    ex = sub.add_parser("export", help="merge a LoRA adapter directory into a plain transformers model directory")
     ex.add_argument("adapter_dir", help="a LoRA run's model directory (adapter + head + tokenizer)")
-    ex.add_argument("--merge", action="store_true", required=True,
-                    help="merge the adapter into the base weights (the only export there is, spelled out)")
+    ex.add_argument("--merge", action="store_true",
+                    help="accepted for compatibility and ignored: export always merges")
     ex.add_argument("--out", required=True)
     ex.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
                     help="dtype of the merged weights (default: the base's)")
-    ex.add_argument("--device", default=None, help="where to merge, e.g. cpu or cuda:0 (default: cuda if present)")
+    ex.add_argument("--device", default=None,
+                    help="where the probe check runs, e.g. cpu or cuda:0 (default: cuda if present)")
+    ex.add_argument("--max-shard-size", default="5GB", help="largest output shard, e.g. 2GB")
     ex.set_defaults(func=cmd_export)
 
     pl = sub.add_parser("plan", help="estimate peak GPU memory of LoRA/QLoRA settings and list those that fit")
@@ -153,8 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _dispatch(argv: list[str]) -> int:
     if argv[:2] == ["expo", "search"]:
         # `rmlib expo --weak ...` and `rmlib expo search ...` share a name but not their arguments
         from rmlib.expo import add_search_arguments
@@ -165,8 +182,47 @@ def main(argv: list[str] | None = None) -> int:
         args = p.parse_args(argv[2:])
         args.search, args.func = True, cmd_expo
         return args.func(args)
+    if argv[:1] == ["eval"]:
+        # KEY=VALUE overrides may follow the flags, which needs parse_intermixed_args (not for subparsers)
+        from rmlib.eval.cli import main as eval_main
+
+        return eval_main(argv[1:])
     args = build_parser().parse_args(argv)
     return args.func(args)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """rmlib's own error types: their message is the whole story, so no traceback is shown."""
+    from rmlib.config import ConfigError
+    from rmlib.data.schema import DataError
+    from rmlib.runtime import LaunchError
+    from rmlib.training.checkpoint import CheckpointError
+
+    return ConfigError, DataError, CheckpointError, LaunchError
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a subcommand. rmlib's own errors (config, data, checkpoint, launch) print one line and
+    exit with status 2; ``--debug`` (or ``RMLIB_DEBUG=1``) shows their traceback too. Any other
+    exception is unexpected and keeps its traceback."""
+    import os
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["--version"], ["-V"]):
+        from rmlib import __version__
+
+        print(f"rmlib {__version__}")
+        return 0
+    debug = "--debug" in argv or os.environ.get("RMLIB_DEBUG", "").lower() in ("1", "true", "yes")
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        return _dispatch(argv)
+    except _user_errors() as e:
+        if debug:
+            raise
+        print(f"rmlib: error: {e}", file=sys.stderr)
+        print("(run with --debug for the traceback)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -174,10 +174,14 @@ def reference(schema_cls: type, prefix: str = "") -> list[Option]:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
-                base: dict | None = None) -> Config:
-    """Merge defaults ← YAML file ← dict ← ``key=value`` overrides, then validate."""
+                base: dict | None = None, *, check_sources: bool = True) -> Config:
+    """Merge defaults ← YAML file ← dict ← ``key=value`` overrides, then validate.
+
+    ``check_sources=False`` skips checking that the model, data and checkpoint exist, for tools
+    that only read the settings (``rmlib plan`` estimates memory from a config on any machine).
+    """
     cfg = load_structured(Config, path, overrides, base)
-    validate(cfg)
+    validate(cfg, check_sources=check_sources)
     return cfg
 
 
@@ -256,8 +260,8 @@ def _sample_path(name: str) -> str:
     return str(sample_path(name))
 
 
-def validate(cfg: Config) -> None:
-    """Checks that need no data and no model."""
+def validate(cfg: Config, *, check_sources: bool = True) -> None:
+    """Checks that need no data and no model (``check_sources``: also that inputs exist)."""
     check_choices(cfg)
     t = cfg.train
     positive = {"train.per_device_batch_size": t.per_device_batch_size,
@@ -294,6 +298,9 @@ def validate(cfg: Config) -> None:
         get_loss(cfg.loss.name, **cfg.loss.options)
     except (KeyError, TypeError, ValueError) as e:
         raise ConfigError(f"config key 'loss': {e}") from None
+    _validate_lora(cfg.model.lora)
+    if not check_sources:
+        return
     for p in (cfg.data.train, cfg.data.eval):
         if p and looks_local(p) and not Path(p).expanduser().exists():
             raise ConfigError(f"data file not found: {p}")
@@ -302,7 +309,6 @@ def validate(cfg: Config) -> None:
     if r and r != "auto" and not Path(r).expanduser().is_dir():
         raise ConfigError(f"config key 'train.resume_from': {r} is not a directory (give a checkpoint directory, "
                           "e.g. <output_dir>/checkpoints/step-0000100, or 'auto')")
-    _validate_lora(cfg.model.lora)
 
 
 def check_model_source(name: str, key: str) -> None:

@@ -268,7 +268,7 @@ def estimate_for_config(train_config: str | Path, sequences_per_item: int = 2) -
     """The estimate for exactly the settings of an rmlib training YAML (model, LoRA, lengths, batch)."""
     from rmlib.config import load_config
 
-    c = load_config(train_config)
+    c = load_config(train_config, check_sources=False)
     lo = c.model.lora
     if not lo.enabled:
         raise ValueError(f"{train_config}: the estimator covers LoRA runs (model.lora.enabled=true)")
@@ -301,7 +301,7 @@ def cli(args) -> int:
         from rmlib.config import load_config
 
         own = estimate_for_config(model, args.sequences_per_item)
-        cfg = load_config(model)
+        cfg = load_config(model, check_sources=False)
         model, seq_len = cfg.model.name_or_path, seq_len or cfg.data.max_length
     fits = recommend(model, args.budget, seq_len or 4096, **kw)
     if args.json:

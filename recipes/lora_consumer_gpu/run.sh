@@ -17,7 +17,7 @@ accelerate launch --config_file configs/accelerate/single_gpu.yaml -m rmlib trai
   "train.output_dir=${RUN}" "$@"
 
 # 3. merge into a plain AutoModelForSequenceClassification directory (checked the same way)
-rmlib export --merge "${RUN}/model" --out "${RUN}/merged"
+rmlib export "${RUN}/model" --out "${RUN}/merged"
 
 # 4. score held-out pairs with the merged model
 rmlib eval "${RUN}/merged" --suite pairs --data HuggingFaceH4/ultrafeedback_binarized --split test_prefs \

@@ -147,3 +147,34 @@ def plot_bon_curve(curve: Sequence[Mapping[str, Any]], path: str | Path, title: 
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def plot_expo_search(rows: Sequence[Mapping[str, Any]], path: str | Path, *, best_alpha: float | None = None,
+                     title: str = "ExPO α search") -> Path:
+    """Accuracy (and loss, on a second axis) against α from ExPO search rows ``{"alpha", "accuracy",
+    "loss"?}`` (:func:`rmlib.expo.search_alpha`), with ``best_alpha`` marked when given."""
+    plt = _pyplot()
+    rows = sorted(rows, key=lambda r: r["alpha"])
+    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    ax.plot([r["alpha"] for r in rows], [r["accuracy"] for r in rows], "o-", color="tab:blue", label="accuracy")
+    ax.set_xlabel("α (extrapolation factor = 1 + α)")
+    ax.set_ylabel("accuracy", color="tab:blue")
+    if best_alpha is not None:
+        ax.axvline(best_alpha, color="gray", linestyle="--", label=f"best α = {best_alpha:g}")
+    handles = list(ax.get_lines())
+    with_loss = [r for r in rows if "loss" in r]
+    if with_loss:
+        ax2 = ax.twinx()
+        ax2.plot([r["alpha"] for r in with_loss], [r["loss"] for r in with_loss], "s-", color="tab:red", label="loss")
+        ax2.set_ylabel("loss", color="tab:red")
+        handles += ax2.get_lines()
+    ax.legend(handles, [h.get_label() for h in handles], loc="best")
+    ax.set_title(title)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+__all__ += ["plot_expo_search"]

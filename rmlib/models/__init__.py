@@ -1,5 +1,11 @@
-"""Reward models: a transformers sequence classifier read at the end-of-response token."""
+"""Reward models: a transformers sequence classifier read at the end-of-response token.
 
+Importing this package also imports :mod:`rmlib.models.lora`, which registers the loader that
+lets :meth:`RewardModel.from_pretrained` open LoRA adapter directories (imports go one way:
+``lora`` → ``reward_model``; ``merge`` and ``safetensors_io`` import neither).
+"""
+
+from rmlib.models import lora as _lora  # noqa: F401 - registers the adapter-directory loader
 from rmlib.models.reward_model import RewardModel
 
 __all__ = ["RewardModel"]

@@ -13,8 +13,14 @@ reloaded model scores with a freshly initialised head. Here the head is not a se
 * :func:`verify_head` runs after every wrap and load and raises unless each head parameter is
   trainable (when training) and no LoRA parameter sits inside the head;
 * every save (:func:`save_checked`, :func:`merge_adapter`) scores a fixed probe batch, reloads
-  what it wrote, scores again and raises on a mismatch. Files go to ``<dir>.tmp`` and are renamed
-  only after the check passed, so a failed save leaves the previous output untouched.
+  what it wrote, scores again and raises on a mismatch. Files go to ``<dir>.tmp`` and are
+  published (:func:`rmlib.io.publish_dir`) only after the check passed, so a failed save leaves
+  the previous output untouched.
+
+Merging (``rmlib export``) goes through the library's one LoRA merge, :mod:`rmlib.models.merge`,
+which streams base and adapter tensor by tensor. :class:`RewardModel.from_pretrained
+<rmlib.models.reward_model.RewardModel>` loads adapter directories through the loader this module
+registers on import, so imports go one way: ``lora`` → ``reward_model``.
 
 Trainable weights (LoRA and head) are kept in float32 whatever the base dtype: the optimizer
 then updates full-precision weights, and a bf16 base + fp32 head needs only the input cast that
@@ -23,11 +29,11 @@ then updates full-precision weights, and a bf16 base + fp32 head needs only the 
 
 from __future__ import annotations
 
+import copy
 import json
-import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,11 +41,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from rmlib.io import dtype_name, publish_dir, staging_dir, torch_dtype
+from rmlib.models.merge import ADAPTER_CONFIG, is_adapter_dir, open_adapter, write_merged
+from rmlib.models.reward_model import RewardModel, as_messages, enable_checkpointing
+
 if TYPE_CHECKING:  # pragma: no cover
     from rmlib.config import LoraSettings
-    from rmlib.models.reward_model import RewardModel
 
-ADAPTER_CONFIG = "adapter_config.json"
 INFO_FILE = "rmlib.json"
 # Fixed (prompt, response) pairs scored before and after every save; lengths differ on purpose so
 # the probe batch has padding.
@@ -49,7 +57,7 @@ PROBE = [
     ("Answer yes or no: is 7 a prime number?", "yes"),
     ("Convert 10 meters to feet, please.", "10 meters is about 32.8 feet, since one meter is 3.28 feet."),
 ]
-_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
+_RUN_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 class SaveCheckError(RuntimeError):
@@ -152,10 +160,8 @@ def require_bitsandbytes(quantization: str, device: torch.device) -> None:
 
 
 def compute_dtype(lo: LoraSettings, device: torch.device) -> torch.dtype:
-    from rmlib.models.reward_model import _DTYPES
-
     if lo.compute_dtype:
-        return _DTYPES[lo.compute_dtype]
+        return torch_dtype(lo.compute_dtype)
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
@@ -223,8 +229,6 @@ def apply_lora(rm: RewardModel, lo: LoraSettings, *, gradient_checkpointing: boo
     """Wrap ``rm.model`` in a PEFT LoRA model (in place) and verify the head; returns ``rm``."""
     from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
 
-    from rmlib.models.reward_model import enable_checkpointing
-
     hf = rm._hf
     heads = head_module_names(hf)
     targets: list[str] | str = list(lo.target_modules) if lo.target_modules else default_target_modules(hf)
@@ -288,21 +292,18 @@ def verify_head(rm: RewardModel, *, trainable: bool) -> None:
 
 # -- building and loading ----------------------------------------------------------------------
 
-def is_adapter_dir(path: str | Path) -> bool:
-    return (Path(path) / ADAPTER_CONFIG).is_file()
-
-
 def build_lora_model(path: str, attributes: list[str], model_cfg, *, device: torch.device,
                      **common: Any) -> RewardModel:
     """The trainer's model for ``model.lora.enabled``: base (k-bit if asked), two-stage head
-    surgery, then LoRA. ``common`` are ``RewardModel.from_pretrained`` keyword arguments."""
-    from rmlib.config import ConfigError
-    from rmlib.models.reward_model import RewardModel
+    surgery, then LoRA. ``common`` are ``RewardModel.from_pretrained`` keyword arguments.
 
+    A LoRA adapter directory as the base is a ValueError (this layer does not import
+    :mod:`rmlib.config`, whose ``ConfigError`` is a ValueError too).
+    """
     lo = model_cfg.lora
     if is_adapter_dir(path):
-        raise ConfigError(f"model.name_or_path={path} is a LoRA adapter directory; a new LoRA run starts from "
-                          f"plain weights: run `rmlib export --merge {path} --out MERGED_DIR` and train from MERGED_DIR")
+        raise ValueError(f"model.name_or_path={path} is a LoRA adapter directory; a new LoRA run starts from "
+                         f"plain weights: run `rmlib export {path} --out MERGED_DIR` and train from MERGED_DIR")
     quant = quantization_kwargs(lo, device)
     init = model_cfg.init_from_regression_attribute
     if init:
@@ -326,18 +327,15 @@ def read_info(adapter_dir: str | Path) -> dict[str, Any]:
 
 
 def load_adapter(adapter_dir: str | Path, *, dtype: str | torch.dtype | None = None,
-                 device: torch.device | str | None = None, merge: bool = False, max_length: int = 1024,
+                 device: torch.device | str | None = None, max_length: int = 1024,
                  trust_remote_code: bool = False, attn_implementation: str | None = None) -> RewardModel:
     """Base + adapter + head as a :class:`RewardModel` ready to score (frozen, eval mode).
 
-    A QLoRA adapter is loaded on the same k-bit base it trained on. ``merge=True`` returns a plain
-    model with the adapter folded in; for a k-bit base the weights are first dequantized, so the
-    merged model holds ``dequant(W) + BA``: exactly the function that was trained, not ``W + BA``.
+    A QLoRA adapter is loaded on the same k-bit base it trained on. To fold the adapter into
+    plain weights use :func:`merge_adapter`.
     """
     from peft import PeftModel
     from transformers import AutoTokenizer
-
-    from rmlib.models.reward_model import RewardModel
 
     info = read_info(adapter_dir)
     device = torch.device(device) if device is not None else torch.device(
@@ -351,25 +349,32 @@ def load_adapter(adapter_dir: str | Path, *, dtype: str | torch.dtype | None = N
     hf = rm._hf
     if quant:
         keep_cpu_4bit_exact(hf)
-        if merge:
-            hf = hf.dequantize(dtype=torch.float32)
         _upcast_non_quantized(hf)
     _upcast_head(hf)
-    peft_model = PeftModel.from_pretrained(hf, str(adapter_dir), is_trainable=False)
-    rm.model = peft_model
+    rm.model = PeftModel.from_pretrained(hf, str(adapter_dir), is_trainable=False)
     verify_head(rm, trainable=False)
-    if merge:
-        rm.model = peft_model.merge_and_unload()
-    if not quant or merge:  # a k-bit base is already placed by its device_map
+    if not quant:  # a k-bit base is already placed by its device_map
         rm.to(device)
     return rm.eval()
+
+
+def _load_adapter_dir(path: str, *, attributes=None, dtype: str | torch.dtype = "float32",
+                      trust_remote_code: bool = False, attn_implementation: str | None = None,
+                      max_length: int = 1024, **kwargs: Any) -> RewardModel:
+    """:meth:`RewardModel.from_pretrained` on a LoRA run's output: base + adapter + full head."""
+    if attributes is not None or kwargs:
+        raise ValueError("a LoRA adapter directory is loaded as saved: attributes/kwargs are not supported")
+    return load_adapter(path, dtype=dtype, max_length=max_length, trust_remote_code=trust_remote_code,
+                        attn_implementation=attn_implementation)
+
+
+RewardModel.directory_loaders.append((is_adapter_dir, _load_adapter_dir))
 
 
 # -- probe-checked saving ----------------------------------------------------------------------
 
 def probe_batch(rm: RewardModel):
     from rmlib.data.collate import collate_sequences
-    from rmlib.models.reward_model import as_messages
 
     feat = rm.featurizer()
     seqs = [e for e in (feat.encode(as_messages(p), r) for p, r in PROBE) if e is not None]
@@ -419,18 +424,6 @@ def check_scores(before: torch.Tensor, after: torch.Tensor, tol: float, what: st
     return diff
 
 
-def _publish(tmp: Path, out: Path) -> None:
-    """Replace ``out`` by ``tmp`` with at most a moment where neither name holds a complete copy."""
-    old = out.with_name(out.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old.exists():
-        shutil.rmtree(old)
-
-
 def _reload_device(rm: RewardModel, device: torch.device) -> torch.device:
     """Reload where training ran unless a second copy does not fit there (then on CPU)."""
     if device.type != "cuda":
@@ -465,7 +458,7 @@ def _info(rm: RewardModel, lo: LoraSettings | None) -> dict[str, Any]:
     # the dtype the base actually ran in (ZeRO-3 may have cast it at load), not the config's
     ran = hf.get_input_embeddings().weight.dtype
     info = {"base_model": str(base), "attributes": rm.attributes, "heads": head_module_names(hf),
-            "dtype": _NAMES.get(ran, "float32"), "quantization": quant}
+            "dtype": dtype_name(ran) if ran in _RUN_DTYPES else "float32", "quantization": quant}
     if lo is not None and quant != "none":
         info.update(bnb_4bit_quant_type=lo.bnb_4bit_quant_type, double_quant=lo.double_quant,
                     compute_dtype=lo.compute_dtype)
@@ -497,8 +490,7 @@ def save_checked(accelerator, model, out_dir: str | Path, *, lora: LoraSettings 
     if acc.is_main_process:
         tmp = out.with_name(out.name + ".tmp")
         try:
-            if tmp.exists():
-                shutil.rmtree(tmp)
+            tmp = staging_dir(out)
             quantized = lora is not None and lora.quantization != "none"
             rm.save_pretrained(tmp, state_dict=state_dict, extra={**(extra or {}), "lora": _info(rm, lora)})
             with _without_zero3_init() if ds else nullcontext():
@@ -507,7 +499,7 @@ def save_checked(accelerator, model, out_dir: str | Path, *, lora: LoraSettings 
                 del reloaded
             check_scores(before, after, tolerance(_weights_dtype(rm), quantized=quantized, merged=False),
                          f"adapter save to {out}")
-            _publish(tmp, out)
+            publish_dir(tmp, out)
         except Exception as e:  # noqa: BLE001 - re-raised below on every rank
             shutil.rmtree(tmp, ignore_errors=True)
             error = [f"{type(e).__name__}: {e}"]
@@ -518,43 +510,69 @@ def save_checked(accelerator, model, out_dir: str | Path, *, lora: LoraSettings 
     return out
 
 
+def _dequantized_base(rm: RewardModel) -> dict[str, Callable[[], torch.Tensor]]:
+    """For a k-bit base: base checkpoint name → a function dequantizing that one weight (fp32, CPU).
+
+    The merge then adds ``s·B@A`` to ``dequant(W)``, the weight the adapter was trained against,
+    not to the checkpoint's ``W``; one tensor is dequantized at a time.
+    """
+    from transformers.integrations.bitsandbytes import dequantize_bnb_weight
+
+    out: dict[str, Callable[[], torch.Tensor]] = {}
+    for name, mod in rm._hf.named_modules():
+        weight = getattr(mod, "weight", None)
+        if type(weight).__name__ not in ("Params4bit", "Int8Params"):
+            continue
+        key = name.replace(".base_layer", "") + ".weight"
+        out[key] = lambda m=mod: dequantize_bnb_weight(m.weight, getattr(m, "state", None)).float().cpu()
+    return out
+
+
+def _merged_config(rm: RewardModel, dtype: str):
+    """The reference model's config (attributes, pad token, vocabulary as loaded) as a plain model's."""
+    config = copy.deepcopy(rm._hf.config)
+    for key in ("quantization_config", "_pre_quantization_dtype"):
+        if hasattr(config, key):
+            delattr(config, key)
+    config.dtype = dtype
+    return config
+
+
 def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, *, dtype: str | None = None,
-                  device: str | None = None) -> dict[str, Any]:
+                  device: str | None = None, max_shard_size: int | str = "5GB") -> dict[str, Any]:
     """Fold a LoRA directory into a plain ``AutoModelForSequenceClassification`` directory, verified.
 
-    The reference scores come from the adapter on its own base (k-bit if it trained k-bit); the
-    merged directory is written to ``<out>.tmp``, reloaded as a plain model, compared, renamed.
-    ``dtype`` (default: the base's) is the merged weights' dtype.
+    The weights are written by the library's one LoRA merge (:mod:`rmlib.models.merge`): base and
+    adapter streamed tensor by tensor, ``W + s·B@A`` in fp32, stored in ``dtype`` (default: the
+    dtype the base ran in); for a k-bit (QLoRA) base ``W`` is the dequantized weight the adapter
+    trained against. Config and tokenizer come from the adapter loaded on its base (which also
+    gives the reference probe scores); the directory is written to ``<out>.tmp``, reloaded as a
+    plain model, compared, and published.
     """
-    from rmlib.models.reward_model import RewardModel
-
     info = read_info(adapter_dir)
     dev = torch.device(device) if device else None
     ref = load_adapter(adapter_dir, device=dev)
     before = probe_scores(ref)
     ref_dtype = _weights_dtype(ref)
-    del ref
-    merged = load_adapter(adapter_dir, device=dev, merge=True)
-    target = dtype or info.get("dtype", "float32")
-    from rmlib.models.reward_model import _DTYPES
-
-    merged.model.to(_DTYPES[target])
-    for mod in _head_modules(merged._hf).values():  # the merged model is plain transformers: no hooks
-        hook = mod.__dict__.pop("_rmlib_cast_hook", None)
-        if hook is not None:
-            hook.remove()
+    quantized = info.get("quantization", "none") != "none"
+    target = dtype_name(torch_dtype(dtype or info.get("dtype", "float32")))
     out = Path(out_dir)
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = staging_dir(out)
     try:
-        merged.save_pretrained(tmp, extra={"merged_from": str(adapter_dir), "base_model": info["base_model"]})
-        del merged
+        adapter = open_adapter(adapter_dir, info["base_model"],
+                               replace_base=_dequantized_base(ref) if quantized else None)
+        write_merged(adapter, tmp, dtype=torch_dtype(target), max_shard_size=max_shard_size)
+        _merged_config(ref, target).save_pretrained(tmp)
+        ref.tokenizer.save_pretrained(tmp)
+        (tmp / INFO_FILE).write_text(json.dumps({"merged_from": str(adapter_dir), "base_model": info["base_model"]},
+                                                indent=2, default=str))
+        del ref, adapter
         after = probe_scores(RewardModel.from_pretrained(tmp, dtype=target, device_map=dev and str(dev)))
-        worst = _DTYPES[target] if torch.finfo(_DTYPES[target]).bits < torch.finfo(ref_dtype).bits else ref_dtype
-        diff = check_scores(before, after, tolerance(worst, quantized=info.get("quantization", "none") != "none",
-                                                     merged=True), f"merged export of {adapter_dir}")
-        _publish(tmp, out)
+        worst = torch_dtype(target) if torch.finfo(torch_dtype(target)).bits < torch.finfo(ref_dtype).bits \
+            else ref_dtype
+        diff = check_scores(before, after, tolerance(worst, quantized=quantized, merged=True),
+                            f"merged export of {adapter_dir}")
+        publish_dir(tmp, out)
     except Exception:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

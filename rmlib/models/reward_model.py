@@ -20,32 +20,35 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from rmlib.data.collate import (
-    CALL_PADDING,
-    Batch,
-    collate_sequences,
-    collate_shared_prompt,
-    iterate_in_length_order,
-)
+from rmlib.data.collate import Batch
 from rmlib.data.schema import Message
 from rmlib.data.tokenize import Featurizer, prepare_tokenizer
+from rmlib.io import resolve_model, torch_dtype
+from rmlib.runtime import enable_checkpointing  # noqa: F401  (re-exported for callers)
 
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-           "float16": torch.float16, "fp16": torch.float16}
+DEFAULT_MAX_LENGTH = 1024
 
 
-def enable_checkpointing(hf: nn.Module) -> None:
-    """Activation (gradient) checkpointing, non-reentrant, through whichever name this transformers has.
+def position_limit(config) -> int | None:
+    """How many positions the backbone can encode (``max_position_embeddings``), if it says."""
+    limit = getattr(config, "max_position_embeddings", None)
+    return int(limit) if isinstance(limit, int) and limit > 0 else None
 
-    transformers 5 renamed ``gradient_checkpointing_enable`` to ``activation_checkpointing_enable``
-    (the old name warns and goes in v6); rmlib supports both majors. Checkpointing only acts on a
-    module in train mode, which the trainer sets.
+
+def resolve_max_length(requested: int | None, config, key: str = "max_length") -> int:
+    """``requested`` checked against the model's position limit; None → the limit, at most 1024.
+
+    Why: a sequence longer than the position table crashes inside the model with a raw tensor-size
+    error, on the first batch that holds one, possibly deep into an epoch. Capped here, long inputs
+    are truncated or dropped (and counted) by the tokenization rules instead.
     """
-    kwargs = {"use_reentrant": False}
-    if hasattr(hf, "activation_checkpointing_enable"):
-        hf.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
-    else:
-        hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    limit = position_limit(config)
+    if requested is None:
+        return min(DEFAULT_MAX_LENGTH, limit) if limit else DEFAULT_MAX_LENGTH
+    if limit is not None and requested > limit:
+        raise ValueError(f"{key}={requested} is more than this model's {limit} positions "
+                         f"(max_position_embeddings); use {key} <= {limit} or leave it unset")
+    return requested
 
 
 def as_messages(prompt: str | Sequence[Message]) -> list[Message]:
@@ -55,7 +58,7 @@ def as_messages(prompt: str | Sequence[Message]) -> list[Message]:
 class RewardModel(nn.Module):
     """Backbone + linear head, one output per attribute (names in ``config.id2label``)."""
 
-    def __init__(self, model: nn.Module, tokenizer, max_length: int = 1024):
+    def __init__(self, model: nn.Module, tokenizer, max_length: int = DEFAULT_MAX_LENGTH):
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
@@ -64,10 +67,15 @@ class RewardModel(nn.Module):
 
     # -- construction ----------------------------------------------------------------------
 
+    #: Loaders :meth:`from_pretrained` tries first, as ``(matches(path), load(path, **kwargs))``, for
+    #: directories that are not plain checkpoints. ``rmlib.models.lora`` registers LoRA adapter
+    #: directories when ``rmlib.models`` is imported, so this module never imports lora.
+    directory_loaders: list = []
+
     @classmethod
     def from_pretrained(cls, path_or_name: str | Path, *, attributes: Sequence[str] | None = None,
                         dtype: str | torch.dtype = "float32", trust_remote_code: bool = False,
-                        attn_implementation: str | None = None, max_length: int = 1024,
+                        attn_implementation: str | None = None, max_length: int | None = None,
                         **kwargs) -> RewardModel:
         """Load a checkpoint (local directory or hub name) as a reward model.
 
@@ -75,19 +83,19 @@ class RewardModel(nn.Module):
         re-initialised with that many outputs (a new reward head on a pretrained backbone).
         Weights are read from safetensors only. A LoRA run's adapter directory (it holds
         ``adapter_config.json``) loads as its base + adapter + trained head (``rmlib/models/lora.py``).
+        ``max_length`` (tokens per sequence) defaults to the model's position limit, at most 1024;
+        a value above that limit is refused here rather than crashing on the first long input.
         """
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-        src = str(path_or_name)
-        if (Path(src) / "adapter_config.json").is_file():  # a LoRA run's output: base + adapter + full head
-            from rmlib.models.lora import load_adapter
-
-            if attributes is not None or kwargs:
-                raise ValueError("a LoRA adapter directory is loaded as saved: attributes/kwargs are not supported")
-            return load_adapter(src, dtype=dtype, max_length=max_length, trust_remote_code=trust_remote_code,
-                                attn_implementation=attn_implementation)
+        src = resolve_model(path_or_name)  # built-in alias (minilm-l6), local directory or hub id
+        for matches, load in cls.directory_loaders:  # e.g. a LoRA run's output: base + adapter + full head
+            if matches(Path(src)):
+                return load(src, attributes=attributes, dtype=dtype, trust_remote_code=trust_remote_code,
+                            attn_implementation=attn_implementation, max_length=max_length, **kwargs)
         tok = AutoTokenizer.from_pretrained(src, trust_remote_code=trust_remote_code)
         config = AutoConfig.from_pretrained(src, trust_remote_code=trust_remote_code)
+        max_length = resolve_max_length(max_length, config)
         extra = {}
         if attributes is not None:
             labels = dict(enumerate(attributes))
@@ -98,7 +106,7 @@ class RewardModel(nn.Module):
         if attn_implementation:
             extra["attn_implementation"] = attn_implementation
         model = AutoModelForSequenceClassification.from_pretrained(
-            src, dtype=_DTYPES[dtype] if isinstance(dtype, str) else dtype, use_safetensors=True,
+            src, dtype=torch_dtype(dtype), use_safetensors=True,
             trust_remote_code=trust_remote_code, **extra, **kwargs)
         if prepare_tokenizer(tok):
             model.resize_token_embeddings(len(tok))
@@ -248,17 +256,16 @@ class RewardModel(nn.Module):
 
     # -- inference -------------------------------------------------------------------------
 
-    @torch.no_grad()
     def score(self, prompts: Sequence[str | Sequence[Message]], responses: Sequence[str], *,
               batch_size: int = 16, max_tokens: int | None = None, packing: bool = False,
               shared_prompt: bool = False, combine: Sequence[float] | None = None,
-              show_progress: bool = False) -> torch.Tensor:
+              accelerator=None, show_progress: bool = False) -> torch.Tensor:
         """Rewards for (prompt, response) pairs: shape (N,) for one output, else (N, attributes).
 
-        Sequences are sorted by length and batched by a token budget, and a batch closes before
-        its pad positions pass ``CALL_PADDING`` (5 %) of what it computes, so short ones are not
-        padded to long ones; results come back in input order. ``combine``
-        gives weights to collapse several heads into one reward.
+        Runs the one scoring loop (:func:`rmlib.models.scoring.score_sequences`): length-sorted
+        batches bounded by a token budget and by 5 % padding, results in input order. ``combine``
+        gives weights to collapse several heads into one reward. ``accelerator`` (several
+        processes) shards the work and gathers the rewards on every process.
 
         ``shared_prompt=True`` (decoders; best-of-N scoring) groups responses whose prompts
         tokenize identically and computes each prompt once, with a block mask that keeps the
@@ -266,51 +273,44 @@ class RewardModel(nn.Module):
         ``p + sum(responses)`` tokens instead of ``N * p + sum(responses)``. ``batch_size`` then
         counts prompt groups.
         """
+        from rmlib.models.scoring import score_sequences
+
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        if shared_prompt and not self.is_decoder_head:
+            raise ValueError("shared_prompt=True needs a decoder backbone (a model with a `score` head)")
         feat = self.featurizer()
         seqs = []
         for i, (p, r) in enumerate(zip(prompts, responses)):
             enc = feat.encode(as_messages(p), r)
             if enc is None:
-                raise ValueError(f"response {i} does not fit in max_length={self.max_length}; raise max_length")
+                raise ValueError(f"response {i} does not fit in max_length={self.max_length} even with its prompt "
+                                 "cut to nothing; it cannot be scored by this model")
             seqs.append(enc)
-        # units: one sequence each, or (shared_prompt) every sequence with the same prompt ids
-        units: list[list[int]] = [[k] for k in range(len(seqs))]
-        if shared_prompt:
-            if not self.is_decoder_head:
-                raise ValueError("shared_prompt=True needs a decoder backbone (a model with a `score` head)")
-            by_prompt: dict[tuple[int, ...], list[int]] = {}
-            for k, s in enumerate(seqs):
-                by_prompt.setdefault(tuple(s.ids[:s.prompt_len]), []).append(k)
-            units = list(by_prompt.values())
-        lengths = [sum(len(seqs[k].ids) for k in u) - (len(u) - 1) * seqs[u[0]].prompt_len for u in units]
-        budget = max_tokens or batch_size * max(lengths, default=1)
-        was_training = self.training
-        self.eval()
-        device = next(self.parameters()).device
-        out = torch.empty(len(seqs), len(self.attributes))
-        # shared-prompt batches bound their padding per call (row_calls); plain ones per batch
-        batches = list(iterate_in_length_order(lengths, budget, batch_size,
-                                               max_padding=None if shared_prompt or packing else CALL_PADDING))
-        if show_progress:
-            from tqdm.auto import tqdm
-            batches = tqdm(batches, desc="scoring")
-        pad = self.tokenizer.pad_token_id
-        for idx in batches:
-            order = [k for i in idx for k in units[i]]
-            if shared_prompt:  # rows as long as the batch's largest group, each run unpadded
-                batch = collate_shared_prompt([[seqs[k] for k in units[i]] for i in idx], pad)
-            else:
-                batch = collate_sequences([seqs[k] for k in order], pad, packing=packing)
-            out[torch.tensor(order)] = self(batch.to(device)).float().cpu()
-        self.train(was_training)
+        out = score_sequences(self, seqs, pad_id=self.tokenizer.pad_token_id, batch_size=batch_size,
+                              max_tokens=max_tokens, packing=packing, shared_prompt=shared_prompt,
+                              accelerator=accelerator, show_progress=show_progress)
+        if not seqs:
+            out = torch.zeros((0, len(self.attributes)))
         if combine is not None:
             w = torch.tensor(list(combine), dtype=out.dtype)
             if w.numel() != out.shape[1]:
                 raise ValueError(f"combine has {w.numel()} weights for {out.shape[1]} outputs {self.attributes}")
             return out @ w
         return out[:, 0] if out.shape[1] == 1 else out
+
+    def score_pairs(self, prompts: Sequence[str | Sequence[Message]], chosen: Sequence[str],
+                    rejected: Sequence[str], **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        """(chosen rewards, rejected rewards) for preference pairs, through :meth:`score`.
+
+        Why: every pairwise caller (evaluation suites, ExPO's α search, the CLI) needs exactly this,
+        and flattening pairs by hand in each of them is where chosen/rejected orders get mixed up.
+        """
+        if not (len(prompts) == len(chosen) == len(rejected)):
+            raise ValueError(f"{len(prompts)} prompts, {len(chosen)} chosen, {len(rejected)} rejected: need one each")
+        r = self.score(list(prompts) * 2, list(chosen) + list(rejected), **kwargs)
+        n = len(prompts)
+        return r[:n], r[n:]
 
     # -- saving ----------------------------------------------------------------------------
 

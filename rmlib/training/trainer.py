@@ -232,10 +232,11 @@ class Trainer:
         from rmlib.models.reward_model import resolve_max_length
 
         m, d = self.cfg.model, self.cfg.data
+        from rmlib.models.lora import is_adapter_dir, read_info
+
         src = resolve_model(m.name_or_path)
-        info = Path(src) / "rmlib.json"  # a LoRA run's output: the limit is its base model's
-        if info.is_file() and "base_model" in json.loads(info.read_text()):
-            src = resolve_model(json.loads(info.read_text())["base_model"])
+        if is_adapter_dir(src):  # a LoRA run's output: the limit is its base model's
+            src = resolve_model(read_info(src)["base_model"])
         try:
             config = AutoConfig.from_pretrained(src, trust_remote_code=m.trust_remote_code)
         except (OSError, ValueError) as e:
