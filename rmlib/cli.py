@@ -1,4 +1,4 @@
-"""The ``rmlib`` command: train, eval, score, expo, export, plan, data.
+"""The ``rmlib`` command: train, eval, score, serve, expo, export, push, plan, data.
 
 ``accelerate launch -m rmlib train CONFIG`` is the same command on several processes. Each
 subcommand is a thin wrapper over a library function, so the CLI holds no logic of its own.
@@ -7,7 +7,9 @@ subcommand is a thin wrapper over a library function, so the CLI holds no logic 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -71,7 +73,36 @@ def cmd_export(args: argparse.Namespace) -> int:
     result = merge_adapter(args.adapter_dir, args.out, dtype=args.dtype, device=args.device,
                            max_shard_size=args.max_shard_size)
     print(f"merged {args.adapter_dir} into {result['out']} ({result['dtype']}); probe scores reproduced "
-          f"after reloading (max |diff| {result['max_abs_diff']:.2g})")
+          f"after reloading (max |diff| {result['max_abs_diff']:.2g}); export contract met")
+    from rmlib.models.export import write_model_card
+
+    info = Path(args.adapter_dir) / "rmlib.json"  # the run's summary (steps, data report, held-out eval)
+    summary = json.loads(info.read_text()).get("summary") if info.is_file() else None
+    write_model_card(result["out"], summary=summary)  # with how to load it and serve it with vLLM / SGLang
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from rmlib.serve import ServeOptions, serve
+
+    combine = [float(w) for w in args.combine.split(",")] if args.combine else None
+    opts = ServeOptions(max_batch_sequences=args.max_batch_sequences, max_wait_ms=args.max_wait_ms,
+                        batch_size=args.batch_size, max_items=args.max_items, max_chars=args.max_chars,
+                        max_body_bytes=args.max_body_mb * 2**20, combine=combine)
+    serve(args.model, host=args.host, port=args.port, dtype=args.dtype, device=args.device,
+          max_length=args.max_length, trust_remote_code=args.trust_remote_code,
+          attn_implementation=args.attn_implementation, options=opts)
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from rmlib.models.export import push_model, require_export_contract, write_model_card
+
+    require_export_contract(args.model)  # before the card is touched or the network is called
+    if args.eval_report or not (Path(args.model) / "README.md").exists():
+        write_model_card(args.model, repo_id=args.repo_id, eval_reports=args.eval_report)
+    url = push_model(args.model, args.repo_id, private=args.private, revision=args.revision)
+    print(f"uploaded {args.model} to {args.repo_id}: {url}")
     return 0
 
 
@@ -86,7 +117,19 @@ def cmd_data(args: argparse.Namespace) -> int:
 
     if args.data_cmd == "inspect":
         print(inspect(args.path, args.format, tokenizer=args.tokenizer, on_invalid=args.on_invalid))
+    elif args.config:
+        from rmlib.config import load_config
+        from rmlib.training.data import prepare_features
+
+        overrides = ([args.path] if args.path else []) + args.overrides  # `--config C k=v`: k=v lands in path
+        ex = prepare_features(load_config(args.config, overrides))
+        print(ex.report.format())
+        print(f"features {'built' if ex.built else 'already cached'} in "
+              f"{ex.train.table.directory.parent}: train {len(ex.train)}, eval {len(ex.eval)} ({ex.eval_source})")
     else:
+        if not args.path or not args.out:
+            raise SystemExit("rmlib data prepare: give FILE --out OUT (canonical JSONL) or --config CONFIG "
+                             "(build the training feature cache)")
         print(prepare(args.path, args.out, args.format, on_invalid=args.on_invalid))
     return 0
 
@@ -149,6 +192,35 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--max-shard-size", default="5GB", help="largest output shard, e.g. 2GB")
     ex.set_defaults(func=cmd_export)
 
+    sv = sub.add_parser("serve", help="HTTP reward server for RL loops (OpenRLHF /get_reward, plain /score)")
+    sv.add_argument("model", help="model directory, LoRA run output, hub id or built-in alias")
+    sv.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: every interface)")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    sv.add_argument("--device", default=None, help="e.g. cpu or cuda:0 (default: cuda if present)")
+    sv.add_argument("--max-length", type=int, default=None, help="tokens per sequence (default: the model's limit)")
+    sv.add_argument("--attn-implementation", default=None, help="e.g. sdpa, eager, flash_attention_2")
+    sv.add_argument("--max-wait-ms", type=float, default=5.0,
+                    help="how long a request waits for others to share its batch")
+    sv.add_argument("--max-batch-sequences", type=int, default=256, help="sequences gathered into one batch")
+    sv.add_argument("--batch-size", type=int, default=64, help="sequences per model call (an upper bound)")
+    sv.add_argument("--max-items", type=int, default=1024, help="sequences per request (more: 413)")
+    sv.add_argument("--max-chars", type=int, default=200_000, help="characters per prompt or response (more: 413)")
+    sv.add_argument("--max-body-mb", type=int, default=16, help="request body size (more: 413)")
+    sv.add_argument("--combine", default=None, help="comma-separated head weights for `reward` (default: the "
+                                                   "first head; every head is returned anyway)")
+    sv.add_argument("--trust-remote-code", action="store_true")
+    sv.set_defaults(func=cmd_serve)
+
+    pu = sub.add_parser("push", help="upload a model directory that meets the export contract to the Hugging Face Hub")
+    pu.add_argument("model", help="model directory (a merged export, a full fine-tune or an ExPO output)")
+    pu.add_argument("repo_id", help="hub repository, e.g. me/my-reward-model (created if missing)")
+    pu.add_argument("--private", action="store_true", help="create the repository as private")
+    pu.add_argument("--revision", default=None, help="branch to upload to (default: main)")
+    pu.add_argument("--eval-report", action="append", default=[],
+                    help="report.json (or its directory) written by `rmlib eval`, added to the model card; repeatable")
+    pu.set_defaults(func=cmd_push)
+
     pl = sub.add_parser("plan", help="estimate peak GPU memory of LoRA/QLoRA settings and list those that fit")
     from rmlib.plan import add_cli_arguments as add_plan_arguments
 
@@ -162,9 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
     di.add_argument("--format", default=None)
     di.add_argument("--tokenizer", default=None, help="tokenizer for length statistics (path or built-in alias)")
     di.add_argument("--on-invalid", default="skip", choices=["error", "skip"])
-    dp = dsub.add_parser("prepare", help="write canonical rmlib JSONL")
-    dp.add_argument("path")
-    dp.add_argument("--out", required=True)
+    dp = dsub.add_parser("prepare", help="write canonical rmlib JSONL, or (--config) build a training run's "
+                                         "tokenized feature cache ahead of time")
+    dp.add_argument("path", nargs="?", help="data file to convert to canonical JSONL")
+    dp.add_argument("--out", help="where the canonical JSONL goes")
+    dp.add_argument("--config", help="a training YAML: build its train/eval feature cache (data.cache_dir)")
+    dp.add_argument("overrides", nargs="*", default=[], help="dotted overrides for --config, as for train")
     dp.add_argument("--format", default=None)
     dp.add_argument("--on-invalid", default="error", choices=["error", "skip"])
     d.set_defaults(func=cmd_data)
@@ -195,10 +270,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """rmlib's own error types: their message is the whole story, so no traceback is shown."""
     from rmlib.config import ConfigError
     from rmlib.data.schema import DataError
+    from rmlib.models.export import ExportContractError
     from rmlib.runtime import LaunchError
     from rmlib.training.checkpoint import CheckpointError
 
-    return ConfigError, DataError, CheckpointError, LaunchError
+    return ConfigError, DataError, CheckpointError, LaunchError, ExportContractError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -98,6 +98,10 @@ class DataConfig:
     column_map: dict[str, str] = opt(help="Rename source columns before format detection, e.g. "
                                           "`{question: prompt}`.", factory=dict)
     seed: int = opt(0, "Seed of the held-out slice (`data.eval_fraction`).")
+    cache_dir: str | None = opt(None, "Where tokenized features are cached (Arrow, memory-mapped by every rank and "
+                                      "later run); null: $RMLIB_CACHE/features or ~/.cache/rmlib/features.")
+    num_proc: int | None = opt(None, "Processes that tokenize a new source; null: up to 8 (the CPU count) for "
+                                     "20k+ records, else 1.")
 
 
 @dataclass
@@ -139,6 +143,11 @@ class TrainConfig:
                          ("none", "tensorboard", "wandb"))
     log_every: int = opt(10, "Log training metrics every N optimizer steps (and at the last one).")
     progress: bool = opt(True, "Show a progress bar.")
+    push_to_hub: str | None = opt(None, "Hub repository id (`user/name`) to upload the final model to after "
+                                        "training, through huggingface_hub (a LoRA run is merged first).")
+    sanity_checks: bool = opt(True, "Warn, naming the fix, when the run looks broken: step-0 loss or rewards "
+                                    "out of line, lr >= 1e-4 on a full fine-tune, accuracy stuck at 0.5, a "
+                                    "head that differs between ranks.")
 
 
 @dataclass

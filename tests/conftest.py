@@ -14,6 +14,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# the feature cache of this test session, shared by its subprocesses, never the user's ~/.cache
+os.environ.setdefault("RMLIB_CACHE", __import__("tempfile").mkdtemp(prefix="rmlib-test-cache-"))
 
 import pytest  # noqa: E402
 

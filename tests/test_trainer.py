@@ -67,11 +67,14 @@ def test_regression_training_and_two_stage_bt_init(tiny_llama, tmp_path):
     torch.testing.assert_close(bt.model.score.weight[0], reg.model.score.weight[0], atol=1e-6, rtol=0)
 
 
-def test_config_errors_fail_before_loading_a_model(tmp_path):
+def test_config_errors_fail_before_loading_a_model(tiny_llama, tmp_path):
+    import shutil
+
     data = write_pairs(tmp_path / "pairs.jsonl", 20, strength=False)
-    not_a_model = tmp_path / "not_a_model"  # exists, so it passes the config check, but holds no weights
-    not_a_model.mkdir()
-    (not_a_model / "config.json").write_text('{"model_type": "llama", "max_position_embeddings": 128}')
+    not_a_model = tmp_path / "not_a_model"  # a config and a tokenizer (features need it) but no weights
+    shutil.copytree(tiny_llama, not_a_model)
+    for weights in not_a_model.glob("*.safetensors"):
+        weights.unlink()
     base = _cfg(not_a_model, data, tmp_path / "run")
     with pytest.raises(ConfigError, match="train.lrr"):
         Trainer(base, ["train.lrr=1"])
@@ -175,29 +178,32 @@ def test_wandb_offline_run_writes_files(tiny_llama, tmp_path, monkeypatch):
     assert runs and runs[0].stat().st_size > 0
 
 
-def test_evaluation_rows_never_reach_training(tmp_path):
+def test_evaluation_rows_never_reach_training(tiny_llama, tmp_path):
     """A separate eval file sharing rows with train, and eval_split without train_split, both exclude
     the evaluation rows from training and count them in the report."""
     import json
 
     from rmlib.config import load_config
+    from rmlib.data.tokenize import Featurizer
+    from rmlib.models.reward_model import load_tokenizer
     from rmlib.training.data import load_examples
 
+    feat = Featurizer(load_tokenizer(tiny_llama), 64)
     data = write_pairs(tmp_path / "pairs.jsonl", 30)
     rows = [json.loads(line) for line in data.read_text().splitlines()]
     (tmp_path / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:5]))
-    cfg = load_config(None, base=_cfg("unused", data, tmp_path / "o") | {"data": {
+    cfg = load_config(None, base=_cfg(tiny_llama, data, tmp_path / "o") | {"data": {
         "train": str(data), "eval": str(tmp_path / "eval.jsonl")}})
-    ex = load_examples(cfg)
+    ex = load_examples(cfg, feat)
     assert len(ex.train) == 25 and len(ex.eval) == 5 and ex.report.filtered["in_eval_set"] == 5
     for i, r in enumerate(rows):
         r["meta"] = {"split": "val" if i % 3 == 0 else "train"}
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = load_config(None, base=_cfg("unused", data, tmp_path / "o") | {"data": {
+    cfg = load_config(None, base=_cfg(tiny_llama, data, tmp_path / "o") | {"data": {
         "train": str(data), "eval_split": "val"}})
-    ex = load_examples(cfg)
+    ex = load_examples(cfg, feat)
     assert len(ex.eval) == 10 and len(ex.train) == 20 and ex.report.filtered["eval_split"] == 10
-    key = lambda e: json.dumps(e.prompt)  # noqa: E731
+    key = lambda e: tuple(e.chosen.ids[:e.chosen.prompt_len])  # noqa: E731
     assert not {key(e) for e in ex.train} & {key(e) for e in ex.eval}
 
 
@@ -395,7 +401,7 @@ def test_resume_reads_no_pickle_so_a_planted_one_never_runs(tiny_llama, tmp_path
     import pickle
 
     data = write_pairs(tmp_path / "pairs.jsonl", 48)
-    cfg = _cfg(tiny_llama, data, tmp_path / "run", max_steps=4, save_every=2, keep_best=0)
+    cfg = _cfg(tiny_llama, data, tmp_path / "run", max_steps=4, save_every=2, keep_best=3)
     train(cfg)
     ckpt_dir = tmp_path / "run" / "checkpoints" / "step-0000002"
     state = ckpt_dir / "state"

@@ -20,5 +20,5 @@ accelerate launch --config_file configs/accelerate/single_gpu.yaml -m rmlib trai
 rmlib export "${RUN}/model" --out "${RUN}/merged"
 
 # 4. score held-out pairs with the merged model
-rmlib eval "${RUN}/merged" --suite pairs --data HuggingFaceH4/ultrafeedback_binarized --split test_prefs \
-  --max-length 4096 --out "${RUN}/eval"
+rmlib eval "${RUN}/merged" --suite pairs --data HuggingFaceH4/ultrafeedback_binarized --out "${RUN}/eval" \
+  split=test_prefs max_length=4096

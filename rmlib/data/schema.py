@@ -141,6 +141,9 @@ def check_messages(value: Any, source: str, index: int | None, name: str) -> tup
             raise DataError(source, index, f"{where}.content",
                             f"expected a string, got {type(m['content']).__name__}", "wrong_type")
         out.append({"role": m["role"], "content": m["content"]})
+    if not out:
+        # a chat template cannot render an empty conversation: found here, not mid-tokenization
+        raise DataError(source, index, name, "is empty; a prompt needs at least one message", "empty_prompt")
     return tuple(out)
 
 

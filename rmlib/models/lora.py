@@ -33,8 +33,8 @@ import copy
 import json
 import re
 import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,8 +42,10 @@ import torch
 from torch import nn
 
 from rmlib.io import dtype_name, publish_dir, staging_dir, torch_dtype
+from rmlib.models.export import require_export_contract
 from rmlib.models.merge import ADAPTER_CONFIG, is_adapter_dir, open_adapter, write_merged
-from rmlib.models.reward_model import RewardModel, as_messages, enable_checkpointing
+from rmlib.models.reward_model import RewardModel, as_messages
+from rmlib.runtime import enable_checkpointing, without_zero3_init, zero3_enabled
 
 if TYPE_CHECKING:  # pragma: no cover
     from rmlib.config import LoraSettings
@@ -252,13 +254,6 @@ def apply_lora(rm: RewardModel, lo: LoraSettings, *, gradient_checkpointing: boo
     return rm
 
 
-def zero3_enabled() -> bool:
-    """True inside a DeepSpeed ZeRO-3 run (accelerate registered its config with transformers)."""
-    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
-
-    return is_deepspeed_zero3_enabled()
-
-
 def verify_head(rm: RewardModel, *, trainable: bool) -> None:
     """Raise unless every head module is a full (modules_to_save) copy with no LoRA inside, its
     parameters trainable when ``trainable``, and everything else but LoRA frozen."""
@@ -433,24 +428,6 @@ def _reload_device(rm: RewardModel, device: torch.device) -> torch.device:
     return device if free > 1.3 * need else torch.device("cpu")
 
 
-@contextmanager
-def _without_zero3_init() -> Iterator[None]:
-    """Load a model on this process alone while a ZeRO-3 run is live.
-
-    transformers partitions every ``from_pretrained`` at load (a collective) while accelerate's
-    DeepSpeed config is registered, whatever accelerate's ``zero3_init_flag`` says; a reload on the
-    main process only would then wait forever for the other ranks.
-    """
-    import transformers.integrations.deepspeed as hf_ds
-
-    saved = hf_ds._hf_deepspeed_config_weak_ref
-    hf_ds._hf_deepspeed_config_weak_ref = None
-    try:
-        yield
-    finally:
-        hf_ds._hf_deepspeed_config_weak_ref = saved
-
-
 def _info(rm: RewardModel, lo: LoraSettings | None) -> dict[str, Any]:
     hf = rm._hf
     base = rm.model.peft_config["default"].base_model_name_or_path  # the path the base was loaded from
@@ -493,7 +470,7 @@ def save_checked(accelerator, model, out_dir: str | Path, *, lora: LoraSettings 
             tmp = staging_dir(out)
             quantized = lora is not None and lora.quantization != "none"
             rm.save_pretrained(tmp, state_dict=state_dict, extra={**(extra or {}), "lora": _info(rm, lora)})
-            with _without_zero3_init() if ds else nullcontext():
+            with without_zero3_init() if ds else nullcontext():
                 reloaded = load_adapter(tmp, device=_reload_device(rm, acc.device), max_length=rm.max_length)
                 after = probe_scores(reloaded)
                 del reloaded
@@ -535,6 +512,10 @@ def _merged_config(rm: RewardModel, dtype: str):
         if hasattr(config, key):
             delattr(config, key)
     config.dtype = dtype
+    # the export contract (rmlib.models.export): a base saved as *ForCausalLM keeps that name in its
+    # config until a model (not a config) is saved, and the outputs are raw rewards
+    config.architectures = [type(rm._hf).__name__]
+    config.problem_type = "regression"
     return config
 
 
@@ -564,6 +545,7 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, *, dtype: str | 
         write_merged(adapter, tmp, dtype=torch_dtype(target), max_shard_size=max_shard_size)
         _merged_config(ref, target).save_pretrained(tmp)
         ref.tokenizer.save_pretrained(tmp)
+        require_export_contract(tmp)  # names the broken field; nothing is published
         (tmp / INFO_FILE).write_text(json.dumps({"merged_from": str(adapter_dir), "base_model": info["base_model"]},
                                                 indent=2, default=str))
         del ref, adapter

@@ -24,9 +24,21 @@ from rmlib.data.collate import Batch
 from rmlib.data.schema import Message
 from rmlib.data.tokenize import Featurizer, prepare_tokenizer
 from rmlib.io import resolve_model, torch_dtype
-from rmlib.runtime import enable_checkpointing  # noqa: F401  (re-exported for callers)
 
 DEFAULT_MAX_LENGTH = 1024
+
+
+def load_tokenizer(path_or_name: str | Path, *, trust_remote_code: bool = False):
+    """The tokenizer a reward model of ``path_or_name`` uses, with a pad token distinct from eos.
+
+    The one loader for training features, scoring and serving, so all of them see the same ids.
+    A LoRA run's output directory holds its tokenizer beside the adapter.
+    """
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(resolve_model(path_or_name), trust_remote_code=trust_remote_code)
+    prepare_tokenizer(tok)
+    return tok
 
 
 def position_limit(config) -> int | None:
@@ -86,14 +98,14 @@ class RewardModel(nn.Module):
         ``max_length`` (tokens per sequence) defaults to the model's position limit, at most 1024;
         a value above that limit is refused here rather than crashing on the first long input.
         """
-        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForSequenceClassification
 
         src = resolve_model(path_or_name)  # built-in alias (minilm-l6), local directory or hub id
         for matches, load in cls.directory_loaders:  # e.g. a LoRA run's output: base + adapter + full head
             if matches(Path(src)):
                 return load(src, attributes=attributes, dtype=dtype, trust_remote_code=trust_remote_code,
                             attn_implementation=attn_implementation, max_length=max_length, **kwargs)
-        tok = AutoTokenizer.from_pretrained(src, trust_remote_code=trust_remote_code)
+        tok = load_tokenizer(src, trust_remote_code=trust_remote_code)
         config = AutoConfig.from_pretrained(src, trust_remote_code=trust_remote_code)
         max_length = resolve_max_length(max_length, config)
         extra = {}
@@ -108,7 +120,7 @@ class RewardModel(nn.Module):
         model = AutoModelForSequenceClassification.from_pretrained(
             src, dtype=torch_dtype(dtype), use_safetensors=True,
             trust_remote_code=trust_remote_code, **extra, **kwargs)
-        if prepare_tokenizer(tok):
+        if len(tok) > model.get_input_embeddings().num_embeddings:  # prepare_tokenizer added a pad token
             model.resize_token_embeddings(len(tok))
         model.config.pad_token_id = tok.pad_token_id
         return cls(model, tok, max_length=max_length)
@@ -316,8 +328,14 @@ class RewardModel(nn.Module):
 
     def save_pretrained(self, out_dir: str | Path, *, state_dict: dict | None = None,
                         is_main_process: bool = True, extra: dict | None = None) -> Path:
-        """Write a plain transformers directory (safetensors + config + tokenizer)."""
+        """Write a plain transformers directory (safetensors + config + tokenizer).
+
+        ``problem_type`` is set to ``"regression"``: the outputs are raw rewards, and servers
+        (transformers' pipeline, vLLM's classify runner) apply a sigmoid/softmax otherwise
+        (the export contract, :mod:`rmlib.models.export`).
+        """
         out = Path(out_dir)
+        self.config.problem_type = "regression"
         if is_main_process:
             out.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(out, state_dict=state_dict, is_main_process=is_main_process,

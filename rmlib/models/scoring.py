@@ -62,6 +62,10 @@ def score_sequences(model: Callable[[Any], torch.Tensor], seqs: Sequence[Encoded
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()
+    # every process must run the same number of forwards (ZeRO-3/FSDP gather weights inside each),
+    # so the count is agreed on *before* any forward: a collective after the loop would meet another
+    # process's weight gathers still in flight
+    most = int(accelerator.gather(torch.tensor([len(batches)], device=device)).max()) if multi else len(batches)
     rows: dict[int, torch.Tensor] = {}
     for idx in (_progress(batches) if show_progress else batches):
         order = [k for i in idx for k in local_units[i]]
@@ -71,10 +75,8 @@ def score_sequences(model: Callable[[Any], torch.Tensor], seqs: Sequence[Encoded
             batch = collate_sequences([seqs[k] for k in order], pad_id, packing=packing)
         out = model(batch.to(device)).float().cpu()
         rows.update(zip(order, out))
-    if multi and seqs:
-        most = int(accelerator.gather(torch.tensor([len(batches)], device=device)).max())
-        for _ in range(most - len(batches)):
-            model(collate_sequences([seqs[0]], pad_id, packing=packing).to(device))
+    for _ in range(most - len(batches)):  # throw-away forwards that keep this process in step
+        model(collate_sequences([seqs[0]], pad_id, packing=packing).to(device))
     if was_training:
         model.train()
     if multi:

@@ -1,79 +1,196 @@
-"""Training data: load, check against the loss, hold out an eval split, tokenize.
+"""Training data: features for the training and evaluation sets, checked against the loss.
 
-Everything that can fail because of the data fails here, before a model is loaded: a loss that
-needs strengths on data without them, regression on a preference file, an empty split.
+Everything that can fail because of the data fails here, before a model is loaded: regression on
+a preference file, a loss label the data lacks, an empty split. Features come from the Arrow
+feature cache (``rmlib.data.features``): built once by the main process, memory-mapped by every
+rank and every later run. Splitting, hold-out and the train/eval overlap check only choose row
+numbers, from the hash columns, with numpy.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from rmlib.config import Config, ConfigError
-from rmlib.data.labels import check_labels
-from rmlib.data.schema import DataError, RatedResponse, ValidationReport
+from rmlib.data.features import FeatureSet, FeatureTable, KindMismatch, SourceSpec, build_features
+from rmlib.data.schema import ValidationReport
+from rmlib.data.tokenize import Featurizer
 
 
 @dataclass
 class Examples:
-    train: list
-    eval: list
+    """The training and evaluation features of a run and what loading them found."""
+
+    train: FeatureSet
+    eval: FeatureSet
     kind: str  # "pairs" | "ratings"
     attributes: list[str]
     report: ValidationReport
     eval_source: str
+    truncated_prompts: int = 0
+    built: bool = True  # False when every table was a cache hit
+    tokenize_seconds: float = 0.0
 
 
-def _load(source: str, cfg: Config, hub_split: str | None, meta_split: str | None):
-    from rmlib.data import formats
-
-    local = Path(source).exists()
-    loaded = formats.load(source, cfg.data.format, split=None if local else hub_split,
-                          data_dir=None if local else cfg.data.data_dir,
-                          column_map=dict(cfg.data.column_map) or None, on_invalid=cfg.data.on_invalid)
-    examples = loaded.examples
-    if meta_split is not None:
-        kept = [e for e in examples if e.meta.get("split") == meta_split]
-        for e in examples:
-            if e.meta.get("split") != meta_split:
-                loaded.report.filter("other_split", f"{source}: meta.split is {e.meta.get('split')!r}, "
-                                     f"not {meta_split!r}")
-        examples = kept
-    return examples, loaded.kind, loaded.report
+def _spec(cfg: Config, source: str, hub_split: str | None) -> SourceSpec:
+    d = cfg.data
+    return SourceSpec(source, d.format, hub_split, d.data_dir, tuple(sorted(d.column_map.items())), d.on_invalid)
 
 
-def _prompt_key(example) -> str:
-    return hashlib.sha1(json.dumps(list(example.prompt), sort_keys=True).encode()).hexdigest()
+def _valid(table: FeatureTable) -> np.ndarray:
+    return table.column("drop") == ""
 
 
-def holdout(examples: list, fraction: float, seed: int) -> tuple[list, list]:
-    """Seeded eval slice, split by prompt so no prompt appears on both sides."""
-    keys = sorted({_prompt_key(e) for e in examples})
+def _split_rows(table: FeatureTable, name: str | None, report: ValidationReport, reason: str,
+                source: str, keep_equal: bool = True) -> np.ndarray:
+    """Rows whose ``meta["split"]`` is (``keep_equal``) or is not ``name``; the others are counted."""
+    split = table.column("split")
+    match = split == name
+    chosen = match if keep_equal else ~match
+    dropped = int(np.count_nonzero(~chosen & _valid(table)))
+    if dropped:
+        report.filtered[reason] += dropped
+        report._example(reason, f"{source}: {dropped} records whose meta.split is "
+                                f"{'not ' if keep_equal else ''}{name!r}")
+    return chosen
+
+
+def holdout(prompt_hash: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """A seeded evaluation mask, split by prompt so that no prompt appears on both sides."""
+    keys = np.unique(prompt_hash).tolist()
     random.Random(seed).shuffle(keys)
     n_eval = max(1, round(len(keys) * fraction))
-    eval_keys = set(keys[:n_eval])
-    train = [e for e in examples if _prompt_key(e) not in eval_keys]
-    held = [e for e in examples if _prompt_key(e) in eval_keys]
-    return train, held
+    return np.isin(prompt_hash, np.asarray(keys[:n_eval], dtype=prompt_hash.dtype))
 
 
-def _content_key(example) -> str:
-    d = example.to_dict()
-    d.pop("meta", None)
-    return json.dumps(d, sort_keys=True, default=str)
-
-
-def drop_eval_overlap(train: list, held: list, report: ValidationReport) -> list:
+def drop_eval_overlap(train: FeatureSet, held: FeatureSet, report: ValidationReport) -> FeatureSet:
     """Training rows identical to an evaluation row (meta aside) are removed and counted, so an
     evaluation file that shares rows with the training file cannot inflate held-out scores."""
-    seen = {_content_key(e) for e in held}
-    kept = [e for e in train if _content_key(e) not in seen]
-    for _ in range(len(train) - len(kept)):
-        report.filter("in_eval_set", "a training row identical to an evaluation row was removed from training")
-    return kept
+    same = np.isin(train.table.column("content_hash")[train.rows], held.table.column("content_hash")[held.rows])
+    n = int(np.count_nonzero(same))
+    if n:
+        report.filtered["in_eval_set"] += n
+        report._example("in_eval_set", f"{n} training rows identical to an evaluation row were removed from training")
+    return train.subset(np.nonzero(~same)[0])
+
+
+def _check_labels(fs: FeatureSet, labels: tuple[str, ...], loss_name: str, source: str) -> None:
+    for name in labels:
+        if name == "targets":
+            continue
+        missing = np.nonzero(np.isnan(fs.table.column(f"label_{name}")[fs.rows].astype(np.float64)))[0]
+        if len(missing):
+            first = int(fs.table.column("index")[fs.rows[missing[0]]])
+            raise ConfigError(f"loss '{loss_name}' consumes the label '{name}' on every example; {source}: "
+                              f"example {first} (0-based, after reading) has none ({len(missing)} without it). "
+                              + _LABEL_HINTS.get(name, "Put it in each example's meta."))
+
+
+def load_examples(cfg: Config, featurizer: Featurizer) -> Examples:
+    """Features of the training and evaluation sets (built or memory-mapped), split and checked."""
+    from rmlib.losses import get_loss_class
+
+    loss = get_loss_class(cfg.loss.name)
+    d = cfg.data
+    attrs = list(cfg.model.attributes) if cfg.model.attributes else None
+    kw = dict(labels=loss.labels, attributes=attrs, cache_dir=d.cache_dir, num_proc=d.num_proc,
+              expect_kind=(loss.data_kind, f"loss '{cfg.loss.name}' is {loss.family} and needs {loss.data_kind} data"))
+    try:
+        table = build_features(_spec(cfg, d.train, d.hub_split), featurizer, **kw)
+    except KindMismatch as e:
+        raise ConfigError(str(e)) from None
+    report = copy.deepcopy(table.report)  # the cached table's report stays as built
+    valid = _valid(table)
+    train_mask = valid.copy()
+    if d.train_split is not None:
+        train_mask &= _split_rows(table, d.train_split, report, "other_split", d.train)
+    tables = [table]
+    if d.eval:
+        etable = build_features(_spec(cfg, d.eval, d.eval_hub_split), featurizer,
+                                **{**kw, "attributes": table.attributes})
+        tables.append(etable)
+        report.merge(etable.report)
+        report.source = f"{d.train} + {d.eval}"
+        emask = _valid(etable)
+        if d.eval_split is not None:
+            emask &= _split_rows(etable, d.eval_split, report, "other_split", d.eval)
+        held = FeatureSet(etable, np.nonzero(emask)[0])
+        eval_source = d.eval
+    elif d.eval_split:
+        held = FeatureSet(table, np.nonzero(valid & (table.column("split") == d.eval_split))[0])
+        eval_source = f"{d.train} split {d.eval_split}"
+        if d.train_split is None:  # train on everything *except* the evaluation split
+            train_mask &= _split_rows(table, d.eval_split, report, "eval_split", d.train, keep_equal=False)
+    else:
+        in_eval = holdout(table.column("prompt_hash"), d.eval_fraction, d.seed)
+        held = FeatureSet(table, np.nonzero(in_eval & valid)[0])
+        train_mask &= ~in_eval
+        eval_source = f"{d.eval_fraction:.0%} of {d.train} held out by prompt (seed {d.seed})"
+    train = drop_eval_overlap(FeatureSet(table, np.nonzero(train_mask)[0]), held, report)
+    if not len(train):
+        raise ConfigError(f"no training examples left in {d.train} (see the data report)\n{report.format()}")
+    _check_labels(train, loss.labels, cfg.loss.name, d.train)
+    _check_labels(held, loss.labels, cfg.loss.name, eval_source)
+    if table.kind == "pairs" and cfg.model.attributes and len(cfg.model.attributes) != 1:
+        raise ConfigError(f"pairwise losses train one output, got model.attributes={list(cfg.model.attributes)}")
+    attributes = ["reward"] if table.kind == "pairs" else table.attributes
+    truncated = sum(int(t.column("truncated").sum()) for t in tables)
+    return Examples(train, held, table.kind, attributes, report, eval_source, truncated,
+                    built=any(t.built for t in tables), tokenize_seconds=sum(t.tokenize_seconds for t in tables))
+
+
+# what a user can do when a built-in label is missing (a label of a user's own loss is read from meta)
+_LABEL_HINTS = {
+    "margin": "It is the preference strength (HelpSteer2-Preference strengths, a TRL 'margin' column, "
+              "NeMo BT strength): use a file that has one, or the 'bt' loss.",
+    "target_prob": "It comes from per-annotator votes (a 'votes' list): use a file that has them, or the 'bt' loss.",
+}
+
+
+def resolve_max_length(cfg: Config) -> int:
+    """``data.max_length`` checked against the model's position limit (from its config.json alone)
+    and written back into the config, so features, the model and the saved config agree."""
+    from transformers import AutoConfig
+
+    from rmlib.io import resolve_model
+    from rmlib.models.lora import is_adapter_dir, read_info
+    from rmlib.models.reward_model import resolve_max_length as resolve
+
+    m, d = cfg.model, cfg.data
+    src = resolve_model(m.name_or_path)
+    if is_adapter_dir(src):  # a LoRA run's output: the limit is its base model's
+        src = resolve_model(read_info(src)["base_model"])
+    try:
+        config = AutoConfig.from_pretrained(src, trust_remote_code=m.trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"config key 'model.name_or_path': cannot read a model config from {m.name_or_path}: "
+                          f"{str(e).splitlines()[0]}") from None
+    try:
+        d.max_length = resolve(d.max_length, config, "data.max_length")
+    except ValueError as e:
+        raise ConfigError(f"config key {e}") from None
+    return d.max_length
+
+
+def featurizer_for(cfg: Config) -> Featurizer:
+    """The tokenizer of the run's model, with the run's length and truncation settings."""
+    from rmlib.models.reward_model import load_tokenizer
+
+    m, d = cfg.model, cfg.data
+    return Featurizer(load_tokenizer(m.name_or_path, trust_remote_code=m.trust_remote_code), d.max_length,
+                      d.keep_system)
+
+
+def prepare_features(cfg: Config) -> Examples:
+    """Build (or find) a config's feature caches ahead of training, e.g. on a CPU machine before a GPU job."""
+    resolve_max_length(cfg)
+    return load_examples(cfg, featurizer_for(cfg))
 
 
 def data_fingerprint(cfg: Config) -> str:
@@ -94,63 +211,3 @@ def data_fingerprint(cfg: Config) -> str:
                 for block in iter(lambda: fh.read(1 << 20), b""):
                     h.update(block)
     return h.hexdigest()
-
-
-def load_examples(cfg: Config) -> Examples:
-    """Read, split and check the data against the loss: the labels it declares must all be there."""
-    from rmlib.losses import get_loss_class
-
-    loss = get_loss_class(cfg.loss.name)
-    d = cfg.data
-    train, kind, report = _load(d.train, cfg, d.hub_split, d.train_split)
-    if kind != loss.data_kind:
-        raise ConfigError(f"loss '{cfg.loss.name}' is {loss.family} and needs {loss.data_kind} data, but "
-                          f"{cfg.data.train} holds {kind}")
-    if cfg.data.eval:
-        held, _, eval_report = _load(d.eval, cfg, d.eval_hub_split, d.eval_split)
-        report.merge(eval_report)
-        report.source = f"{d.train} + {d.eval}"
-        eval_source = cfg.data.eval
-    elif cfg.data.eval_split:
-        held, _, _ = _load(d.train, cfg, d.hub_split, d.eval_split)
-        eval_source = f"{cfg.data.train} split {cfg.data.eval_split}"
-        if d.train_split is None:  # train on everything *except* the evaluation split
-            for e in train:
-                if e.meta.get("split") == d.eval_split:
-                    report.filter("eval_split", f"{d.train}: meta.split is {d.eval_split!r} (used for evaluation)")
-            train = [e for e in train if e.meta.get("split") != d.eval_split]
-    else:
-        train, held = holdout(train, cfg.data.eval_fraction, cfg.data.seed)
-        eval_source = f"{cfg.data.eval_fraction:.0%} of {cfg.data.train} held out by prompt (seed {cfg.data.seed})"
-    train = drop_eval_overlap(train, held, report)
-    if not train:
-        raise ConfigError(f"no training examples left in {cfg.data.train} (see the data report)")
-    attributes = list(cfg.model.attributes) if cfg.model.attributes else _default_attributes(kind, train)
-    for split, examples in (("training", train), ("evaluation", held)):
-        try:
-            check_labels(examples, loss.labels, f"{eval_source if split == 'evaluation' else d.train} ({split} "
-                         "examples, 0-based after splitting)", attributes)
-        except DataError as e:
-            raise ConfigError(f"loss '{cfg.loss.name}' consumes the label '{e.field}' on every example; {e}. "
-                              + _LABEL_HINTS.get(e.field or "", "")) from None
-    if kind == "pairs" and len(attributes) != 1:
-        raise ConfigError(f"pairwise losses train one output, got model.attributes={attributes}")
-    return Examples(train, held, kind, attributes, report, eval_source)
-
-
-# what a user can do when a built-in label is missing (a label of a user's own loss is read from meta)
-_LABEL_HINTS = {
-    "margin": "It is the preference strength (HelpSteer2-Preference strengths, a TRL 'margin' column, "
-              "NeMo BT strength): use a file that has one, or the 'bt' loss.",
-    "target_prob": "It comes from per-annotator votes (a 'votes' list): use a file that has them, or the 'bt' loss.",
-}
-
-
-def _default_attributes(kind: str, train: list) -> list[str]:
-    if kind == "pairs":
-        return ["reward"]
-    names: list[str] = []
-    for e in train:
-        assert isinstance(e, RatedResponse)
-        names += [a for a in e.attributes if a not in names]
-    return names

@@ -65,6 +65,7 @@ def rated_metrics(preds: np.ndarray, targets: np.ndarray, loss: float,
 def evaluate(model, loss_fn, feats: Sequence, *, kind: str, attributes: list[str], pad_id: int,
              batch_size: int, accelerator, packing: bool = False) -> dict[str, float]:
     """Held-out loss (the training loss's mean over the units it counts) and the kind's metrics."""
+    feats = list(feats)  # an evaluation set is read once per evaluation (a FeatureSet reads Arrow)
     outputs = predict(model, feats, pad_id=pad_id, batch_size=batch_size, accelerator=accelerator,
                       packing=packing)
     labels = stack_labels(feats)

@@ -24,16 +24,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from rmlib.config import Config, ConfigError, load_config, to_yaml
-from rmlib.data.collate import collator_for, global_batches, split_global_batch, stack_labels
+from rmlib.data.collate import collator_for, global_batches, split_global_batch
+from rmlib.data.features import FeatureSet
 from rmlib.io import publish_dir, remove_dir, resolve_model, staging_dir, write_text
+from rmlib.models.export import finish_training_output
 from rmlib.runtime import enable_checkpointing, make_accelerator
 from rmlib.training import checkpoint as ckpt
+from rmlib.training import sanity
 from rmlib.training.backends import build_adamw, configure_deepspeed
 from rmlib.training.checkpoint import CheckpointError, resume_differences
-from rmlib.training.data import Examples, data_fingerprint, load_examples
+from rmlib.training.data import Examples, data_fingerprint, featurizer_for, load_examples, resolve_max_length
 from rmlib.training.evaluate import evaluate
 from rmlib.training.state import load_state, save_state
 
@@ -48,11 +52,11 @@ class Run:
     sched: Any
     loss_fn: Any
     examples: Examples
-    train_f: list
-    eval_f: list
+    train_f: FeatureSet
+    eval_f: FeatureSet
     collate: Callable
     pad_id: int
-    lengths: list[int]
+    lengths: np.ndarray  # tokens per training item, read from the feature table
     parts: int  # micro-batches per global batch: processes × accumulation
     total: int  # optimizer steps of the whole run
     state: ckpt.TrainerState
@@ -85,6 +89,7 @@ class Trainer:
 
     def fit(self) -> dict:
         run = self._setup()
+        self._sanity = sanity.SanityMonitor.start(self.cfg, run)  # warnings naming the fix
         state = run.state
         while state.step < run.total:
             plan = self._epoch_plan(run)
@@ -111,31 +116,13 @@ class Trainer:
         when keep-best ranks checkpoints by eval loss (so every checkpoint has one)."""
         t, step = self.cfg.train, run.state.step
         periodic = step % t.eval_every == 0 if t.eval_every else end_of_epoch
-        return bool(run.eval_f) and (periodic or step == run.total or (self._due_save(run) and t.keep_best > 0))
+        return bool(len(run.eval_f)) and (periodic or step == run.total or (self._due_save(run) and t.keep_best > 0))
 
     # -- setup -----------------------------------------------------------------------------
 
     def _setup(self) -> Run:
         cfg, t = self.cfg, self.cfg.train
-        from rmlib.losses import get_loss
-
-        loss_fn = get_loss(cfg.loss.name, reduction="none", **cfg.loss.options)
-        try:  # config-only checks first, then every data/loss check; all before a model is loaded
-            collate = collator_for(loss_fn.data_kind, shared_prompt=cfg.data.shared_prompt, packing=cfg.data.packing)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-        resume = ckpt.resolve_resume(t.resume_from, self.root)
-        if resume is None:
-            if t.resume_from == "auto":
-                partial = sorted(p.name for p in ckpt.checkpoint_dir(self.root).glob("*.tmp"))
-                print(f"resume_from=auto: no complete checkpoint in {ckpt.checkpoint_dir(self.root)}"
-                      + (f" (incomplete, ignored: {', '.join(partial)})" if partial else "") + "; starting fresh")
-            self._check_fresh_run_dir()
-        self._resolve_max_length()
-        examples = load_examples(cfg)
-        fingerprint = data_fingerprint(cfg)
-        if resume is not None:
-            self._check_resume(resume, fingerprint)
+        loss_fn, collate, resume, fingerprint = self._preflight()
         acc = make_accelerator(
             mixed_precision=t.mixed_precision, gradient_accumulation_steps=t.gradient_accumulation_steps,
             log_with=None if t.report_to == "none" else t.report_to, project_dir=str(self.root))
@@ -144,14 +131,14 @@ class Trainer:
         set_seed(t.seed)
         if resume is None and t.overwrite and acc.is_main_process:
             self._clear_previous_run()
-        acc.wait_for_everyone()
+        examples = self._load_data(acc)  # every data/loss check runs here, before a model is loaded
         model = self._build_model(examples.attributes, acc.device)
-        train_f, eval_f = self._featurize(model, examples, loss_fn, acc)
+        sanity.check_head_across_ranks(acc, model, t.sanity_checks)  # before prepare partitions or syncs it
         parts = acc.num_processes * t.gradient_accumulation_steps
-        lengths = [f.n_tokens for f in train_f]
+        lengths = examples.train.lengths
         steps_per_epoch = len(self._plan(lengths, 0, parts)[0])
         if steps_per_epoch == 0:
-            raise ConfigError(f"{len(train_f)} training items cannot fill one global batch split {parts} ways")
+            raise ConfigError(f"{len(lengths)} training items cannot fill one global batch split {parts} ways")
         total = t.max_steps if t.max_steps > 0 else t.epochs * steps_per_epoch
         opt, sched = self._optimizer(acc, model, total)
         configure_deepspeed(acc, t)  # no DataLoader is prepared: DeepSpeed's batch sizes come from train.*
@@ -162,17 +149,51 @@ class Trainer:
         model.train()
         if t.report_to != "none":
             acc.init_trackers("rmlib", config=json.loads(json.dumps(_flat(cfg), default=str)))
-        run = Run(acc, model, opt, sched, loss_fn, examples, train_f, eval_f, collate, pad_id, lengths, parts,
-                  total, self._resume(acc, model, opt, sched, resume), fingerprint=fingerprint)
+        run = Run(acc, model, opt, sched, loss_fn, examples, examples.train, examples.eval, collate, pad_id,
+                  lengths, parts, total, self._resume(acc, model, opt, sched, resume), fingerprint=fingerprint)
         if run.state.step > total:
             raise CheckpointError(f"{resume} is at step {run.state.step}, beyond this run's {total} steps "
                                   "(train.max_steps / train.epochs): resume from an earlier checkpoint or "
                                   "train for longer")
-        if run.state.step == 0 and eval_f and t.eval_at_start:
-            run.eval_before = evaluate(model, loss_fn, eval_f, **self._eval_kwargs(run))
+        if run.state.step == 0 and len(run.eval_f) and t.eval_at_start:
+            run.eval_before = evaluate(model, loss_fn, run.eval_f, **self._eval_kwargs(run))
             acc.print(f"eval before training: {_fmt(run.eval_before)}")
         run.bar = _progress(total, run.state.step, acc.is_main_process and t.progress)
         return run
+
+    def _preflight(self):
+        """Checks that need only the config and the files: loss, collator, output dir, resume, lengths."""
+        cfg, t = self.cfg, self.cfg.train
+        from rmlib.losses import get_loss
+
+        loss_fn = get_loss(cfg.loss.name, reduction="none", **cfg.loss.options)
+        try:
+            collate = collator_for(loss_fn.data_kind, shared_prompt=cfg.data.shared_prompt, packing=cfg.data.packing)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        resume = ckpt.resolve_resume(t.resume_from, self.root)
+        if resume is None:
+            if t.resume_from == "auto":
+                partial = sorted(p.name for p in ckpt.checkpoint_dir(self.root).glob("*.tmp"))
+                print(f"resume_from=auto: no complete checkpoint in {ckpt.checkpoint_dir(self.root)}"
+                      + (f" (incomplete, ignored: {', '.join(partial)})" if partial else "") + "; starting fresh")
+            self._check_fresh_run_dir()
+        resolve_max_length(cfg)
+        fingerprint = data_fingerprint(cfg)
+        if resume is not None:
+            self._check_resume(resume, fingerprint)
+        return loss_fn, collate, resume, fingerprint
+
+    def _load_data(self, acc) -> Examples:
+        """Features from the cache: the main process builds a missing one first, the others then
+        memory-map it (so no other rank tokenizes), and every rank splits the same rows."""
+        with acc.main_process_first():
+            examples = load_examples(self.cfg, featurizer_for(self.cfg))
+        acc.print(examples.report.format())
+        acc.print(f"train {len(examples.train)} | eval {len(examples.eval)} ({examples.eval_source}) | sequences with "
+                  f"a left-truncated prompt: {examples.truncated_prompts} | features "
+                  f"{'built' if examples.built else 'from the cache'}")
+        return examples
 
     def _build_model(self, attributes: list[str], device):
         from rmlib.models import RewardModel
@@ -194,19 +215,6 @@ class Trainer:
             enable_checkpointing(model._hf)
         return model
 
-    def _featurize(self, model, examples: Examples, loss_fn, acc) -> tuple[list, list]:
-        d = self.cfg.data
-        feat = model.featurizer(d.max_length, d.keep_system)
-        kw = dict(labels=loss_fn.labels, attributes=examples.attributes)
-        train_f = feat.features(examples.kind, examples.train, examples.report, **kw)
-        eval_f = feat.features(examples.kind, examples.eval, examples.report, **kw)
-        acc.print(examples.report.format())
-        acc.print(f"train {len(train_f)} | eval {len(eval_f)} ({examples.eval_source}) | "
-                  f"sequences with a left-truncated prompt: {feat.truncated_prompts}")
-        if not train_f:
-            raise ConfigError("no training examples survived tokenization (see the data report)")
-        return train_f, eval_f
-
     def _optimizer(self, acc, model, total_steps: int):
         from transformers import get_scheduler
 
@@ -224,28 +232,6 @@ class Trainer:
         sched = get_scheduler(t.scheduler, opt, num_warmup_steps=math.ceil(t.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
         return opt, sched
-
-    def _resolve_max_length(self) -> None:
-        """``data.max_length`` against the model's position limit, from its config.json alone."""
-        from transformers import AutoConfig
-
-        from rmlib.models.reward_model import resolve_max_length
-
-        m, d = self.cfg.model, self.cfg.data
-        from rmlib.models.lora import is_adapter_dir, read_info
-
-        src = resolve_model(m.name_or_path)
-        if is_adapter_dir(src):  # a LoRA run's output: the limit is its base model's
-            src = resolve_model(read_info(src)["base_model"])
-        try:
-            config = AutoConfig.from_pretrained(src, trust_remote_code=m.trust_remote_code)
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"config key 'model.name_or_path': cannot read a model config from {m.name_or_path}: "
-                              f"{str(e).splitlines()[0]}") from None
-        try:
-            d.max_length = resolve_max_length(d.max_length, config, "data.max_length")
-        except ValueError as e:
-            raise ConfigError(f"config key {e}") from None
 
     def _check_fresh_run_dir(self) -> None:
         """A fresh run into a directory that holds another run would mix the two (its checkpoints
@@ -322,11 +308,11 @@ class Trainer:
         acc, t, feats = run.acc, self.cfg.train, run.train_f
         world, accum = acc.num_processes, t.gradient_accumulation_steps
         mine = [micro[a * world + acc.process_index] for a in range(accum)]
-        every = [feats[k] for mb in micro for k in mb]  # every process knows the whole global batch
-        global_n = max(run.loss_fn.count(stack_labels(every), len(every)), 1)
+        every = [k for mb in micro for k in mb]  # every process knows the whole global batch
+        global_n = max(run.loss_fn.count(feats.labels(every), len(every)), 1)
         total_loss, correct, tokens = 0.0, 0, 0
         for idx in mine:
-            batch = run.collate([feats[k] for k in idx], run.pad_id).to(acc.device)
+            batch = run.collate(feats.take(idx), run.pad_id).to(acc.device)
             with acc.accumulate(run.model):
                 rewards = run.model(batch)
                 per_item = run.loss_fn.batch_values(rewards, batch.labels)
@@ -353,6 +339,7 @@ class Trainer:
         return out
 
     def _log(self, run: Run, stats: dict[str, float]) -> None:
+        self._sanity.observe(run.state.step, stats)
         run.tokens += stats["tokens"]
         run.items += stats["items"]
         run.bar.update(1)
@@ -433,6 +420,15 @@ class Trainer:
             ckpt.prune(self.root, state, self.cfg.train.keep_best)
         acc.wait_for_everyone()
 
+    def _feature_stats(self, run: Run) -> dict:
+        """Which ranks built features and how long they tokenized (a non-main rank builds nothing)."""
+        from accelerate.utils import gather_object
+
+        mine = (run.examples.built, round(run.examples.tokenize_seconds, 3))
+        per_rank = gather_object([mine]) if run.acc.num_processes > 1 else [mine]
+        return {"built_by_rank": [b for b, _ in per_rank], "tokenize_seconds_by_rank": [t for _, t in per_rank],
+                "truncated_prompts": run.examples.truncated_prompts}
+
     def _finish(self, run: Run) -> dict:
         acc = run.acc
         run.bar.close()
@@ -446,6 +442,7 @@ class Trainer:
             "dropped_incomplete_batch_items": run.dropped_tail, "eval_before": run.eval_before,
             "eval": run.last_eval, "data_report": run.examples.report.to_dict(),
             "eval_source": run.examples.eval_source, "num_processes": acc.num_processes,
+            "features": self._feature_stats(run),
             "distributed_type": str(acc.distributed_type),
         }
         final = self.root / "model"
@@ -453,6 +450,8 @@ class Trainer:
         if acc.is_main_process:
             write_text(to_yaml(self.cfg), self.root / "config.yaml")
             write_text(json.dumps(summary, indent=2, default=str), self.root / "summary.json")
+            finish_training_output(final, config_yaml=to_yaml(self.cfg), summary=summary,  # card (+ upload)
+                                   push_to_hub=self.cfg.train.push_to_hub)
         summary["model_dir"] = str(final)
         unit = "pairs" if run.examples.kind == "pairs" else "rows"
         acc.print(f"done: {run.state.step} steps in {elapsed:.1f}s, {summary['items_per_s']:.1f} {unit}/s, "

@@ -1,0 +1,386 @@
+"""Features at the scale reward models train on: Arrow on disk, tokenized once, cached, shared.
+
+A data source becomes features in two stages, both written with ``datasets`` into one cache
+directory per *key*:
+
+1. **canonical** (:func:`_write_canonical`): records are read and validated one at a time (the
+   same readers, converters, named errors and skip report as everywhere else) and written to an
+   Arrow file: texts, hashes of the prompt and of the whole example (``uint64``), and the value of
+   every label the loss consumes. Nothing but the current record is held in memory, so a source
+   larger than RAM streams.
+2. **tokenized**: a batched ``map`` (``num_proc`` workers) renders and tokenizes each prompt once
+   (:meth:`Featurizer.split_many`) and stores its tokens once per pair beside each response's
+   tokens and how many prompt tokens each sequence keeps. Dropped pairs (too long, identical after
+   tokenization) keep their row with the reason, and are counted in the report.
+
+The key is a hash of everything that changes tokens: the source files (path, size, mtime), the
+reading options, the tokenizer (its vocabulary, normalisation and chat template), ``max_length``,
+``keep_system``, the labels and attributes. A changed input is a new key, never a stale hit; a
+finished cache is published atomically (``rmlib.io.publish_dir``) and every later run, and every
+other rank, memory-maps it (:class:`FeatureTable`). A :class:`FeatureSet` is a table plus the row
+numbers one split uses; a batch materializes only its own rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rmlib.data.labels import read_labels
+from rmlib.data.schema import ValidationReport
+from rmlib.data.tokenize import Encoded, Featurizer, PairFeatures, RatedFeatures
+from rmlib.io import publish_dir, staging_dir
+
+FEATURE_VERSION = "1"
+MANIFEST = "manifest.json"
+#: below this many records the tokenize stage runs in-process (forking workers costs more)
+PARALLEL_MIN_ROWS = 20_000
+
+
+def default_cache_dir() -> Path:
+    """``$RMLIB_CACHE``, else ``$XDG_CACHE_HOME/rmlib`` or ``~/.cache/rmlib``; features go in ``features/``."""
+    root = os.environ.get("RMLIB_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "rmlib")
+    return Path(root) / "features"
+
+
+def hash64(text: str) -> int:
+    """A stable 64-bit hash (first 8 bytes of SHA-1): prompts and examples are compared by it."""
+    return int.from_bytes(hashlib.sha1(text.encode("utf-8")).digest()[:8], "little", signed=True)
+
+
+def _source_stamp(source: str) -> list:
+    """What identifies a source's contents cheaply: (path, size, mtime) of each file, or the hub id."""
+    p = Path(source).expanduser()
+    if not p.exists():
+        return [str(source)]
+    files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
+    return [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+
+
+def tokenizer_fingerprint(tok) -> str:
+    """Vocabulary, merges, normalisation, special tokens and chat template: anything that changes ids."""
+    h = hashlib.sha256(type(tok).__name__.encode())
+    backend = getattr(tok, "backend_tokenizer", None)
+    h.update(backend.to_str().encode() if backend is not None else json.dumps(sorted(tok.get_vocab().items())).encode())
+    h.update(json.dumps([str(getattr(tok, "chat_template", None)), tok.special_tokens_map,
+                         tok.padding_side], sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+class KindMismatch(ValueError):
+    """The source holds another kind of examples than the loss trains on (found before tokenizing)."""
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Where examples come from and how they are read (everything before tokenization)."""
+
+    path: str
+    format: str | None = None
+    split: str | None = None  # hub split
+    data_dir: str | None = None
+    column_map: tuple[tuple[str, str], ...] = ()
+    on_invalid: str = "error"
+
+
+@dataclass
+class FeatureTable:
+    """A built (or cache-hit) feature cache: the memory-mapped dataset and what building it found."""
+
+    ds: Any  # datasets.Dataset, memory-mapped
+    kind: str
+    format: str
+    report: ValidationReport
+    attributes: list[str]
+    labels: tuple[str, ...]
+    directory: Path
+    built: bool  # False: a cache hit (nothing was read or tokenized)
+    tokenize_seconds: float
+    types: tuple[int, int] | None = None  # encoder segment ids (first, second); None for decoders
+    middle_len: int = 0
+
+    _columns: dict = field(default_factory=dict, repr=False)
+
+    def column(self, name: str) -> np.ndarray:
+        """One scalar column as a numpy array (read once from the memory-mapped table, then kept)."""
+        if name not in self._columns:
+            self._columns[name] = self.ds.data.column(name).to_numpy(zero_copy_only=False)
+        return self._columns[name]
+
+
+@dataclass
+class FeatureSet:
+    """The rows of a :class:`FeatureTable` one split uses (train, eval, one mixture source).
+
+    Why rows and not a copy: splitting, hold-out and mixing only choose row numbers; token ids stay
+    in the memory-mapped Arrow file and a batch reads just its own rows.
+    """
+
+    table: FeatureTable
+    rows: np.ndarray
+    lengths: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rows = np.asarray(self.rows, dtype=np.int64)
+        self.lengths = self.table.column("n_tokens")[self.rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator:
+        for start in range(0, len(self), 1024):
+            yield from self.take(range(start, min(start + 1024, len(self))))
+
+    def take(self, idx: Sequence[int]) -> list[PairFeatures | RatedFeatures]:
+        """Features of items ``idx`` (positions in this set), read from Arrow for this call only."""
+        t = self.table
+        rows = t.ds[[int(self.rows[i]) for i in idx]] if len(idx) else {}
+        out = []
+        labels = [n for n in t.labels if n != "targets"]
+        for j in range(len(idx)):
+            head, body = rows["head"][j], rows["body"][j]
+            values = {n: rows[f"label_{n}"][j] for n in labels}
+            if t.kind == "pairs":
+                c = self._encoded(head, body, rows["resp_0"][j], rows["keep_0"][j])
+                r = self._encoded(head, body, rows["resp_1"][j], rows["keep_1"][j])
+                out.append(PairFeatures(c, r, values, int(rows["index"][j])))
+            else:
+                targets = [math.nan if v is None else v for v in rows["targets"][j]]
+                values = {"targets": targets, **values}
+                out.append(RatedFeatures(self._encoded(head, body, rows["resp_0"][j], rows["keep_0"][j]), values,
+                                         int(rows["index"][j])))
+        return out
+
+    def _encoded(self, head: list[int], body: list[int], resp: list[int], keep: int) -> Encoded:
+        kept = body[len(body) - keep:] if keep else []
+        ids = head + kept + resp
+        prompt_len = len(head) + keep
+        types = None
+        if self.table.types is not None:
+            n_first = prompt_len + self.table.middle_len
+            types = [self.table.types[0]] * n_first + [self.table.types[1]] * (len(ids) - n_first)
+        return Encoded(ids, prompt_len, types)
+
+    def labels(self, idx: Sequence[int]):
+        """The loss labels of items ``idx`` as float32 tensors, without reading any token ids."""
+        import torch
+
+        rows = self.rows[np.asarray(list(idx), dtype=np.int64)]
+        out = {}
+        for name in self.table.labels:
+            if name == "targets":
+                raw = self.table.ds.select_columns(["targets"])[rows.tolist()]["targets"]
+                values = [[math.nan if v is None else v for v in t] for t in raw]
+            else:
+                values = self.table.column(f"label_{name}")[rows]
+            out[name] = torch.tensor(np.asarray(values, dtype=np.float32))
+        return out
+
+    def subset(self, positions: np.ndarray) -> FeatureSet:
+        return FeatureSet(self.table, self.rows[np.asarray(positions, dtype=np.int64)])
+
+
+# -- building -----------------------------------------------------------------------------------
+
+
+def feature_key(spec: SourceSpec, featurizer: Featurizer, labels: Sequence[str],
+                attributes: Sequence[str] | None) -> str:
+    payload = {"version": FEATURE_VERSION, "source": _source_stamp(spec.path), "spec": spec.__dict__,
+               "tokenizer": tokenizer_fingerprint(featurizer.tok), "max_length": featurizer.max_length,
+               "keep_system": featurizer.keep_system, "labels": list(labels),
+               "attributes": None if attributes is None else list(attributes)}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def build_features(spec: SourceSpec, featurizer: Featurizer, *, labels: Sequence[str] = (),
+                   attributes: Sequence[str] | None = None, cache_dir: str | Path | None = None,
+                   num_proc: int | None = None, max_examples: int = 3,
+                   expect_kind: tuple[str, str] | None = None) -> FeatureTable:
+    """The features of one source: a cache hit if this key was built before, else built now.
+
+    ``attributes=None`` uses every attribute the ratings name, in order of first appearance.
+    ``expect_kind`` = (kind, message): a source of another kind raises :class:`KindMismatch` as
+    soon as its format is known, before anything is written or tokenized.
+    Only the process that calls this builds; run it under ``accelerator.main_process_first()`` so
+    the other ranks find the finished cache and only memory-map it.
+    """
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    key = feature_key(spec, featurizer, labels, attributes)
+    final = cache / key
+    if (final / MANIFEST).is_file():
+        table = _open(final, built=False, tokenize_seconds=0.0)
+        if expect_kind and table.kind != expect_kind[0]:
+            raise KindMismatch(f"{expect_kind[1]}, but {spec.path} holds {table.kind}")
+        return table
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = staging_dir(final)
+    t0 = time.perf_counter()
+    kind, fmt, report, attrs, n = _write_canonical(spec, tmp / "canonical.arrow", labels, attributes, max_examples,
+                                                   expect_kind)
+    tokenized = _tokenize(tmp, kind, featurizer, attrs, n, num_proc)
+    manifest = {"version": FEATURE_VERSION, "key": key, "kind": kind, "format": fmt, "attributes": attrs,
+                "labels": list(labels), "rows": n, "files": [Path(f["filename"]).name for f in tokenized.cache_files],
+                "types": list(featurizer._types) if featurizer._types else None,
+                "middle_len": len(getattr(featurizer, "_middle", []) or []),
+                "truncated_prompts": int(np.count_nonzero(_col(tokenized, "truncated"))),
+                "report": _report_with_drops(report, tokenized, spec.path, max_examples).to_dict()}
+    (tmp / "canonical.arrow").unlink()
+    (tmp / MANIFEST).write_text(json.dumps(manifest))
+    del tokenized
+    publish_dir(tmp, final)
+    return _open(final, built=True, tokenize_seconds=time.perf_counter() - t0)
+
+
+def _open(directory: Path, *, built: bool, tokenize_seconds: float) -> FeatureTable:
+    import datasets
+
+    m = json.loads((directory / MANIFEST).read_text())
+    parts = [datasets.Dataset.from_file(str(directory / f)) for f in m["files"]]
+    ds = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+    r = m["report"]
+    report = ValidationReport(r["source"], seen=r["seen"], kept=r["kept"])
+    report.skipped.update(r["skipped"])
+    report.filtered.update(r["filtered"])
+    report.examples = {k: list(v) for k, v in r["examples"].items()}
+    return FeatureTable(ds, m["kind"], m["format"], report, list(m["attributes"]), tuple(m["labels"]), directory,
+                        built, tokenize_seconds, tuple(m["types"]) if m["types"] else None, m["middle_len"])
+
+
+def _col(ds, name: str) -> np.ndarray:
+    return ds.data.column(name).to_numpy(zero_copy_only=False)
+
+
+def _canonical_features(kind: str, labels: Sequence[str]):
+    import datasets
+
+    v = datasets.Value
+    cols = {"index": v("int64"), "prompt": v("string"), "prompt_hash": v("int64"), "content_hash": v("int64"),
+            "split": v("string")}
+    if kind == "pairs":
+        cols.update({"chosen": v("string"), "rejected": v("string")})
+    else:
+        cols.update({"response": v("string"), "scores": v("string")})
+    cols.update({f"label_{n}": v("float64") for n in labels if n != "targets"})
+    return datasets.Features(cols)
+
+
+def _write_canonical(spec: SourceSpec, path: Path, labels: Sequence[str], attributes: Sequence[str] | None,
+                     max_examples: int, expect_kind: tuple[str, str] | None
+                     ) -> tuple[str, str, ValidationReport, list[str], int]:
+    """Stream records → validated examples → one Arrow file; returns (kind, format, report, attributes, rows)."""
+    from datasets.arrow_writer import ArrowWriter
+
+    from rmlib.data import formats
+
+    local = Path(spec.path).expanduser().exists()
+    st = formats.stream(spec.path, spec.format, split=None if local else spec.split,
+                        data_dir=None if local else spec.data_dir, column_map=dict(spec.column_map) or None,
+                        on_invalid=spec.on_invalid, max_examples=max_examples)
+    if expect_kind and st.kind != expect_kind[0]:
+        raise KindMismatch(f"{expect_kind[1]}, but {spec.path} holds {st.kind}")
+    names: list[str] = list(attributes) if attributes is not None else []
+    n = 0
+    with ArrowWriter(features=_canonical_features(st.kind, labels), path=str(path), writer_batch_size=1000) as w:
+        for ex in st.examples:
+            d = ex.to_dict()
+            prompt = json.dumps(d["prompt"], ensure_ascii=False)
+            meta = d.get("meta") or {}
+            row = {"index": n, "prompt": prompt, "prompt_hash": hash64(json.dumps(d["prompt"], sort_keys=True)),
+                   "content_hash": hash64(json.dumps({k: v for k, v in d.items() if k != "meta"}, sort_keys=True,
+                                                     default=str)),
+                   "split": None if meta.get("split") is None else str(meta["split"])}
+            if st.kind == "pairs":
+                row.update({"chosen": ex.chosen, "rejected": ex.rejected})
+            elif st.kind == "ratings":
+                row.update({"response": ex.response, "scores": json.dumps(dict(ex.attributes))})
+                if attributes is None:
+                    names += [a for a in ex.attributes if a not in names]
+            else:
+                raise ValueError(f"{spec.path}: {st.kind} data has no features for reward-model training")
+            values = read_labels(ex, [x for x in labels if x != "targets"])
+            row.update({f"label_{k}": None if v is None else float(v) for k, v in values.items()})
+            w.write(row)
+            n += 1
+        w.finalize()
+    return st.kind, st.format, st.report, names, n
+
+
+def _tokenize_batch(batch: dict, *, featurizer: Featurizer, kind: str, attributes: list[str]) -> dict:
+    prompts = [json.loads(p) for p in batch["prompt"]]
+    responses = list(zip(batch["chosen"], batch["rejected"])) if kind == "pairs" else [[r] for r in batch["response"]]
+    splits = featurizer.split_many(prompts, responses)
+    n_resp = 2 if kind == "pairs" else 1
+    out: dict[str, list] = {"head": [], "body": [], "n_tokens": [], "drop": [], "truncated": []}
+    for k in range(n_resp):
+        out[f"resp_{k}"], out[f"keep_{k}"] = [], []
+    if kind == "ratings":
+        out["targets"] = []
+    for i, sp in enumerate(splits):
+        keeps = [featurizer.fit(sp.head, sp.body, r) for r in sp.responses]
+        drop = ""
+        if any(k is None for k in keeps):
+            drop = "too_long"
+        elif kind == "pairs" and keeps[0] == keeps[1] and sp.responses[0] == sp.responses[1]:
+            drop = "identical_after_tokenization"
+        if kind == "ratings":
+            scores = json.loads(batch["scores"][i])
+            targets = [None if scores.get(a) is None else float(scores[a]) for a in attributes]
+            out["targets"].append(targets)
+            if not drop and all(t is None for t in targets):
+                drop = "no_target_attribute"
+        keeps = [0 if k is None else k for k in keeps]
+        out["head"].append(sp.head)
+        out["body"].append(sp.body)
+        for k in range(n_resp):
+            out[f"resp_{k}"].append(sp.responses[k])
+            out[f"keep_{k}"].append(keeps[k])
+        out["n_tokens"].append(sum(len(sp.head) + keeps[k] + len(sp.responses[k]) for k in range(n_resp)))
+        out["drop"].append(drop)
+        out["truncated"].append(sum(keeps[k] < len(sp.body) for k in range(n_resp)) if not drop else 0)
+    return out
+
+
+def _tokenize(tmp: Path, kind: str, featurizer: Featurizer, attributes: list[str], n: int, num_proc: int | None):
+    import datasets
+
+    canonical = datasets.Dataset.from_file(str(tmp / "canonical.arrow"))
+    if num_proc is None:
+        num_proc = min(os.cpu_count() or 1, 8) if n >= PARALLEL_MIN_ROWS else 1
+    keep = ["index", "prompt_hash", "content_hash", "split"] + [c for c in canonical.column_names
+                                                                   if c.startswith("label_")]
+    datasets.disable_progress_bars()
+    try:
+        return canonical.map(_tokenize_batch, batched=True, batch_size=512, num_proc=num_proc if n > 1 else None,
+                             fn_kwargs={"featurizer": featurizer, "kind": kind, "attributes": attributes},
+                             remove_columns=[c for c in canonical.column_names if c not in keep],
+                             cache_file_name=str(tmp / "features.arrow"), new_fingerprint="rmlib-features",
+                             load_from_cache_file=False)
+    finally:
+        datasets.enable_progress_bars()
+
+
+def _report_with_drops(report: ValidationReport, ds, source: str, max_examples: int) -> ValidationReport:
+    """The reader's report plus the rows tokenization dropped, counted by reason, a few named."""
+    drop = _col(ds, "drop")
+    index = _col(ds, "index")
+    limit = "max_length"
+    for reason in sorted(set(drop.tolist()) - {""}):
+        where = np.nonzero(drop == reason)[0]
+        report.filtered[reason] += len(where)
+        for i in where[:max_examples]:
+            what = {"too_long": f"a response does not fit in {limit}",
+                    "identical_after_tokenization": "chosen and rejected tokenize identically",
+                    "no_target_attribute": "every target attribute is missing"}.get(reason, reason)
+            report._example(reason, f"{source}: example {int(index[i])} (0-based, after reading): {what}")
+    report.kept -= int(np.count_nonzero(drop != ""))
+    return report

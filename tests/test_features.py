@@ -1,0 +1,203 @@
+"""The Arrow feature path: the same tokens as the per-example path, a cache that is never stale,
+counted drops, named errors, and a main process that builds while the others only read."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rmlib.data.features import SourceSpec, build_features
+from rmlib.data.formats import load
+from rmlib.data.schema import DataError
+from rmlib.data.tokenize import Featurizer
+from rmlib.models.reward_model import load_tokenizer
+from rmlib.testing import CHAT_TEMPLATE, build_tokenizer
+from tests.helpers import write_pairs
+from tests.oracle_featurizer import OldFeaturizer
+
+FORMATS = Path(__file__).resolve().parents[1] / "rmlib" / "data" / "samples" / "formats"
+SOURCES = sorted(p for p in FORMATS.iterdir() if p.suffix in (".jsonl", ".json", ".csv", ".parquet")
+                 and "judge" not in p.name)
+TRIM_TEMPLATE = CHAT_TEMPLATE.replace("m['content']", "m['content'] | trim")
+
+
+def _tokenizers(tmp: Path) -> dict:
+    """Every template family the samples use: a chat template, one that transforms content (trim),
+    pad == eos, and an encoder without a chat template (MiniLM)."""
+    chat = build_tokenizer()
+    trim = build_tokenizer()
+    trim.chat_template = TRIM_TEMPLATE
+    return {"chat": chat, "trim": trim, "pad_eq_eos": build_tokenizer(pad_equals_eos=True),
+            "minilm": load_tokenizer("minilm-l6")}
+
+
+def _old_features(tok, examples, kind: str, max_length: int) -> list:
+    old = OldFeaturizer(tok, max_length)
+    out = []
+    for ex in examples:
+        seqs = [old.encode(ex.prompt, r) for r in ((ex.chosen, ex.rejected) if kind == "pairs" else (ex.response,))]
+        if any(s is None for s in seqs) or (kind == "pairs" and seqs[0].ids == seqs[1].ids):
+            continue
+        out.append(seqs)
+    return out
+
+
+def _new_features(tok, source: Path, max_length: int, cache: Path) -> list:
+    table = build_features(SourceSpec(str(source)), Featurizer(tok, max_length), cache_dir=cache)
+    valid = (table.column("drop") == "").nonzero()[0]
+    from rmlib.data.features import FeatureSet
+
+    items = FeatureSet(table, valid).take(range(len(valid)))
+    return [[f.chosen, f.rejected] if table.kind == "pairs" else [f.seq] for f in items]
+
+
+@pytest.mark.parametrize("max_length", [48, 512])
+def test_arrow_features_equal_the_per_example_path_token_for_token(tmp_path, max_length):
+    """Every bundled format × every template family; 48 tokens forces prompt truncation and drops."""
+    for name, tok in _tokenizers(tmp_path).items():
+        for source in SOURCES:
+            loaded = load(source)
+            old = _old_features(tok, loaded.examples, loaded.kind, max_length)
+            new = _new_features(tok, source, max_length, tmp_path / "cache")
+            assert len(new) == len(old), (name, source.name)
+            for a, b in zip(old, new):
+                for x, y in zip(a, b):
+                    assert (x.ids, x.prompt_len, x.type_ids) == (y.ids, y.prompt_len, y.type_ids), (name, source.name)
+
+
+def test_the_prompt_is_rendered_once_per_pair(tmp_path, monkeypatch):
+    tok = build_tokenizer()
+    calls = {"n": 0}
+    original = type(tok).apply_chat_template
+
+    def counting(self, *a, **kw):
+        calls["n"] += 1
+        return original(self, *a, **kw)
+
+    monkeypatch.setattr(type(tok), "apply_chat_template", counting)
+    data = write_pairs(tmp_path / "pairs.jsonl", 40)
+    build_features(SourceSpec(str(data)), Featurizer(tok, 64), cache_dir=tmp_path / "c")
+    # the prompt once, the template with a placeholder response once, and (for the first pairs of a
+    # batch) a full render that checks the placeholder: far from 4 renders per pair
+    assert calls["n"] <= 2 * 40 + 8
+
+
+def test_cache_hits_and_every_key_component_invalidates(tmp_path):
+    data = write_pairs(tmp_path / "pairs.jsonl", 30)
+    cache = tmp_path / "cache"
+    tok = build_tokenizer()
+
+    def build(spec=None, t=tok, max_length=64, keep_system=True, labels=()):
+        return build_features(spec or SourceSpec(str(data)), Featurizer(t, max_length, keep_system), labels=labels,
+                              cache_dir=cache)
+
+    first = build()
+    assert first.built and first.tokenize_seconds > 0
+    hit = build()
+    assert not hit.built and hit.tokenize_seconds == 0 and hit.directory == first.directory
+    assert len(hit.ds) == len(first.ds) and hit.report.to_dict() == first.report.to_dict()
+    other_template = build_tokenizer()
+    other_template.chat_template = TRIM_TEMPLATE
+    changed = {
+        "tokenizer vocabulary": lambda: build(t=build_tokenizer(vocab_size=900)),
+        "chat template": lambda: build(t=other_template),
+        "max_length": lambda: build(max_length=48),
+        "keep_system": lambda: build(keep_system=False),
+        "labels": lambda: build(labels=("margin",)),
+        "format": lambda: build(spec=SourceSpec(str(data), format="rmlib_pairs")),
+        "on_invalid": lambda: build(spec=SourceSpec(str(data), on_invalid="skip")),
+    }
+    seen = {first.directory}
+    for what, fn in changed.items():
+        t = fn()
+        assert t.built and t.directory not in seen, what
+        seen.add(t.directory)
+    # the file itself: new contents under the same name is a new key, never a stale hit
+    data.write_text(data.read_text().replace('"yes ', '"YES '))
+    t = build()
+    assert t.built and t.directory not in seen
+    assert not list(cache.glob("*.tmp"))  # every build was published whole
+
+
+def test_drops_are_counted_with_file_and_record(tmp_path):
+    data = write_pairs(tmp_path / "pairs.jsonl", 30)
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    rows[7]["chosen"] = "yes " + "word " * 200  # cannot fit in 64 tokens
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    t = build_features(SourceSpec(str(data)), Featurizer(build_tokenizer(), 64), cache_dir=tmp_path / "c")
+    r = t.report
+    assert r.filtered["too_long"] == 1 and r.kept == 29 and r.seen == r.kept + r.n_skipped + r.n_filtered
+    assert f"{data}: example 7 (0-based" in r.examples["too_long"][0]
+
+
+def test_malformed_records_in_a_large_file_are_named_or_counted(tmp_path):
+    data = write_pairs(tmp_path / "big.jsonl", 5000)
+    lines = data.read_text().splitlines()
+    bad = {1234: lambda r: r.pop("chosen"), 3001: lambda r: r.update(rejected=17), 4999: lambda r: r.update(prompt=[])}
+    for i, mutate in bad.items():
+        r = json.loads(lines[i])
+        mutate(r)
+        lines[i] = json.dumps(r)
+    lines[2500] = '{"prompt": [broken json'
+    data.write_text("\n".join(lines) + "\n")
+    tok = build_tokenizer()
+    with pytest.raises(DataError, match=r"big.jsonl: record 1234: field 'chosen'"):
+        build_features(SourceSpec(str(data)), Featurizer(tok, 64), cache_dir=tmp_path / "c")
+    assert not [p for p in (tmp_path / "c").iterdir() if not p.name.endswith(".tmp")]  # nothing published
+    t = build_features(SourceSpec(str(data), on_invalid="skip"), Featurizer(tok, 64), cache_dir=tmp_path / "c")
+    r = t.report
+    assert r.n_skipped == 4 and r.kept == 4996 and r.seen == 5000 and len(t.ds) == 4996
+    text = r.format()
+    for needle in ("record 1234: field 'chosen'", "record 3001: field 'rejected'", "record 4999: field 'prompt'",
+                   "line 2501 is not valid UTF-8 JSON"):
+        assert needle in text, needle
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_two_processes_share_one_build(tiny_llama, tmp_path):
+    """The main process builds the features; rank 1 memory-maps the finished cache and tokenizes nothing."""
+    import subprocess
+    import sys
+
+    from tests.helpers import write_config
+
+    data = write_pairs(tmp_path / "pairs.jsonl", 64)
+    cfg = write_config(tmp_path / "c.yaml", model={"name_or_path": str(tiny_llama)},
+                       data={"train": str(data), "max_length": 64, "cache_dir": str(tmp_path / "cache")},
+                       loss={"name": "bt"}, train={"output_dir": str(tmp_path / "run"), "per_device_batch_size": 4,
+                                                   "max_steps": 2, "progress": False})
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                    "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                    "--main_process_port", "0", "-m", "rmlib", "train", str(cfg)],
+                   env=env, check=True, capture_output=True, timeout=600)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["num_processes"] == 2
+    assert summary["features"]["built_by_rank"] == [True, False]
+    assert summary["features"]["tokenize_seconds_by_rank"][1] == 0
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+
+
+def test_prepare_builds_the_cache_a_training_run_then_hits(tiny_llama, tmp_path):
+    from rmlib.cli import main
+    from rmlib.training import train
+    from tests.helpers import write_config
+
+    data = write_pairs(tmp_path / "pairs.jsonl", 48)
+    cache = tmp_path / "cache"
+    cfg = write_config(tmp_path / "c.yaml", model={"name_or_path": str(tiny_llama)},
+                       data={"train": str(data), "max_length": 64, "cache_dir": str(cache)},
+                       loss={"name": "bt"}, train={"output_dir": str(tmp_path / "run"), "per_device_batch_size": 8,
+                                                   "max_steps": 2, "progress": False})
+    assert main(["data", "prepare", "--config", str(cfg)]) == 0
+    built = list(cache.iterdir())
+    assert len(built) == 1
+    s = train(str(cfg))
+    assert s["features"]["built_by_rank"] == [False]  # the run only read what prepare built
+    assert list(cache.iterdir()) == built
+    shutil.rmtree(cache)
