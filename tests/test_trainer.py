@@ -128,8 +128,9 @@ def test_kill_during_training_then_resume_matches_uninterrupted_run(tiny_llama, 
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     assert not (tmp_path / "killed" / "summary.json").exists()
-    subprocess.run([sys.executable, "-m", "rmlib", "train", str(cfg("killed"))], env=env, check=True,
-                   capture_output=True)
+    resumed = subprocess.run([sys.executable, "-m", "rmlib", "train", str(cfg("killed"))], env=env, check=True,
+                             capture_output=True, text=True)
+    assert "features from the cache" in resumed.stdout  # the resumed run tokenized nothing
     subprocess.run([sys.executable, "-m", "rmlib", "train", str(cfg("straight"))], env=env, check=True,
                    capture_output=True)
     assert _weights_close(tmp_path / "killed" / "model", tmp_path / "straight" / "model", 1e-6)

@@ -133,7 +133,12 @@ class Featurizer:
         return self.tok(text, add_special_tokens=False)["input_ids"]
 
     def _ids_many(self, texts: list[str]) -> list[list[int]]:
-        return self.tok(texts, add_special_tokens=False)["input_ids"] if texts else []
+        if not texts:
+            return []
+        backend = getattr(self.tok, "backend_tokenizer", None) if getattr(self.tok, "is_fast", False) else None
+        if backend is not None:  # what a fast tokenizer's __call__ runs, without building a BatchEncoding
+            return [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
+        return self.tok(texts, add_special_tokens=False)["input_ids"]
 
     def _learn_pair_template(self) -> None:
         """Find where the tokenizer's own pair encoding puts special tokens around two segments.
