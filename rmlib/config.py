@@ -73,6 +73,17 @@ class ModelConfig:
 
 
 @dataclass
+class MixSource:
+    """One more training source mixed into ``data.train`` (OpenRLHF / open-instruct style mixtures)."""
+
+    path: str = opt(MISSING, "File or hub dataset id.")
+    weight: float = opt(1.0, "Each epoch draws round(weight × size) of its examples: below 1 a seeded subsample, "
+                             "above 1 every example repeated, plus a seeded remainder.")
+    name: str | None = opt(None, "Its name in the data report and summary; null: the path.")
+    format: str | None = opt(None, "Reader to use; null: detect.")
+
+
+@dataclass
 class DataConfig:
     train: str = opt(MISSING, "Training data: a file path or a hub dataset id.")
     format: str | None = opt(None, "Reader to use (`rmlib data inspect` names it); null: detect from the records.")
@@ -98,6 +109,10 @@ class DataConfig:
     column_map: dict[str, str] = opt(help="Rename source columns before format detection, e.g. "
                                           "`{question: prompt}`.", factory=dict)
     seed: int = opt(0, "Seed of the held-out slice (`data.eval_fraction`).")
+    mix: list[MixSource] = opt(help="More training sources with sampling weights, mixed with `data.train` (weight "
+                                    "1); each is reported separately.", factory=list)
+    eval_sets: dict[str, str] = opt(help="Named evaluation files, each evaluated beside `data.eval` (or the "
+                                         "held-out slice) and logged under `eval/<name>/`.", factory=dict)
     cache_dir: str | None = opt(None, "Where tokenized features are cached (Arrow, memory-mapped by every rank and "
                                       "later run); null: $RMLIB_CACHE/features or ~/.cache/rmlib/features.")
     num_proc: int | None = opt(None, "Processes that tokenize a new source; null: up to 8 (the CPU count) for "
@@ -299,6 +314,9 @@ def validate(cfg: Config, *, check_sources: bool = True) -> None:
         raise ConfigError("config: set train.epochs >= 1 or train.max_steps > 0")
     if not 0 < cfg.data.eval_fraction < 1:
         raise ConfigError(f"config key 'data.eval_fraction': must be in (0, 1), got {cfg.data.eval_fraction}")
+    for i, m in enumerate(cfg.data.mix):
+        if not (m.weight > 0 and m.weight < float("inf")):
+            raise ConfigError(f"config key 'data.mix[{i}].weight': must be > 0, got {m.weight}")
     if len(t.adam_betas) != 2:
         raise ConfigError("config key 'train.adam_betas': needs two values")
     from rmlib.losses import get_loss
@@ -310,7 +328,7 @@ def validate(cfg: Config, *, check_sources: bool = True) -> None:
     _validate_lora(cfg.model.lora)
     if not check_sources:
         return
-    for p in (cfg.data.train, cfg.data.eval):
+    for p in (cfg.data.train, cfg.data.eval, *(m.path for m in cfg.data.mix), *cfg.data.eval_sets.values()):
         if p and looks_local(p) and not Path(p).expanduser().exists():
             raise ConfigError(f"data file not found: {p}")
     check_model_source(cfg.model.name_or_path, "model.name_or_path")

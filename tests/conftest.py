@@ -27,6 +27,16 @@ SLOW_MODULES = {
 """Whole files of end-to-end tests (the distributed files are covered by their ``distributed`` mark)."""
 
 SLOW_TESTS = {
+    # the Arrow feature path: every format × template family, and the runs that train on features
+    "tests/test_features.py::test_arrow_features_equal_the_per_example_path_token_for_token",  # 50-90
+    "tests/test_features.py::test_mixed_sources_with_weights_and_named_eval_sets",  # 40
+    "tests/test_features.py::test_prepare_builds_the_cache_a_training_run_then_hits",  # 20
+    "tests/test_features.py::test_malformed_records_in_a_large_file_are_named_or_counted",  # 20
+    "tests/test_robustness.py::test_a_second_fresh_run_into_a_used_directory_is_refused_unless_overwrite",  # 15
+    "tests/test_robustness.py::test_resume_refuses_another_runs_checkpoint_and_one_past_the_end",  # 20
+    "tests/test_robustness.py::test_cli_prints_rmlib_errors_as_one_line_with_status_2",  # 15, subprocesses
+    "tests/test_trainer.py::test_a_new_loss_with_a_new_label_trains_without_touching_the_trainer",  # 20
+    "tests/test_trainer.py::test_resume_reads_no_pickle_so_a_planted_one_never_runs",  # 20
     # end-to-end trainings (seconds measured on 2 shared cores)
     "tests/test_trainer.py::test_kill_during_training_then_resume_matches_uninterrupted_run",  # 118
     "tests/test_trainer.py::test_other_pairwise_losses_train",  # 20-45 per loss

@@ -201,3 +201,97 @@ def test_prepare_builds_the_cache_a_training_run_then_hits(tiny_llama, tmp_path)
     assert s["features"]["built_by_rank"] == [False]  # the run only read what prepare built
     assert list(cache.iterdir()) == built
     shutil.rmtree(cache)
+
+
+def _peak_rss_of(cmd: list[str], env: dict) -> tuple[float, str]:
+    """Run ``cmd`` and sample its resident memory every 20 ms (an RSS watchdog); peak in MB."""
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak = 0.0
+    while proc.poll() is None:
+        try:
+            with open(f"/proc/{proc.pid}/status") as f:
+                rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
+            peak = max(peak, rss / 1024)
+        except (FileNotFoundError, StopIteration, ProcessLookupError):
+            pass
+        time.sleep(0.02)
+    out = proc.stdout.read()
+    assert proc.returncode == 0, out[-3000:]
+    return peak, out
+
+
+@pytest.mark.slow
+def test_a_source_larger_than_the_memory_budget_streams_and_trains(tiny_llama, tmp_path):
+    """Peak RSS does not grow with the number of records: a file 20× larger than another (and larger
+    than the budget the small run leaves) is read, tokenized and trained on within the same memory."""
+    import sys
+
+    from tests.helpers import write_config
+
+    def run(n: int) -> tuple[float, float]:
+        data = tmp_path / f"pairs_{n}.jsonl"
+        write_pairs(data, n)
+        rows = data.read_text().splitlines()
+        notes = " filler" * 400  # ~3 KB of metadata per pair: 40k pairs make a file of more than 100 MB
+        data.write_text("".join(json.dumps({**json.loads(line), "meta": {"notes": notes}}) + "\n" for line in rows))
+        cfg = write_config(tmp_path / f"c_{n}.yaml", model={"name_or_path": str(tiny_llama)},
+                           data={"train": str(data), "max_length": 64, "cache_dir": str(tmp_path / f"cache_{n}"),
+                                 "num_proc": 1},
+                           loss={"name": "bt"}, train={"output_dir": str(tmp_path / f"run_{n}"),
+                                                       "per_device_batch_size": 8, "max_steps": 2, "progress": False})
+        peak, out = _peak_rss_of([sys.executable, "-m", "rmlib", "train", str(cfg)], {**os.environ, "OMP_NUM_THREADS": "1"})
+        assert f"{n} records read, {n} kept" in out and "done: 2 steps" in out
+        return peak, data.stat().st_size / 2**20
+
+    small, _ = run(2_000)
+    large, file_mb = run(40_000)
+    assert file_mb > 100 and file_mb > (large - small) * 5
+    assert large <= small + 150, (small, large)  # flat in N: the 20x larger file costs < 150 MB more
+
+
+def test_mixed_sources_with_weights_and_named_eval_sets(tiny_llama, tmp_path):
+    """Two extra sources drawn with weights 0.5 and 2, each reported; two named eval sets, each logged."""
+    from rmlib.training import train
+
+    main_src = write_pairs(tmp_path / "main.jsonl", 40)
+    half = write_pairs(tmp_path / "half.jsonl", 20, seed=1)
+    double = write_pairs(tmp_path / "double.jsonl", 10, seed=2)
+    ev_a = write_pairs(tmp_path / "ev_a.jsonl", 6, seed=3)
+    ev_b = write_pairs(tmp_path / "ev_b.jsonl", 4, seed=4)
+    cfg = {"model": {"name_or_path": str(tiny_llama)},
+           "data": {"train": str(main_src), "max_length": 64, "eval": str(ev_a),
+                    "mix": [{"path": str(half), "weight": 0.5, "name": "half"},
+                            {"path": str(double), "weight": 2.0, "name": "double"}],
+                    "eval_sets": {"b": str(ev_b)}},
+           "loss": {"name": "bt"}, "train": {"output_dir": str(tmp_path / "run"), "per_device_batch_size": 10,
+                                             "epochs": 1, "progress": False, "lr": 3e-3}}
+    s = train(cfg)
+    # 40 + round(0.5 × 20) + 2 × 10 = 70 items per epoch, in global batches of 10
+    assert s["steps"] == 7
+    mixture = "\n".join(s["data_report"]["examples"]["mixture"])
+    assert "half: 20 examples, weight 0.5 → 10 per epoch" in mixture
+    assert "double: 10 examples, weight 2 → 20 per epoch" in mixture
+    assert set(s["eval_sets"]) == {"b"} and 0 <= s["eval_sets"]["b"]["accuracy"] <= 1
+    assert s["eval"]["loss"] != s["eval_sets"]["b"]["loss"]  # two different sets, each its own metrics
+
+
+def test_mixed_set_draw_is_seeded_and_complete(tmp_path):
+    from rmlib.data.features import FeatureSet, MixedSet
+
+    tok = build_tokenizer()
+    a = build_features(SourceSpec(str(write_pairs(tmp_path / "a.jsonl", 12))), Featurizer(tok, 64),
+                       cache_dir=tmp_path / "c")
+    b = build_features(SourceSpec(str(write_pairs(tmp_path / "b.jsonl", 8, seed=1))), Featurizer(tok, 64),
+                       cache_dir=tmp_path / "c")
+    sa, sb = FeatureSet(a, range(12)), FeatureSet(b, range(8))
+    m1 = MixedSet([sa, sb], [1.0, 1.5], ["a", "b"], seed=0)
+    m2 = MixedSet([sa, sb], [1.0, 1.5], ["a", "b"], seed=0)
+    assert len(m1) == 12 + 12 and (m1.pos == m2.pos).all()
+    assert sorted(m1.pos[m1.src == 1].tolist()).count(3) in (1, 2)  # every b item once, 4 of them twice
+    assert sorted(set(m1.pos[m1.src == 1].tolist())) == list(range(8))
+    items = m1.take([0, 12, 23])
+    assert items[0].chosen.ids == sa.take([0])[0].chosen.ids
+    assert len(m1.labels([0, 12, 23])) == 0  # bt consumes no label

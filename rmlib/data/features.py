@@ -40,7 +40,7 @@ from rmlib.data.schema import ValidationReport
 from rmlib.data.tokenize import Encoded, Featurizer, PairFeatures, RatedFeatures
 from rmlib.io import publish_dir, staging_dir
 
-FEATURE_VERSION = "1"
+FEATURE_VERSION = "2"  # bump when the stored columns change: old caches become other keys
 MANIFEST = "manifest.json"
 #: below this many records the tokenize stage runs in-process (forking workers costs more)
 PARALLEL_MIN_ROWS = 20_000
@@ -188,6 +188,59 @@ class FeatureSet:
 
     def subset(self, positions: np.ndarray) -> FeatureSet:
         return FeatureSet(self.table, self.rows[np.asarray(positions, dtype=np.int64)])
+
+
+class MixedSet:
+    """Several :class:`FeatureSet` s drawn with sampling weights, seen as one set of items.
+
+    Each part contributes ``round(weight × len(part))`` items: below 1 a seeded subsample without
+    replacement, above 1 every item ``floor(weight)`` times plus a seeded remainder. The draw is
+    fixed by the seed; the trainer's global batches shuffle it each epoch like any other set.
+    """
+
+    def __init__(self, parts: Sequence[FeatureSet], weights: Sequence[float], names: Sequence[str], seed: int):
+        rng = np.random.default_rng(seed)
+        src, pos, self.counts = [], [], {}
+        for k, (part, w, name) in enumerate(zip(parts, weights, names)):
+            whole, frac = divmod(float(w), 1.0)
+            chosen = [np.tile(np.arange(len(part)), int(whole))]
+            extra = round(frac * len(part))
+            if extra:
+                chosen.append(np.sort(rng.choice(len(part), size=extra, replace=False)))
+            idx = np.concatenate(chosen).astype(np.int64)
+            src.append(np.full(len(idx), k, dtype=np.int64))
+            pos.append(idx)
+            self.counts[name] = {"examples": len(part), "weight": float(w), "per_epoch": len(idx)}
+        self.parts = list(parts)
+        self.src, self.pos = np.concatenate(src), np.concatenate(pos)
+        self.lengths = np.concatenate([p.lengths[i] for p, i in zip(self.parts, pos)]) if len(self.src) else np.zeros(0)
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def __iter__(self) -> Iterator:
+        for start in range(0, len(self), 1024):
+            yield from self.take(range(start, min(start + 1024, len(self))))
+
+    def _gather(self, idx: Sequence[int], fn) -> list:
+        idx = np.asarray(list(idx), dtype=np.int64)
+        out: list = [None] * len(idx)
+        for k, part in enumerate(self.parts):
+            where = np.nonzero(self.src[idx] == k)[0]
+            if len(where):
+                for w, item in zip(where, fn(part, self.pos[idx[where]])):
+                    out[w] = item
+        return out
+
+    def take(self, idx: Sequence[int]) -> list:
+        return self._gather(idx, lambda part, p: part.take(p.tolist()))
+
+    def labels(self, idx: Sequence[int]):
+        import torch
+
+        rows = self._gather(idx, lambda part, p: [{k: v[j] for k, v in part.labels(p.tolist()).items()}
+                                                  for j in range(len(p))])
+        return {k: torch.stack([r[k] for r in rows]) for k in (rows[0] if rows else {})}
 
 
 # -- building -----------------------------------------------------------------------------------
@@ -358,10 +411,18 @@ def _tokenize(tmp: Path, kind: str, featurizer: Featurizer, attributes: list[str
         num_proc = min(os.cpu_count() or 1, 8) if n >= PARALLEL_MIN_ROWS else 1
     keep = ["index", "prompt_hash", "content_hash", "split"] + [c for c in canonical.column_names
                                                                    if c.startswith("label_")]
+    v, ids = datasets.Value, datasets.Sequence(datasets.Value("int32"))  # int32 ids: half the bytes of int64
+    cols = {c: canonical.features[c] for c in keep}
+    cols.update({"head": ids, "body": ids, "n_tokens": v("int32"), "drop": v("string"), "truncated": v("int8")})
+    for k in range(2 if kind == "pairs" else 1):
+        cols.update({f"resp_{k}": ids, f"keep_{k}": v("int32")})
+    if kind == "ratings":
+        cols["targets"] = datasets.Sequence(v("float64"))
     datasets.disable_progress_bars()
     try:
         return canonical.map(_tokenize_batch, batched=True, batch_size=512, num_proc=num_proc if n > 1 else None,
                              fn_kwargs={"featurizer": featurizer, "kind": kind, "attributes": attributes},
+                             features=datasets.Features(cols),
                              remove_columns=[c for c in canonical.column_names if c not in keep],
                              cache_file_name=str(tmp / "features.arrow"), new_fingerprint="rmlib-features",
                              load_from_cache_file=False)

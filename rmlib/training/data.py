@@ -12,13 +12,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from rmlib.config import Config, ConfigError
-from rmlib.data.features import FeatureSet, FeatureTable, KindMismatch, SourceSpec, build_features
+from rmlib.data.features import FeatureSet, FeatureTable, KindMismatch, MixedSet, SourceSpec, build_features
 from rmlib.data.schema import ValidationReport
 from rmlib.data.tokenize import Featurizer
 
@@ -27,7 +27,7 @@ from rmlib.data.tokenize import Featurizer
 class Examples:
     """The training and evaluation features of a run and what loading them found."""
 
-    train: FeatureSet
+    train: FeatureSet | MixedSet
     eval: FeatureSet
     kind: str  # "pairs" | "ratings"
     attributes: list[str]
@@ -36,6 +36,7 @@ class Examples:
     truncated_prompts: int = 0
     built: bool = True  # False when every table was a cache hit
     tokenize_seconds: float = 0.0
+    eval_sets: dict[str, FeatureSet] = field(default_factory=dict)  # data.eval_sets, by name
 
 
 def _spec(cfg: Config, source: str, hub_split: str | None) -> SourceSpec:
@@ -137,12 +138,36 @@ def load_examples(cfg: Config, featurizer: Featurizer) -> Examples:
         raise ConfigError(f"no training examples left in {d.train} (see the data report)\n{report.format()}")
     _check_labels(train, loss.labels, cfg.loss.name, d.train)
     _check_labels(held, loss.labels, cfg.loss.name, eval_source)
+    if d.mix:  # more sources, each checked and reported on its own, drawn with their weights
+        parts, weights, names = [train], [1.0], [d.train]
+        for m in d.mix:
+            mt = build_features(SourceSpec(m.path, m.format or d.format, None, None, tuple(sorted(d.column_map.items())),
+                                           d.on_invalid), featurizer, **{**kw, "attributes": table.attributes})
+            tables.append(mt)
+            report.merge(mt.report)
+            part = drop_eval_overlap(FeatureSet(mt, np.nonzero(_valid(mt))[0]), held, report)
+            _check_labels(part, loss.labels, cfg.loss.name, m.path)
+            parts.append(part)
+            weights.append(m.weight)
+            names.append(m.name or m.path)
+        train = MixedSet(parts, weights, names, d.seed)
+        report.source = " + ".join(names) + (f" + {d.eval}" if d.eval else "")
+        for name, c in train.counts.items():
+            report._example("mixture", f"{name}: {c['examples']} examples, weight {c['weight']:g} → "
+                                       f"{c['per_epoch']} per epoch")
+    extra = {}
+    for name, path in d.eval_sets.items():
+        et = build_features(_spec(cfg, path, None), featurizer, **{**kw, "attributes": table.attributes})
+        tables.append(et)
+        extra[name] = FeatureSet(et, np.nonzero(_valid(et))[0])
+        _check_labels(extra[name], loss.labels, cfg.loss.name, path)
     if table.kind == "pairs" and cfg.model.attributes and len(cfg.model.attributes) != 1:
         raise ConfigError(f"pairwise losses train one output, got model.attributes={list(cfg.model.attributes)}")
     attributes = ["reward"] if table.kind == "pairs" else table.attributes
     truncated = sum(int(t.column("truncated").sum()) for t in tables)
     return Examples(train, held, table.kind, attributes, report, eval_source, truncated,
-                    built=any(t.built for t in tables), tokenize_seconds=sum(t.tokenize_seconds for t in tables))
+                    built=any(t.built for t in tables), tokenize_seconds=sum(t.tokenize_seconds for t in tables),
+                    eval_sets=extra)
 
 
 # what a user can do when a built-in label is missing (a label of a user's own loss is read from meta)

@@ -29,7 +29,7 @@ import torch
 
 from rmlib.config import Config, ConfigError, load_config, to_yaml
 from rmlib.data.collate import collator_for, global_batches, split_global_batch
-from rmlib.data.features import FeatureSet
+from rmlib.data.features import FeatureSet, MixedSet
 from rmlib.io import publish_dir, remove_dir, resolve_model, staging_dir, write_text
 from rmlib.models.export import finish_training_output
 from rmlib.runtime import enable_checkpointing, make_accelerator
@@ -52,7 +52,7 @@ class Run:
     sched: Any
     loss_fn: Any
     examples: Examples
-    train_f: FeatureSet
+    train_f: FeatureSet | MixedSet
     eval_f: FeatureSet
     collate: Callable
     pad_id: int
@@ -63,6 +63,7 @@ class Run:
     bar: Any = None
     eval_before: dict | None = None
     last_eval: dict | None = None
+    last_eval_sets: dict = field(default_factory=dict)  # data.eval_sets: name -> latest metrics
     tokens: int = 0  # real tokens trained, all processes
     positions: int = 0  # positions computed by this process (padding included)
     items: int = 0
@@ -354,10 +355,16 @@ class Trainer:
                     batch_size=self.cfg.train.eval_batch_size, accelerator=run.acc, packing=self.cfg.data.packing)
 
     def _evaluate(self, run: Run) -> dict:
+        """The primary evaluation set (it ranks checkpoints), then each of ``data.eval_sets`` by name."""
         metrics = run.last_eval = evaluate(run.model, run.loss_fn, run.eval_f, **self._eval_kwargs(run))
         run.acc.log({f"eval/{k}": v for k, v in metrics.items()}, step=run.state.step)
         run.state.history.append({"step": run.state.step, **metrics})
         run.acc.print(f"step {run.state.step}: eval {_fmt(metrics)}")
+        for name, fs in run.examples.eval_sets.items():
+            m = run.last_eval_sets[name] = evaluate(run.model, run.loss_fn, fs, **self._eval_kwargs(run))
+            run.acc.log({f"eval/{name}/{k}": v for k, v in m.items()}, step=run.state.step)
+            run.state.history.append({"step": run.state.step, "eval_set": name, **m})
+            run.acc.print(f"step {run.state.step}: eval {name} {_fmt(m)}")
         return metrics
 
     # -- writing ---------------------------------------------------------------------------
@@ -440,7 +447,7 @@ class Trainer:
             "items_per_s": run.items / elapsed if elapsed else 0.0,
             "padding_fraction": 1 - run.tokens / positions if positions else 0.0,
             "dropped_incomplete_batch_items": run.dropped_tail, "eval_before": run.eval_before,
-            "eval": run.last_eval, "data_report": run.examples.report.to_dict(),
+            "eval": run.last_eval, "eval_sets": run.last_eval_sets, "data_report": run.examples.report.to_dict(),
             "eval_source": run.examples.eval_source, "num_processes": acc.num_processes,
             "features": self._feature_stats(run),
             "distributed_type": str(acc.distributed_type),
