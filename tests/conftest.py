@@ -35,7 +35,6 @@ SLOW_TESTS = {
     "tests/test_robustness.py::test_a_second_fresh_run_into_a_used_directory_is_refused_unless_overwrite",  # 15
     "tests/test_robustness.py::test_resume_refuses_another_runs_checkpoint_and_one_past_the_end",  # 20
     "tests/test_robustness.py::test_cli_prints_rmlib_errors_as_one_line_with_status_2",  # 15, subprocesses
-    "tests/test_trainer.py::test_a_new_loss_with_a_new_label_trains_without_touching_the_trainer",  # 20
     "tests/test_trainer.py::test_resume_reads_no_pickle_so_a_planted_one_never_runs",  # 20
     # end-to-end trainings (seconds measured on 2 shared cores)
     "tests/test_trainer.py::test_kill_during_training_then_resume_matches_uninterrupted_run",  # 118
