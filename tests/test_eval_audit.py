@@ -84,29 +84,48 @@ def test_length_regression_matches_statsmodels():
     assert res["slope"] < 0  # prefers rejected less when chosen is longer
 
 
-def test_divergence_classes_on_hand_votes():
+def test_divergence_classes_follow_the_paper():
+    # Diverging Preferences (arXiv 2410.14632): "all instances where annotators disagreed on which response was
+    # preferred, ignoring instances where annotators only had slight preferences"
+    assert classify_votes([2, -1, 1]) == "diverging"              # a significant vote and disagreement
+    assert classify_votes([1, -1, 0, 0]) == "other"               # slight-only disagreement: leftover class
+    assert classify_votes([1, -1, 1, 1]) == "other"               # the majority was rejected, but only slightly
+    assert classify_votes([1, -1, 0]) == "other"
+    # "the majority of annotators labeled the instance as a tie"
+    assert classify_votes([0, 0, 0, 1]) == "high_agreement_tie"
+    assert classify_votes([1, -1, 0, 0, 0]) == "high_agreement_tie"
+    # "no annotators rejected the majority's chosen response"
     assert classify_votes([2, 1, 2, 0]) == "high_agreement_preference"
     assert classify_votes([-2, -2, -1]) == "high_agreement_preference"
-    assert classify_votes([0, 0, 0, 1]) == "high_agreement_tie"
-    assert classify_votes([1, -1, 1, 0]) == "diverging"
-    assert classify_votes([0, 0, 1, 2]) == "other"  # 2 ties + 2 prefs of 4: no majority either way
-    assert not is_substantial([1, -1, 1, 0])
-    assert not is_substantial([2, -1, 0, 0])          # strong on one side only
+    assert classify_votes([0, 0, 1, 2]) == "high_agreement_preference"  # majority side A (ties abstain), no B vote
+    # precedence: diverging before the tie majority
+    assert classify_votes([2, -1, 0, 0, 0]) == "diverging"
+    assert classify_votes([2, -1, 0, 0, 0], strong=3) == "high_agreement_tie"
+    # "annotators significantly preferred both responses"
+    assert not is_substantial([2, -1, 0, 0])                      # strong on one side only
     assert is_substantial([2, -2, -1, 0])
 
 
-def test_divergence_table_means_per_class():
+def test_divergence_table_favouring_metric_is_the_models_own_pick():
+    # "computing P(C > R) where C and R are the reward model's chosen and rejected responses" → σ(|r_a − r_b|)
     votes = [[2, 1, 2, 0], [0, 0, 0, 1], [1, -1, 1, 0], [2, -2, -1, 0], [-2, -2, -1, -2]]
     a = np.array([5.0, 4.0, 3.0, 2.0, 2.0])
-    b = np.array([3.0, 4.0, 4.0, 5.0, 3.0])
+    b = np.array([3.0, 4.5, 4.0, 5.0, 3.0])
     sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
     res = divergence_table(votes, a, b)
     rows = {r["class"]: r for r in res["rows"]}
-    assert rows["high_agreement_preference"]["n"] == 2
-    assert rows["high_agreement_preference"]["mean_p_chosen"] == pytest.approx((sig(2) + sig(1)) / 2)
-    assert rows["high_agreement_tie"]["mean_p_chosen"] == pytest.approx(0.5)
-    assert rows["diverging_all"]["mean_p_chosen"] == pytest.approx((sig(-1) + sig(3)) / 2)  # 4th: B wins 2–1
-    assert rows["diverging_substantial"]["n"] == 1
+    assert res["counts"] == {"high_agreement_preference": 2, "high_agreement_tie": 1, "diverging_all": 1,
+                             "diverging_substantial": 1, "other": 1}
+    assert rows["high_agreement_preference"]["mean_p_favoured"] == pytest.approx((sig(2) + sig(1)) / 2)
+    # the tie pair: the model favours B by 0.5, so σ(0.5), not 0.5 by construction
+    assert rows["high_agreement_tie"]["mean_p_favoured"] == pytest.approx(sig(0.5))
+    # the diverging pair: the model favours B by 3; the majority (B, 2 votes to 1) agrees → same value
+    assert rows["diverging_all"]["mean_p_favoured"] == pytest.approx(sig(3))
+    assert rows["diverging_all"]["mean_p_majority"] == pytest.approx(sig(3))
+    # the leftover pair [1, −1, 1, 0]: the model favours B by 1, against the majority A
+    assert rows["other"]["mean_p_favoured"] == pytest.approx(sig(1))
+    assert rows["other"]["mean_p_majority"] == pytest.approx(sig(-1))
     assert rows["diverging_substantial"]["mean_abs_diff"] == pytest.approx(3.0)
     reg = divergence_table(votes, a, b, model_type="regression")
-    assert {r["class"]: r["metric"] for r in reg["rows"]}["diverging_all"] == pytest.approx(2.0)
+    assert {r["class"]: r["metric"] for r in reg["rows"]}["diverging_all"] == pytest.approx(3.0)
+    assert {r["class"]: r["metric"] for r in reg["rows"]}["high_agreement_tie"] == pytest.approx(0.5)

@@ -275,7 +275,8 @@ def test_docs_list_every_suite_and_its_options():
     from rmlib.eval.registry import option_help
 
     text = (Path(__file__).parents[1] / "docs" / "evaluation.md").read_text()
-    builtin = ["rewardbench", "rewardbench2", "rmbench", "bon", "pairs", "agreement", "divergence"]
+    builtin = ["rewardbench", "rewardbench2", "rmbench", "bon", "pairs", "agreement", "divergence", "judgebench",
+               "rmb", "ppe"]
     assert [s for s in list_suites() if s in builtin] == builtin
     for suite in builtin:
         assert f"### `{suite}`" in text, suite

@@ -59,8 +59,8 @@ def test_rewardbench2_fixture():
     assert m["Factuality"] == pytest.approx((1 + 0.5) / 2)  # [5|3,2,1] → 1; [4|4,2,1] → ½
     assert m["Math"] == pytest.approx(1 / 3)                # [3|3,3,1]
     assert m["Safety"] == 0.0 and m["Focus"] == 0.25 and m["Precise IF"] == 1.0
-    # Ties: ref acc ½, tied acc 1, cp ½, cp_hard ½, margin (tanh(inf) + tanh(−1))/2
-    ties = 0.3 * 1 + 0.3 * 0.5 + 0.2 * 0.5 + 0.2 * 0.5 + 0.01 * (1 + math.tanh(-1)) / 2
+    # Ties: ref acc ½, tied acc 1, cp ½, cp_hard ½; margin only over spreads > 0 (prompt 1's is 0): tanh(−1)
+    ties = 0.3 * 1 + 0.3 * 0.5 + 0.2 * 0.5 + 0.2 * 0.5 + 0.01 * math.tanh(-1)
     assert m["Ties"] == pytest.approx(ties)
     assert m["overall"] == pytest.approx((0.75 + 1 / 3 + 0 + 0.25 + 1 + ties) / 6)
 
@@ -114,7 +114,11 @@ def test_agreement_fixture_per_head_and_controls():
     assert rep.tables["agreement"][0]["scorer"] == "short"  # sorted by agreement
     assert t["long"]["p_bonferroni"] == pytest.approx(min(1.0, 2 * t["long"]["p"]))
     lm = {row["scorer"]: (row["k"], row["n"]) for row in rep.tables["length_matched"]}
-    assert lm == {"long": (1, 7), "short": (3, 7)}         # pair 6 (Δ = 20 words) dropped
+    assert lm == {"long": (2, 8), "short": (3, 8)}         # default |Δ| ≤ 20 words: pair 6 (Δ = 20) is kept
+    k10 = run_suite("agreement", FIX / "audit_pairs.jsonl", two_head_scorer, head_names=["long", "short"], length_k=10)
+    lm = {row["scorer"]: (row["k"], row["n"]) for row in k10.tables["length_matched"]}
+    assert lm == {"long": (1, 7), "short": (3, 7)}         # |Δ| ≤ 10: pair 6 dropped
+    rep = k10
     nr = {row["scorer"]: (row["k"], row["n"]) for row in rep.tables["no_one_sided_refusal"]}
     assert nr == {"long": (2, 5), "short": (1, 5)}         # pairs 1, 2, 7 have one refusing side
     both = {row["scorer"]: (row["k"], row["n"]) for row in rep.tables["length_matched_no_refusal"]}
@@ -129,14 +133,17 @@ def test_agreement_fixture_per_head_and_controls():
 
 def test_divergence_fixture():
     rep = run_suite("divergence", FIX / "multipref_votes.jsonl", word_scorer)
-    assert rep.metrics["counts"] == {"high_agreement_preference": 2, "high_agreement_tie": 1, "diverging_all": 2,
+    # d1 [2,1,2,0], d5 [0,0,1,2], d6 [-2,-2,-1,-2]: high-agreement prefs; d2 [0,0,0,1]: tie majority;
+    # d4 [2,-2,-1,0]: diverging and substantial; d3 [1,-1,1,0]: slight-only disagreement → other
+    assert rep.metrics["counts"] == {"high_agreement_preference": 3, "high_agreement_tie": 1, "diverging_all": 1,
                                      "diverging_substantial": 1, "other": 1}
     rows = {r["class"]: r for r in rep.tables["classes"]}
     sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
-    # d1 A 5 vs B 3, chosen A → σ(2); d6 A 2 vs B 3, chosen B → σ(1)
-    assert rows["high_agreement_preference"]["mean_p_chosen"] == pytest.approx((sig(2) + sig(1)) / 2)
-    # d3 (A wins 2–1) 3 vs 4 → σ(−1); d4 (B wins 2–1) 2 vs 5 → σ(3)
-    assert rows["diverging_all"]["mean_p_chosen"] == pytest.approx((sig(-1) + sig(3)) / 2)
+    # word counts: d1 5 vs 3 → σ(2); d5 3 vs 1 → σ(2); d6 2 vs 3 → σ(1)
+    assert rows["high_agreement_preference"]["mean_p_favoured"] == pytest.approx((2 * sig(2) + sig(1)) / 3)
+    assert rows["high_agreement_tie"]["mean_p_favoured"] == pytest.approx(0.5)  # d2: identical lengths
+    assert rows["diverging_all"]["mean_p_favoured"] == pytest.approx(sig(3))   # d4: 2 vs 5
+    assert rows["other"]["n"] == 1 and rows["other"]["mean_p_favoured"] == pytest.approx(sig(1))
     assert rows["diverging_substantial"]["mean_abs_diff"] == pytest.approx(3.0)
 
 

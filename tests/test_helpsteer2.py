@@ -220,6 +220,30 @@ def test_aggregate_file_kappa_before_and_after_by_hand():
     assert report.kappa_before == pytest.approx(_sklearn(y1, y2, list(range(-3, 4)), "quadratic"))
 
 
+def test_aggregate_file_kappa_three_stages_the_papers_way():
+    # HelpSteer2-Preference: 0.489 raw → 0.843 "using the three most similar annotations per task and removing
+    # samples with a preference spread of more than two" → 0.878 "excluding samples with an overall preference of 0"
+    records = [_record([2, 2, 3, -3]),   # picks (2, 2, 3): spread 1, 7/3 → 2, kept
+               _record([1, -1, 0]),      # spread 2, mean 0: in stage 2, not in stage 3
+               _record([-3, 3])]         # spread 6: raw only
+    kept, report = aggregate_file(records, "pref.jsonl")
+    assert len(kept) == 1
+
+    def kappa(tasks):
+        y1, y2 = zip(*[p for a in tasks for p in annotator_pairs(a)])
+        return _sklearn(y1, y2, list(range(-3, 4)), "quadratic")
+
+    assert report.kappa_before == pytest.approx(kappa([[2, 2, 3, -3], [1, -1, 0], [-3, 3]]))
+    assert report.kappa_similar == pytest.approx(kappa([[2, 2, 3], [1, -1, 0]]))   # the -3 of task 1 is not picked
+    assert report.kappa_after == pytest.approx(kappa([[2, 2, 3]]))
+    # stage 3 by hand: pairs (2,2)×2, (2,3)×2, (3,2)×2; N = 6, Σ w·O = 4; marginals r = c: 2 → 4, 3 → 2;
+    # Σ w·E = Σ r_i c_j (i − j)² / N = 2·4·2·1/6 = 8/3; κ = 1 − 4/(8/3) = −0.5
+    assert report.kappa_after == pytest.approx(-0.5)
+    d = report.to_dict()
+    assert (d["n_pairs_before"], d["n_pairs_similar"], d["n_pairs_after"]) == (10, 6, 3)
+    assert "three most similar" in report.format()
+
+
 def test_aggregate_file_kappa_rises_when_discordant_tasks_are_removed():
     concordant = [[2, 2, 3], [-1, -1, -2], [3, 3, 2, -100], [1, 2, 1], [-3, -2, -3]]
     discordant = [[-3, 3, 1], [2, -2, -100, 3], [-1, 3], [3, -3, 0]]
@@ -297,6 +321,21 @@ def test_split_justification_keeps_trailing_statement_for_the_other_response():
     assert split_justification(text) == ("@Response 1 is better.", "It is short. @Response 2 is better for experts.")
 
 
+@pytest.mark.parametrize("text,statement,better", [
+    # "we remove all prefixes before the first '@Response 1/2 … better' is encountered"
+    ("For these reasons, @Response 2 is better.", "@Response 2 is better.", 2),
+    ("@Response 2 is the better response because it cites the source.",
+     "@Response 2 is the better response because it cites the source.", 2),
+    ("All things considered @Response 1 is far better than @Response 2.",
+     "@Response 1 is far better than @Response 2.", 1),
+    ("Because of the missing step, @Response 1 is clearly not as good; @Response 2 is better.",
+     "@Response 1 is clearly not as good; @Response 2 is better.", 2),
+])
+def test_split_justification_deletes_every_prefix_before_the_statement(text, statement, better):
+    assert split_justification(text) == (statement, "")
+    assert statement_better(statement) == better
+
+
 def test_split_justification_statement_only():
     assert split_justification("@Response 1 is better than @Response 2.") == (
         "@Response 1 is better than @Response 2.", "")
@@ -363,3 +402,21 @@ def test_judge_examples_invalid_records():
     examples, report = judge_examples(records, "pref.jsonl", on_invalid="skip")
     assert len(examples) == 1 and dict(report.skipped) == {"missing_field": 1}
     assert (report.seen, report.kept) == (2, 1)
+
+
+def test_rating_pairs_chosen_is_the_higher_helpfulness_and_ties_are_counted():
+    from rmlib.data.helpsteer2 import rating_pairs
+    from rmlib.data.schema import RatedResponse
+
+    p = ({"role": "user", "content": "q"},)
+    rows = [RatedResponse(p, "a1", {"helpfulness": 2.0}, {"pair_id": 0}),
+            RatedResponse(p, "b1", {"helpfulness": 4.0}, {"pair_id": 0}),
+            RatedResponse(p, "a2", {"helpfulness": 3.0}, {"pair_id": 1}),
+            RatedResponse(p, "b2", {"helpfulness": 3.0}, {"pair_id": 1}),
+            RatedResponse(p, "a3", {"helpfulness": None}, {"pair_id": 2}),
+            RatedResponse(p, "b3", {"helpfulness": 1.0}, {"pair_id": 2})]
+    pairs, counts = rating_pairs(rows)
+    assert [(x.chosen, x.rejected, x.strength) for x in pairs] == [("b1", "a1", 2.0)]
+    assert counts == {"skipped_equal_rating": 1, "skipped_missing_rating": 1}
+    with pytest.raises(DataError, match="not 2"):
+        rating_pairs(rows[:3])

@@ -33,9 +33,12 @@ from rmlib.data.schema import (
     JudgeExample,
     Message,
     OnInvalid,
+    PreferencePair,
+    RatedResponse,
     ValidationReport,
     check_text,
     make_judge,
+    make_pair,
     require,
 )
 
@@ -50,8 +53,9 @@ MAX_SPREAD = 2
 __all__ = [
     "NEITHER_VALID", "SCALE", "AggregationReport", "aggregate_file", "aggregate_strength",
     "aggregate_strength_explained", "annotator_pairs", "judge_examples", "parse_helpsteer2_prompt",
-    "kappa_from_confusion", "pick_most_similar", "split_justification", "split_sentences", "statement_better",
-    "weighted_kappa", "ABBREVIATIONS", "CONNECTIVES",
+    "kappa_from_confusion", "pick_most_similar", "rating_pairs", "split_justification", "split_sentences",
+    "statement_better",
+    "weighted_kappa", "ABBREVIATIONS",
 ]
 
 
@@ -254,13 +258,16 @@ def _empty_confusion() -> np.ndarray:
 class AggregationReport(ValidationReport):
     """A :class:`ValidationReport` whose ``filtered`` counts the aggregation rules, plus agreement.
 
-    ``filtered`` keys are ``too_few_valid``, ``spread_gt_2`` and ``zero_mean``. ``confusion_before``
-    / ``confusion_after`` are the 7×7 symmetric annotator-pair confusion matrices over the scale
-    −3..3 (see :func:`aggregate_file`) for all readable tasks and for kept tasks; keeping the
-    matrices rather than the κ values lets reports of several files be merged exactly.
+    ``filtered`` keys are ``too_few_valid``, ``spread_gt_2`` and ``zero_mean``. The three 7×7 symmetric
+    annotator-pair confusion matrices over the scale −3..3 (see :func:`aggregate_file`) are the three
+    stages of HelpSteer2-Preference's agreement (arXiv 2410.01257, §2): ``confusion_before`` (all valid
+    annotations of every readable task), ``confusion_similar`` (the three most similar annotations of the
+    tasks whose spread is ≤ 2) and ``confusion_after`` (the same, also without overall-0 tasks). Keeping
+    the matrices rather than the κ values lets reports of several files be merged exactly.
     """
 
     confusion_before: np.ndarray = field(default_factory=_empty_confusion)
+    confusion_similar: np.ndarray = field(default_factory=_empty_confusion)
     confusion_after: np.ndarray = field(default_factory=_empty_confusion)
 
     @property
@@ -269,27 +276,38 @@ class AggregationReport(ValidationReport):
         return kappa_from_confusion(self.confusion_before, weights="quadratic")
 
     @property
+    def kappa_similar(self) -> float:
+        """κ of the paper's second stage (0.843 there): "using the three most similar annotations per task
+        and removing samples with a preference spread of more than two"."""
+        return kappa_from_confusion(self.confusion_similar, weights="quadratic")
+
+    @property
     def kappa_after(self) -> float:
-        """Quadratic-weighted κ between annotators over the tasks the rule kept."""
+        """κ of the paper's third stage (0.878 there): the second stage, also "excluding samples with an
+        overall preference of 0" — the three picked annotations of the tasks the rule kept."""
         return kappa_from_confusion(self.confusion_after, weights="quadratic")
 
     def merge(self, other: ValidationReport) -> None:
         super().merge(other)
         if isinstance(other, AggregationReport):
             self.confusion_before = self.confusion_before + other.confusion_before
+            self.confusion_similar = self.confusion_similar + other.confusion_similar
             self.confusion_after = self.confusion_after + other.confusion_after
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
-        out.update(kappa_before=self.kappa_before, kappa_after=self.kappa_after,
+        out.update(kappa_before=self.kappa_before, kappa_similar=self.kappa_similar, kappa_after=self.kappa_after,
                    n_pairs_before=int(self.confusion_before.sum()) // 2,
+                   n_pairs_similar=int(self.confusion_similar.sum()) // 2,
                    n_pairs_after=int(self.confusion_after.sum()) // 2)
         return out
 
     def format(self) -> str:
         d = self.to_dict()
         return (super().format() + f"\n  annotator agreement (quadratic κ): {d['kappa_before']:.3f} over "
-                f"{d['n_pairs_before']} pairs before, {d['kappa_after']:.3f} over {d['n_pairs_after']} after")
+                f"{d['n_pairs_before']} pairs raw, {d['kappa_similar']:.3f} over {d['n_pairs_similar']} with the "
+                f"three most similar and spread <= 2, {d['kappa_after']:.3f} over {d['n_pairs_after']} also "
+                "without overall 0")
 
     __str__ = format
 
@@ -321,12 +339,18 @@ def aggregate_file(records: Iterable[Mapping[str, Any]], source: str, *,
     Each dropped record is counted in ``report.filtered`` under its rule; a malformed record
     raises :class:`DataError` (``on_invalid="error"``) or is counted in ``report.skipped``.
 
-    Agreement: for every task, every unordered pair (i<j) of its valid (non −100) annotations is
-    one observation, added symmetrically as (a_i, a_j) and (a_j, a_i) because annotators are
-    unordered. Categories are the full scale −3..3 by position (``labels=list(range(-3, 4))``, see
-    :func:`weighted_kappa`), so distances are true scale distances. ``kappa_before`` uses the pairs of all
-    readable tasks, ``kappa_after`` the same pairs of kept tasks only — all valid annotations of a
-    kept task, not just the picked three.
+    Agreement, three stages as HelpSteer2-Preference reports them (quadratic-weighted Cohen's κ 0.489
+    → 0.843 → 0.878). How raters are paired for a multi-annotator κ: annotators of a task are
+    interchangeable, so for every task every unordered pair (i<j) of the annotations in the stage is
+    one observation, added symmetrically as (a_i, a_j) and (a_j, a_i), and the pairs of all tasks are
+    pooled into one confusion matrix. Categories are the full scale −3..3 by position
+    (``labels=list(range(-3, 4))``, see :func:`weighted_kappa`), so distances are true scale distances.
+
+    * ``kappa_before``: all valid (non −100) annotations of every readable task ("raw");
+    * ``kappa_similar``: "using the three most similar annotations per task and removing samples with a
+      preference spread of more than two": the picked three (:func:`pick_most_similar`) of tasks with at
+      least two valid annotations and spread ≤ 2;
+    * ``kappa_after``: the same, also "excluding samples with an overall preference of 0" (the kept tasks).
     """
     if on_invalid not in ("error", "skip"):
         raise ValueError(f"on_invalid must be 'error' or 'skip', got {on_invalid!r}")
@@ -347,12 +371,17 @@ def aggregate_file(records: Iterable[Mapping[str, Any]], source: str, *,
         for x, y in annotator_pairs(valid):
             task[position[x], position[y]] += 1
         report.confusion_before += task
+        picked = [valid[i] for i in pick_most_similar(valid)]
+        similar = _empty_confusion()
+        for x, y in annotator_pairs(picked):
+            similar[position[x], position[y]] += 1
         value, reason = aggregate_strength_explained(annotations)
+        if reason in ("ok", "zero_mean"):
+            report.confusion_similar += similar
         if value is None:
-            picked = [valid[i] for i in pick_most_similar(valid)]
             report.filter(reason, f"{source}: record {index}: annotations {annotations}, picked {picked}")
             continue
-        report.confusion_after += task
+        report.confusion_after += similar
         out = dict(record)
         out["preference_strength"] = value
         kept.append(out)
@@ -370,18 +399,10 @@ ABBREVIATIONS = frozenset({
 })
 """Tokens whose final period does not end a sentence ("etc." does when a capital follows)."""
 
-CONNECTIVES = (
-    "therefore", "overall", "in conclusion", "in summary", "to summarize", "in short", "all in all",
-    "thus", "hence", "so", "consequently", "as a result", "ultimately", "finally", "however",
-)
-"""Leading words stripped (repeatedly, with an optional comma) before a preference statement."""
-
 _CANDIDATE_END = re.compile(r"[.!?]+[\"')\]]*(?=\s|$)")
-_CONNECTIVE = re.compile(r"^(?:" + "|".join(c.replace(" ", r"\s+") for c in CONNECTIVES)
-                         + r")\b,?\s*", re.IGNORECASE)
-_DEGREE = r"(?:slightly|much|significantly|marginally|somewhat|considerably|substantially|far|way|" \
-          r"clearly|a\s+little|a\s+bit|a\s+lot|overall|definitely|a\s+little\s+bit|just)"
-_STATEMENT = re.compile(rf"^@Response\s*([12])\s+is\s+(?:{_DEGREE}\s+){{0,2}}better\b", re.IGNORECASE)
+_MENTION = re.compile(r"@Response\s*([12])\b", re.IGNORECASE)
+_BETTER = re.compile(r"\bbetter\b", re.IGNORECASE)
+_NEGATION = re.compile(r"\b(?:not|never|no)\b|n't", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -423,18 +444,26 @@ def split_sentences(text: str) -> list[str]:
     return [s.text for s in _sentences(text)]
 
 
-def _strip_connectives(sentence: str) -> str:
-    while True:
-        m = _CONNECTIVE.match(sentence)
-        if not m or not m.group():
-            return sentence
-        sentence = sentence[m.end():]
-
-
 def _statement_of(sentence: str) -> tuple[str, int] | None:
-    s = _strip_connectives(sentence)
-    m = _STATEMENT.match(s)
-    return (s, int(m.group(1))) if m else None
+    """(statement, better) when ``sentence`` holds "@Response 1/2 … better", else None.
+
+    HelpSteer2-Preference (arXiv 2410.01257, appendix C): statements are "frequently prefixed with terms
+    like 'Therefore, ', 'Overall, ' and 'For these reasons, '", so "we remove all prefixes before the
+    first '@Response 1/2 … better' is encountered". The statement is the sentence from its first
+    "@Response N" mention that is followed by the word "better"; it favours the response named last
+    before that "better" (the subject: "@Response 2 is better than @Response 1" → 2). A negation between
+    that mention and "better" ("@Response 1 is not better") makes it no statement.
+    """
+    better = _BETTER.search(sentence)
+    if better is None:
+        return None
+    mentions = [m for m in _MENTION.finditer(sentence) if m.end() <= better.start()]
+    if not mentions:
+        return None
+    subject = mentions[-1]
+    if _NEGATION.search(sentence, subject.end(), better.start()):
+        return None
+    return sentence[mentions[0].start():], int(subject.group(1))
 
 
 def statement_better(statement: str) -> int:
@@ -448,10 +477,10 @@ def statement_better(statement: str) -> int:
 def split_justification(text: str) -> tuple[str, str] | None:
     """Split a justification into (preference statement, elaboration); None without a statement.
 
-    * The statement is the first sentence that, after stripping leading :data:`CONNECTIVES`
-      ("Therefore, ", "Overall, ", "In conclusion, ", ...), starts with "@Response 1/2 is
-      [degree] better" (degree: "slightly", "much", ...; "is not better" is no statement). It is
-      returned without the connective and keeps its "because ..." clause.
+    * The statement is the first sentence holding "@Response 1/2 … better", with everything before its
+      first "@Response 1/2" deleted, as the paper does ("For these reasons, @Response 2 is better." →
+      "@Response 2 is better."; "@Response 2 is the better response because …" is kept whole; "is not
+      better" is no statement). It keeps its "because ..." clause.
     * The elaboration is every other sentence in order, joined with the whitespace that originally
       preceded it (so paragraph breaks survive) — except a final sentence that is itself a
       statement favouring the same response, which only repeats the conclusion and is dropped.
@@ -537,3 +566,47 @@ def judge_examples(records: Iterable[Mapping[str, Any]], source: str, *,
         report.merge(local)
         out += built
     return out, report
+
+
+# ---------------------------------------------------------------------------------------------
+# Ratings → pairs (for the agreement audit)
+
+
+def rating_pairs(examples: Sequence[Any], attribute: str = "helpfulness",
+                 source: str = "<ratings>") -> tuple[list[PreferencePair], dict[str, int]]:
+    """Preference pairs from HelpSteer2 ratings: the two responses of a prompt, chosen = the one with the
+    higher ``attribute`` rating.
+
+    The safety-rubric audit builds HelpSteer2 pairs with "chosen = the higher-helpfulness response".
+    Responses are paired by ``meta["pair_id"]`` (rows 2k and 2k+1 of the ratings file, as the
+    ``helpsteer2`` reader verifies). Equal ratings carry no preference: those pairs are skipped and
+    counted (``skipped_equal_rating``), as are pairs where either rating is missing
+    (``skipped_missing_rating``). Returns ``(pairs, counts)``; each pair's ``meta`` keeps the two
+    ratings and the ``pair_id``.
+    """
+    by_id: dict[Any, list[RatedResponse]] = {}
+    for i, ex in enumerate(examples):
+        if not isinstance(ex, RatedResponse):
+            raise DataError(source, i, None, f"expected rated responses, got {type(ex).__name__}", "wrong_type")
+        if attribute not in ex.attributes:
+            raise DataError(source, i, attribute, f"not rated; attributes are {list(ex.attributes)}", "missing_field")
+        by_id.setdefault(ex.meta.get("pair_id", i // 2), []).append(ex)
+    pairs: list[PreferencePair] = []
+    counts = {"skipped_equal_rating": 0, "skipped_missing_rating": 0}
+    for pid, group in by_id.items():
+        if len(group) != 2:
+            raise DataError(source, None, "pair_id", f"pair {pid!r} has {len(group)} responses, not 2",
+                            "unpaired_row")
+        a, b = group
+        ra, rb = a.attributes[attribute], b.attributes[attribute]
+        if ra is None or rb is None:
+            counts["skipped_missing_rating"] += 1
+            continue
+        if ra == rb:
+            counts["skipped_equal_rating"] += 1
+            continue
+        hi, lo = (a, b) if ra > rb else (b, a)
+        pairs.append(make_pair(source, None, list(a.prompt), hi.response, lo.response, strength=abs(ra - rb),
+                               meta={"pair_id": pid, f"chosen_{attribute}": max(ra, rb),
+                                     f"rejected_{attribute}": min(ra, rb)}))
+    return pairs, counts

@@ -18,10 +18,26 @@ from rmlib.eval.agreement import (
     length_matched_mask,
     length_regression,
     one_sided_refusal_mask,
+    refusal_side_rate,
     word_count,
 )
-from rmlib.eval.bon import bon_accuracy_at, bon_curve, bon_prompt_credit
-from rmlib.eval.divergence import classify_votes, divergence_table, is_substantial, multipref_vote
+from rmlib.eval.benchmarks import (
+    JUDGEBENCH_CATEGORIES,
+    judgebench_pair_net,
+    judgebench_scores,
+    ppe_best_of_k,
+    ppe_preference_accuracy,
+    rmb_scores,
+)
+from rmlib.eval.bon import bon_accuracy_at, bon_curve, bon_prompt_credit, is_correctness
+from rmlib.eval.divergence import (
+    classify_votes,
+    divergence_table,
+    is_substantial,
+    multipref_vote,
+    preferred_side,
+    rating_difference_votes,
+)
 from rmlib.eval.pairwise import pair_results, pairwise_accuracy
 from rmlib.eval.registry import (
     Record,
@@ -64,10 +80,14 @@ from rmlib.eval.suites import (
     DivergenceOptions,
     NoOptions,
     PairsOptions,
+    PPEOptions,
     RewardBenchOptions,
 )
 
 __all__ = [
+    "JUDGEBENCH_CATEGORIES", "PPEOptions", "is_correctness", "judgebench_pair_net", "judgebench_scores",
+    "ppe_best_of_k", "ppe_preference_accuracy", "preferred_side", "rating_difference_votes", "refusal_side_rate",
+    "rmb_scores",
     "DEFAULT_REFUSAL_LEXICON", "DEFAULT_SAFETY_KEYWORDS", "EXAMPLE_COUNTS", "PRIOR_SETS", "REWARDBENCH2_SUBSETS",
     "SUBSET_MAPPING", "AgreementOptions", "BonOptions", "DivergenceOptions", "NoOptions", "PairsOptions",
     "Record", "Report", "RewardBenchOptions", "Scores", "Suite", "SuiteData",

@@ -12,11 +12,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["bon_prompt_credit", "bon_accuracy_at", "bon_curve"]
+__all__ = ["bon_prompt_credit", "bon_accuracy_at", "bon_curve", "is_correctness"]
+
+
+def is_correctness(gold_scores: Sequence[Sequence[float]]) -> bool:
+    """True when every gold score is 0 or 1: correctness labels (a verifier's pass/fail), not graded scores."""
+    return all(float(g) in (0.0, 1.0) for row in gold_scores for g in row)
 
 
 def bon_prompt_credit(scores: Sequence[float] | np.ndarray, n: int, *, gold_scores: Sequence[float] | None = None,
-                      best_index: int | None = None) -> float | None:
+                      best_index: int | None = None, correctness: bool = False) -> float | None:
     """Credit of one prompt at N = n, or ``None`` when the prompt does not count at this n.
 
     Only the first ``n`` candidates are used. The gold best set is every candidate whose gold score equals
@@ -24,6 +29,12 @@ def bon_prompt_credit(scores: Sequence[float] | np.ndarray, n: int, *, gold_scor
     Tie rule on the RM side (same as RewardBench 2's shared credit): with T = the candidates sharing the
     RM's top score, credit = |T ∩ gold best| / |T|, the expected accuracy of breaking the tie at random.
     So a unique correct top gives 1, a 2-way top tie with one correct ½.
+
+    ``correctness=True`` (gold scores are 0/1 correctness, e.g. PPE's verified answers): credit = the
+    correctness of the pick, mean gold over T. The two rules differ only when every candidate is wrong:
+    there "the best among them" is any of them, which would give every pick full credit, while the
+    pick is in fact wrong, so it earns 0 (best-of-K as reported on correctness benchmarks: the accuracy
+    of the selected response).
     A prompt does not count (``None``) when it has fewer than n candidates, or when ``best_index`` ≥ n
     (the known best is not among the first n, so the gold best among them is unknown).
     A NaN RM score never counts as top; all-NaN gives 0.
@@ -47,6 +58,10 @@ def bon_prompt_credit(scores: Sequence[float] | np.ndarray, n: int, *, gold_scor
             raise ValueError(f"gold_scores has {g.size} entries but there are {np.asarray(scores).size} candidates")
         g = g[:n]
         gold_best = g == np.nanmax(g)
+        if correctness:
+            if np.isnan(s).all():
+                return 0.0
+            return float(g[s == np.nanmax(s)].mean())
     if np.isnan(s).all():
         return 0.0
     top = s == np.nanmax(s)
@@ -54,12 +69,13 @@ def bon_prompt_credit(scores: Sequence[float] | np.ndarray, n: int, *, gold_scor
 
 
 def bon_accuracy_at(scores: Sequence[Sequence[float]], n: int, *, gold_scores: Sequence[Sequence[float]] | None = None,
-                    best_index: Sequence[int] | None = None) -> dict[str, Any]:
-    """accuracy@n = mean credit (:func:`bon_prompt_credit`) over the prompts that count at n; every prompt
-    weighs 1. Also reports ``gold_of_pick``: the mean gold score of the RM's pick among the first n
-    (averaged over the tied top candidates), the quantity BoN reward curves usually plot; ``None``
-    without gold scores; and ``chance``: the accuracy of a uniformly random pick, the mean over the same
-    prompts of (number of gold-best candidates among the first n) / n.
+                    best_index: Sequence[int] | None = None, correctness: bool = False) -> dict[str, Any]:
+    """accuracy@n = mean credit (:func:`bon_prompt_credit`, with ``correctness``) over the prompts that
+    count at n; every prompt weighs 1. Also reports ``gold_of_pick``: the mean gold score of the RM's pick
+    among the first n (averaged over the tied top candidates), the quantity BoN reward curves usually
+    plot; ``None`` without gold scores; and ``chance``: the accuracy of a uniformly random pick, the mean
+    over the same prompts of (number of gold-best candidates among the first n) / n (with
+    ``correctness``: the share of correct candidates, so 0 when all are wrong).
     Returns ``{"n", "accuracy", "prompts", "gold_of_pick", "chance"}``.
     """
     credits: list[float] = []
@@ -68,7 +84,7 @@ def bon_accuracy_at(scores: Sequence[Sequence[float]], n: int, *, gold_scores: S
     for i, s in enumerate(scores):
         g = None if gold_scores is None else gold_scores[i]
         b = None if best_index is None else int(best_index[i])
-        c = bon_prompt_credit(s, n, gold_scores=g, best_index=b)
+        c = bon_prompt_credit(s, n, gold_scores=g, best_index=b, correctness=correctness)
         if c is None:
             continue
         credits.append(c)
@@ -77,7 +93,7 @@ def bon_accuracy_at(scores: Sequence[Sequence[float]], n: int, *, gold_scores: S
         else:
             sv = np.asarray(s, dtype=float)[:n]
             gv = np.asarray(g, dtype=float)[:n]
-            chance.append(float(np.sum(gv == np.nanmax(gv))) / n)
+            chance.append(float(gv.mean()) if correctness else float(np.sum(gv == np.nanmax(gv))) / n)
             top = sv == np.nanmax(sv) if not np.isnan(sv).all() else np.ones(n, dtype=bool)
             golds.append(float(gv[top].mean()))
     return {"n": n, "accuracy": float(np.mean(credits)) if credits else float("nan"), "prompts": len(credits),
@@ -87,7 +103,7 @@ def bon_accuracy_at(scores: Sequence[Sequence[float]], n: int, *, gold_scores: S
 
 def bon_curve(scores: Sequence[Sequence[float]], ns: Sequence[int] | None = None, *,
               gold_scores: Sequence[Sequence[float]] | None = None,
-              best_index: Sequence[int] | None = None) -> list[dict[str, Any]]:
+              best_index: Sequence[int] | None = None, correctness: bool = False) -> list[dict[str, Any]]:
     """:func:`bon_accuracy_at` for each n in ``ns`` (default 1 … the largest candidate count).
 
     Each n uses the first n candidates of every prompt with at least n, so the curve shows how the
@@ -95,4 +111,5 @@ def bon_curve(scores: Sequence[Sequence[float]], ns: Sequence[int] | None = None
     """
     if ns is None:
         ns = range(1, max(len(s) for s in scores) + 1)
-    return [bon_accuracy_at(scores, int(n), gold_scores=gold_scores, best_index=best_index) for n in ns]
+    return [bon_accuracy_at(scores, int(n), gold_scores=gold_scores, best_index=best_index, correctness=correctness)
+            for n in ns]

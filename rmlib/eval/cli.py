@@ -108,6 +108,11 @@ def run_eval(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else _default_out(args)
     common = {"head_weights": weights, "cache": args.cache}
     if args.scores:
+        if cfg.heads.search:
+            from rmlib.eval.runner import load_scores
+
+            _, raw, heads = load_scores(args.scores, with_heads=True)
+            common["head_weights"], search = _search_weights(data, raw, heads, cfg.heads.search_step)
         report = run_suite(suite, data, scores=args.scores, **common)
         meta: dict = {"scores": str(args.scores)}
     else:
@@ -116,7 +121,7 @@ def run_eval(args: argparse.Namespace) -> int:
         acc = _accelerator()
         model = RewardModel.from_pretrained(args.model, trust_remote_code=cfg.trust_remote_code,
                                             max_length=cfg.max_length)
-        if weights is not None or not suite.per_head:  # fail before scoring when the weights do not fit
+        if (weights is not None or not suite.per_head) and not cfg.heads.search:  # fail before scoring
             try:
                 combine_heads(np.zeros((1, len(model.attributes))), weights, model.attributes)
             except ValueError as e:
@@ -130,13 +135,40 @@ def run_eval(args: argparse.Namespace) -> int:
         scores = score_items(data.items, model, batch_size=cfg.batch_size, progress=True, accelerator=acc)
         if acc is not None and not acc.is_main_process:
             return 0
+        if cfg.heads.search:
+            common["head_weights"], search = _search_weights(data, np.asarray(scores), model.attributes,
+                                                             cfg.heads.search_step)
         report = run_suite(suite, data, scores=scores, head_names=model.attributes, **common)
         meta = {"model": str(args.model), "num_processes": 1 if acc is None else acc.num_processes}
+    if cfg.heads.search:
+        meta["head_search"] = search
+        report.notes.append(f"Head weights searched on the grid -1..1, step {cfg.heads.search_step:g}, for the best "
+                            "overall RewardBench score (HelpSteer2-Preference, arXiv 2410.01257), on scores "
+                            f"computed once: {search['weights']} (overall {search['overall']:.4f}, "
+                            f"{search['evaluated']} weight vectors).")
     report.meta = {**meta, **report.meta}
     files = report.save(out)
     print(report.to_markdown())
     print("wrote " + ", ".join(str(p) for p in files.values()))
     return 0
+
+
+def _search_weights(data, raw, head_names, step: float):
+    """``heads.search``: the grid search of :func:`rmlib.eval.weights.search_head_weights` on the scores of
+    every head; returns ({head name: weight}, the search result)."""
+    import numpy as np
+
+    from rmlib.eval.weights import search_head_weights
+
+    s = np.asarray(raw, dtype=float)
+    if s.ndim != 2 or s.shape[1] < 2:
+        raise SystemExit("rmlib eval: heads.search needs a model (or score cache) with several heads")
+    names = list(head_names) if head_names is not None else [f"head{i}" for i in range(s.shape[1])]
+    ci = [r["slots"][0] for r in data.records]
+    ri = [r["slots"][1] for r in data.records]
+    res = search_head_weights(s[ci], s[ri], [r["subset"] for r in data.records], step=step)
+    res["heads"] = names
+    return dict(zip(names, res["weights"])), res
 
 
 def main(argv: list[str]) -> int:

@@ -27,6 +27,10 @@ class HeadsConfig:
         "help": "combine the heads of a multi-head model into the reward: by name {helpfulness: 1, "
                 "verbosity: -0.5} (unnamed heads weigh 0) or by position [1, 0, 0, 0, -0.5]; required for "
                 "a multi-head model except by per-head suites (agreement)"})
+    search: bool = field(default=False, metadata={
+        "help": "rewardbench only: search the head weights on a grid from -1 to 1 (HelpSteer2-Preference's "
+                "5-attribute weighting) for the best overall score, on scores computed once, and report with them"})
+    search_step: float = field(default=0.1, metadata={"help": "grid step of heads.search"})
 
 
 @dataclass
@@ -66,6 +70,9 @@ def load_eval_config(suite: str | Suite, path: str | Path | None = None, overrid
             raise
         raise ConfigError(f"config key 'options' ({s.name}): {e}") from None
     cfg.heads.weights = _weights(cfg.heads.weights)
+    if cfg.heads.search and (s.name != "rewardbench" or cfg.heads.weights is not None or cfg.heads.search_step <= 0):
+        raise ConfigError("config key 'heads.search': needs --suite rewardbench, no heads.weights and "
+                          f"heads.search_step > 0 (got suite {s.name!r}, step {cfg.heads.search_step})")
     if cfg.batch_size < 1 or (cfg.max_length is not None and cfg.max_length < 1):
         raise ConfigError(f"config keys 'batch_size', 'max_length': must be >= 1, got {cfg.batch_size}, "
                           f"{cfg.max_length}")

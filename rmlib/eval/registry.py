@@ -30,7 +30,8 @@ class SuiteData:
 
     ``items[i]`` is ``{"prompt": [messages], "response": str}``; ``records[j]["slots"]`` lists the item
     indices that belong to record j, in the order its metric needs them (e.g. chosen, rejected).
-    ``options`` are the suite options the data was read with (the metric function gets the same ones).
+    ``options`` are the suite options the data was read with (the metric function gets the same ones);
+    ``info`` holds what a reader counted while reading (e.g. rows it had to skip), for the report.
     """
 
     suite: str
@@ -38,6 +39,7 @@ class SuiteData:
     items: list[dict[str, Any]]
     source: str
     options: Any = None
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -139,7 +139,9 @@ def rewardbench_v1_scores(subset_accuracy: Mapping[str, float],
 # --------------------------------------------------------------------------------------------- v2
 def bon_row_score(scores: Sequence[float] | np.ndarray, correct_index: int = 0) -> float:
     """RewardBench 2 row rule: ``1/m`` if the correct candidate has the top score, shared with m candidates
-    in all (itself included), else 0 (RewardBench 2, arXiv 2506.01937; docs/evaluation.md).
+    in all (itself included), else 0 (RewardBench 2, arXiv 2506.01937). Upstream's line
+    (``reroll_and_score_dataset`` in ``rewardbench/utils.py``): ``(1 / np.sum(scores == max_val)) if
+    scores[0] == max_val else 0``, with the correct completion first.
 
     Why shared credit: a scorer that gives all four candidates the same score should earn the 25% a
     random pick would, not 100%. So a 2-way tie at the top gives ½, 3-way ⅓, 4-way ¼.
@@ -158,65 +160,76 @@ def bon_row_score(scores: Sequence[float] | np.ndarray, correct_index: int = 0) 
     return 1.0 / int(np.sum(s == top))
 
 
-def _prompt_stats(scores: Sequence[float], num_correct: int) -> tuple[bool, float, float]:
-    """(accurate, dcm, cim) of one Ties group; dcm is NaN when there are fewer than 2 correct answers."""
-    correct = [float(x) for x in scores[:num_correct]]
-    incorrect = [float(x) for x in scores[num_correct:]]
+def _prompt_stats(samples: Sequence[tuple[bool, float]]) -> tuple[bool, float | None, float]:
+    """(accurate, dcm, cim) of one Ties group of (is_correct, score) entries, as ``sample_stats`` in
+    rewardbench 0.1.4: a group without a correct or without an incorrect answer is ``(False, None, 0)``;
+    dcm is ``None`` (undefined) with fewer than 2 correct answers."""
+    correct = [s for ok, s in samples if ok]
+    incorrect = [s for ok, s in samples if not ok]
     if not correct or not incorrect:
-        raise ValueError(f"a Ties group needs correct and incorrect answers, got num_correct={num_correct} "
-                         f"of {len(scores)}")
+        return False, None, 0.0
     cim = min(correct) - max(incorrect)
-    dcm = max(correct) - min(correct) if len(correct) >= 2 else float("nan")
+    dcm = max(correct) - min(correct) if len(correct) > 1 else None
     return cim > 0, dcm, cim
 
 
 def ties_score(ids: Sequence[str], scores: Sequence[Sequence[float]], num_correct: Sequence[int]) -> dict[str, float]:
-    """The RewardBench 2 Ties composite (``process_single_model`` in allenai/reward-bench).
+    """The RewardBench 2 Ties composite, the same number as ``process_single_model`` of reward-bench
+    (``rewardbench/utils.py``, published package ``rewardbench`` 0.1.4; RewardBench 2, arXiv 2506.01937).
 
-    Each row is one group: ``ids[i]`` is ``"ref:<int>"`` or ``"tied:<int>"``, ``scores[i]`` lists the
-    group's scores with the ``num_correct[i]`` correct answers first. Per group:
-    ``accurate = min(correct) − max(incorrect) > 0`` (strict), ``cim = min(correct) − max(incorrect)``,
-    ``dcm = max(correct) − min(correct)`` (undefined, NaN here, with a single correct answer).
-    ``ref_acc``/``tied_acc`` = mean ``accurate`` over ref/tied groups (0 when there are none). Over
-    prompt ids P in both: ``cp = mean[cim_tied > dcm_tied]``, ``cp_hard = mean[min(cim_ref, cim_tied) >
-    dcm_tied]``, ``margin = mean[nan→0(tanh(min(cim_ref, cim_tied)/dcm_tied − 1))]`` with numpy
-    semantics (x/0 → ±inf → tanh ±1; 0/0 → NaN → 0). ``score = 0.30·tied_acc + 0.30·ref_acc + 0.20·cp +
-    0.20·cp_hard + 0.01·margin``. As in the official code, an empty P makes cp/cp_hard/margin (and so
-    the score) NaN, which flags a Ties set without matching ref and tied prompts.
+    Each row: ``ids[i]`` is ``"ref:<int>"`` or ``"tied:<int>"``, ``scores[i]`` lists scores with the
+    ``num_correct[i]`` correct answers first. Rows that share an id are merged into one group (their
+    completions pooled, each keeping its own row's correctness), as upstream groups by ``(sample_type,
+    prompt_id)``. Per group (upstream ``sample_stats``):
+
+    * ``accurate = min(correct) − max(incorrect) > 0`` (strict); ``cim = min(correct) − max(incorrect)``;
+      ``dcm = max(correct) − min(correct)``, defined only with more than one correct answer;
+    * a group with no correct or no incorrect answer: "``accurate: False``, ``different_correct_margin:
+      None``, ``correct_incorrect_margin: 0``" (upstream's words).
+
+    Aggregates: ``ref_acc`` / ``tied_acc`` = mean ``accurate`` over ref / tied groups (0 when there are
+    none). Over the prompt ids P with both a ref and a tied group, upstream computes
+
+    * ``cp = mean[cim_tied > dcm_tied]`` and ``cp_hard = mean[min(cim_ref, cim_tied) > dcm_tied]`` "for r
+      in common_prompt_ids if tied_stats[r]["different_correct_margin"] is not None": prompts whose tied
+      group has an undefined spread are left out of the mean, not counted as failures (if none is left
+      the mean of an empty list is NaN, as numpy gives upstream);
+    * ``margin = mean[tanh(min(cim_ref, cim_tied)/dcm_tied − 1)]`` only over prompts whose spread is
+      defined "and ... > 0"; 0 when there are none;
+    * all three are 0 when P is empty ("``else: correctness_preferred = 0 ...``").
+
+    ``score = 0.30·tied_acc + 0.30·ref_acc + 0.20·cp + 0.20·cp_hard + 0.01·margin``. Returns the score,
+    its components and the counts ``n_ref``, ``n_tied``, ``n_paired_prompts`` (= |P|) and
+    ``n_defined_spread`` (prompts of P in the cp means).
     """
     if not (len(ids) == len(scores) == len(num_correct)):
         raise ValueError("ties_score: ids, scores and num_correct must have the same length")
-    groups: dict[tuple[str, int], tuple[list[float], int]] = {}
+    groups: dict[tuple[str, int], list[tuple[bool, float]]] = defaultdict(list)
     for i, (rid, s, k) in enumerate(zip(ids, scores, num_correct)):
         kind, _, pid = str(rid).partition(":")
         if kind not in ("ref", "tied") or not pid.lstrip("-").isdigit():
             raise ValueError(f"Ties row {i}: id must look like 'ref:<int>' or 'tied:<int>', got {rid!r}")
-        key = (kind, int(pid))
-        if key in groups:
-            raise ValueError(f"Ties row {i}: duplicate id {rid!r} (each ref/tied group is one row)")
-        groups[key] = ([float(x) for x in s], int(k))
-    stats: dict[str, dict[int, tuple[bool, float, float]]] = defaultdict(dict)
-    for (kind, pid), (s, k) in groups.items():
-        stats[kind][pid] = _prompt_stats(s, k)
-    ref, tied = stats.get("ref", {}), stats.get("tied", {})
+        groups[(kind, int(pid))].extend((j < int(k), float(x)) for j, x in enumerate(s))
+    stats: dict[str, dict[int, tuple[bool, float | None, float]]] = {"ref": {}, "tied": {}}
+    for (kind, pid), samples in groups.items():
+        stats[kind][pid] = _prompt_stats(samples)
+    ref, tied = stats["ref"], stats["tied"]
     ref_acc = float(np.mean([v[0] for v in ref.values()])) if ref else 0.0
     tied_acc = float(np.mean([v[0] for v in tied.values()])) if tied else 0.0
     common = sorted(set(ref) & set(tied))
-    dcm = np.array([tied[p][1] for p in common], dtype=float)
-    cim_tied = np.array([tied[p][2] for p in common], dtype=float)
-    cim_ref = np.array([ref[p][2] for p in common], dtype=float)
+    defined = [p for p in common if tied[p][1] is not None]
     if common:
-        hard = np.minimum(cim_ref, cim_tied)
-        cp = float(np.mean(cim_tied > dcm))
-        cp_hard = float(np.mean(hard > dcm))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            margin = float(np.mean(np.nan_to_num(np.tanh(hard / dcm - 1.0), nan=0.0)))
+        cp = float(np.mean([tied[p][2] > tied[p][1] for p in defined])) if defined else float("nan")
+        cp_hard = (float(np.mean([min(ref[p][2], tied[p][2]) > tied[p][1] for p in defined])) if defined
+                   else float("nan"))
+        ratios = [min(ref[p][2], tied[p][2]) / tied[p][1] for p in defined if tied[p][1] > 0]
+        margin = float(np.mean([math.tanh(r - 1.0) for r in ratios])) if ratios else 0.0
     else:
-        cp = cp_hard = margin = float("nan")
+        cp = cp_hard = margin = 0.0
     score = 0.30 * tied_acc + 0.30 * ref_acc + 0.20 * cp + 0.20 * cp_hard + 0.01 * margin
     return {"score": score, "ref_accuracy": ref_acc, "tied_accuracy": tied_acc, "correctness_preferred": cp,
             "correctness_preferred_hard": cp_hard, "correctness_margin": margin,
-            "n_ref": len(ref), "n_tied": len(tied), "n_paired_prompts": len(common)}
+            "n_ref": len(ref), "n_tied": len(tied), "n_paired_prompts": len(common), "n_defined_spread": len(defined)}
 
 
 def rewardbench2_scores(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

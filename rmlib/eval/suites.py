@@ -8,15 +8,18 @@ carries them in its ``notes``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rmlib.eval.agreement import agreement_audit
-from rmlib.eval.bon import bon_curve
-from rmlib.eval.divergence import divergence_table, multipref_vote, preferred_side
+from rmlib.eval.benchmarks import judgebench_scores, ppe_best_of_k, ppe_preference_accuracy, rmb_scores
+from rmlib.eval.bon import bon_curve, is_correctness
+from rmlib.eval.divergence import divergence_table, multipref_vote, preferred_side, rating_difference_votes
 from rmlib.eval.pairwise import pairwise_accuracy
 from rmlib.eval.registry import Record, Scores, Suite, SuiteData, register_suite
 from rmlib.eval.report import Report
@@ -30,7 +33,7 @@ from rmlib.eval.rewardbench import (
 )
 from rmlib.eval.rmbench import rmbench_scores
 
-__all__ = ["AgreementOptions", "BonOptions", "DivergenceOptions", "NoOptions", "PairsOptions",
+__all__ = ["AgreementOptions", "BonOptions", "DivergenceOptions", "NoOptions", "PPEOptions", "PairsOptions",
            "RewardBenchOptions"]
 
 _TIE_NOTE = "Pairs: chosen must score strictly higher; an exact tie counts as wrong."
@@ -153,6 +156,14 @@ def _metrics_rmbench(d: SuiteData, scores: Scores, opts: NoOptions) -> Report:
 class BonOptions:
     ns: list[int] | None = field(default=None, metadata={
         "help": "the n values of the accuracy@n curve, e.g. [1,2,4,8] (default: 1 .. largest candidate count)"})
+    gold: str = field(default="auto", metadata={
+        "help": "correctness: gold scores are 0/1 and a prompt earns the correctness of the pick (0 when every "
+                "candidate is wrong); score: a prompt earns credit for picking a best-gold candidate; auto: "
+                "correctness when every gold score is 0 or 1"})
+
+    def __post_init__(self) -> None:
+        if self.gold not in ("auto", "correctness", "score"):
+            raise ValueError(f"gold must be 'auto', 'correctness' or 'score', got {self.gold!r}")
 
 
 def _parse_bon(rec: Record, opts: BonOptions) -> dict[str, Any]:
@@ -183,18 +194,28 @@ def _metrics_bon(d: SuiteData, scores: Scores, opts: BonOptions) -> Report:
     has_gold = ["gold_scores" in r for r in d.records]
     if any(has_gold) and not all(has_gold):
         raise ValueError("bon: give gold_scores for every prompt or best_index for every prompt, not a mix")
+    correctness = False
     if all(has_gold):
-        curve = bon_curve(per_prompt, opts.ns, gold_scores=[r["gold_scores"] for r in d.records])
+        golds = [r["gold_scores"] for r in d.records]
+        correctness = opts.gold == "correctness" or (opts.gold == "auto" and is_correctness(golds))
+        if opts.gold == "correctness" and not is_correctness(golds):
+            raise ValueError("bon: options.gold=correctness needs gold scores of 0 or 1")
+        curve = bon_curve(per_prompt, opts.ns, gold_scores=golds, correctness=correctness)
     else:
         curve = bon_curve(per_prompt, opts.ns, best_index=[r["best_index"] for r in d.records])
     last = curve[-1]
+    rule = ("gold = correctness (0/1): a prompt earns the correctness of the RM's pick (a k-way RM tie at the "
+            "top averages the correctness of the tied); a prompt where every candidate is wrong earns 0"
+            if correctness else
+            "accuracy@n: does the RM's top candidate among the first n equal the gold best among those n; a k-way "
+            "RM tie at the top earns (number of gold-best among the tied)/k; gold ties: any gold-best candidate "
+            "counts")
     return Report("bon", metrics={f"accuracy@{last['n']}": last["accuracy"], "prompts": len(d.records),
+                                  "gold": "correctness" if correctness else "score",
                                   "curve": {str(p["n"]): p["accuracy"] for p in curve}},
                   tables={"curve": curve},
-                  notes=["accuracy@n: does the RM's top candidate among the first n equal the gold best among those "
-                         "n; a k-way RM tie at the top earns (number of gold-best among the tied)/k; gold ties: any "
-                         "gold-best candidate counts. Prompts with fewer than n candidates (or best_index >= n) "
-                         "are left out at that n."],
+                  notes=[rule + ". Prompts with fewer than n candidates (or best_index >= n) are left out at "
+                         "that n."],
                   plots={"bon_curve": {"kind": "bon_curve", "curve": curve}})
 
 
@@ -216,8 +237,12 @@ class AgreementOptions:
     group_column: str | None = field(default=None, metadata={
         "help": "column (of the record, or of its 'meta') to group pairs by, instead of the safety keywords"})
     format: str | None = field(default=None, metadata={"help": _FORMAT_HELP})
-    length_k: int = field(default=10, metadata={
-        "help": "length-matched control: keep pairs with |words(chosen) - words(rejected)| <= length_k"})
+    length_k: int = field(default=20, metadata={
+        "help": "length-matched control: keep pairs with |words(chosen) - words(rejected)| <= length_k (the "
+                "safety-rubric audit's stratum is 20 words)"})
+    rating_attribute: str = field(default="helpfulness", metadata={
+        "help": "with a ratings format (options.format=helpsteer2): the attribute whose higher rating makes a "
+                "response chosen; equal ratings are skipped and counted"})
     refusal_lexicon: list[str] | None = field(default=None, metadata={
         "help": "refusal phrases (default rmlib.eval.DEFAULT_REFUSAL_LEXICON)"})
     group_keywords: list[str] | None = field(default=None, metadata={
@@ -257,19 +282,26 @@ def _read_pairs_with_format(suite: Suite, data: Any, split: str | None,
     from rmlib.data.schema import DataError
 
     loaded = load(data, None if opts.format == "auto" else opts.format, split=split)
-    if loaded.kind != "pairs":
-        raise ValueError(f"{suite.name}: format {loaded.format!r} gives {loaded.kind}, not preference pairs")
+    examples = loaded.examples
+    info: dict[str, Any] = {}
+    if loaded.kind == "ratings" and isinstance(opts, AgreementOptions):
+        from rmlib.data.helpsteer2 import rating_pairs
+
+        examples, info = rating_pairs(examples, opts.rating_attribute, str(data))
+    elif loaded.kind != "pairs":
+        raise ValueError(f"{suite.name}: format {loaded.format!r} gives {loaded.kind}, not preference pairs"
+                         + (" (the agreement suite builds pairs from ratings)" if loaded.kind == "ratings" else ""))
     items: list[dict[str, Any]] = []
     gcol = opts.group_column or "group"
     records = []
-    for i, ex in enumerate(loaded.examples):
+    for i, ex in enumerate(examples):
         if opts.group_column is not None and gcol not in ex.meta:
             raise DataError(str(data), i, gcol, "group column missing", "missing_field")
         p = list(ex.prompt)
         slots = Record({}, str(data), i, items).add(p, [ex.chosen, ex.rejected])
         records.append({"id": ex.meta.get("id", i), "group": ex.meta.get(gcol), "slots": slots,
                         "prompt_text": _user_text(p)})
-    return SuiteData(suite.name, records, items, f"{data} ({loaded.format})", opts)
+    return SuiteData(suite.name, records, items, f"{data} ({loaded.format})", opts, info=info)
 
 
 def _metrics_pairs(d: SuiteData, scores: Scores, opts: PairsOptions) -> Report:
@@ -305,6 +337,7 @@ def _metrics_agreement(d: SuiteData, scores: Scores, opts: AgreementOptions) -> 
     for key in ("length_matched", "no_one_sided_refusal", "length_matched_no_refusal"):
         tables[key] = audit[key]
     tables["length_regression"] = [{"scorer": k, **v} for k, v in audit["length_regression"].items()]
+    tables["refusal_side"] = audit["refusal_side"]
     for g, rows in audit.get("groups", {}).items():
         tables[f"group {g}"] = rows
     for g, rows in audit.get("groups_controlled", {}).items():
@@ -312,13 +345,17 @@ def _metrics_agreement(d: SuiteData, scores: Scores, opts: AgreementOptions) -> 
     metrics = {"n_pairs": audit["n_pairs"], "n_length_matched": audit["n_length_matched"],
                "n_no_one_sided_refusal": audit["n_no_one_sided_refusal"],
                "n_length_matched_no_refusal": audit["n_length_matched_no_refusal"],
-               "agreement": {row["scorer"]: row["agreement"] for row in audit["table"]}}
+               "agreement": {row["scorer"]: row["agreement"] for row in audit["table"]},
+               "refusal_side_rate": {row["scorer"]: row["rate"] for row in audit["refusal_side"]},
+               **d.info}
     return Report("agreement", metrics=metrics, tables=tables,
                   notes=["Agreement = chosen scored strictly above rejected; exact ties are disagreements.",
                          f"Wilson {opts.confidence:.0%} CI; two-sided z-test against 50% (normal approximation); "
                          "Bonferroni over the scorers of each table.",
                          f"Length-matched: |words(chosen) - words(rejected)| <= {opts.length_k}. Refusal control "
-                         "drops pairs where exactly one side opens with a first-person refusal phrase.",
+                         "drops pairs where exactly one side opens with a first-person refusal phrase; "
+                         "refusal_side: on those pairs, how often the scorer scores the refusing side strictly "
+                         "higher.",
                          "length_regression: logistic regression of 'not agreeing' on words(chosen) - "
                          "words(rejected), with intercept (Wald SE)."],
                   plots={"forest": {"kind": "forest", "rows": audit["table"]},
@@ -330,19 +367,26 @@ def _metrics_agreement(d: SuiteData, scores: Scores, opts: AgreementOptions) -> 
 @dataclass
 class DivergenceOptions:
     strong: float = field(default=2.0, metadata={
-        "help": "vote strength that makes a diverging pair 'substantial' (on both sides)"})
+        "help": "vote strength that counts as a significant preference (diverging needs one; substantial "
+                "needs one on both sides)"})
     model_type: str = field(default="bt", metadata={
-        "help": "bt: headline metric mean sigmoid(r_chosen - r_rejected); regression: mean |r_a - r_b|"})
+        "help": "bt: headline metric mean sigmoid(|r_a - r_b|), the paper's P(C > R); regression: mean |r_a - r_b|"})
+    aggregation: str = field(default="majority", metadata={
+        "help": "how the annotators' side is aggregated for mean_p_majority and the histogram: majority "
+                "(majority vote) or sum (summed strengths)"})
 
     def __post_init__(self) -> None:
         if self.model_type not in ("bt", "regression"):
             raise ValueError(f"model_type must be 'bt' or 'regression', got {self.model_type!r}")
+        if self.aggregation not in ("majority", "sum"):
+            raise ValueError(f"aggregation must be 'majority' or 'sum', got {self.aggregation!r}")
 
 
 def _votes(rec: Record) -> list[float]:
     """Signed per-annotator votes, > 0 preferring response A: from ``votes``, MultiPref annotation lists
-    (``overall_pref`` strings) or HelpSteer2 ``all_preferences_unprocessed`` (−100 dropped, sign flipped
-    because HelpSteer2's < 0 means response 1 is better)."""
+    (``overall_pref`` strings) or HelpSteer2-Preference ``all_preferences_unprocessed`` (−100 dropped, sign
+    flipped because HelpSteer2's < 0 means response 1 is better). For HelpSteer2 the paper's votes come
+    from the disagreements release instead (:func:`_read_helpsteer2_disagreements`)."""
     raw = rec.raw
     try:
         if raw.get("votes") is not None:
@@ -356,37 +400,247 @@ def _votes(rec: Record) -> list[float]:
         name = "votes" if raw.get("votes") is not None else (
             "all_preferences_unprocessed" if "all_preferences_unprocessed" in raw else "overall_pref")
         raise rec.error(name, f"unreadable vote ({e})") from e
-    raise rec.error("votes", "need votes, MultiPref annotations or HelpSteer2 preferences", "missing_field")
+    raise rec.error("votes", "need votes, MultiPref annotations, HelpSteer2 preferences or HelpSteer2 "
+                    "disagreements rows", "missing_field")
 
 
 def _parse_divergence(rec: Record, opts: DivergenceOptions) -> dict[str, Any]:
     p = rec.prompt("prompt", "text")
     a = rec.text("response_a", "completion_a", "response_1")
     b = rec.text("response_b", "completion_b", "response_2")
-    return {"id": rec.raw.get("id", rec.raw.get("comparison_id", rec.index)), "votes": _votes(rec),
+    votes = _votes(rec)
+    if not votes:
+        raise rec.error("votes", "no valid vote", "missing_field")
+    return {"id": rec.raw.get("id", rec.raw.get("comparison_id", rec.index)), "votes": votes,
             "slots": rec.add(p, [a, b])}
+
+
+def _is_disagreements_row(r: Any) -> bool:
+    return isinstance(r, Mapping) and "response" in r and isinstance(r.get("helpfulness"), list)
+
+
+def _read_helpsteer2_disagreements(suite: Suite, data: Any, split: str | None,
+                                   opts: DivergenceOptions) -> SuiteData | None:
+    """HelpSteer2 disagreements rows (``data_dir="disagreements"``: one response per row, per-annotator
+    lists): rows 2k and 2k+1 answer one prompt; the votes are the per-annotator helpfulness differences
+    (:func:`rmlib.eval.divergence.rating_difference_votes`: 0 tie, 1 slight, ≥ 2 significant), as in
+    Diverging Preferences (arXiv 2410.14632). A pair whose two rows list different numbers of annotators
+    cannot be aligned annotator by annotator; it is skipped and counted (``skipped_unaligned``)."""
+    from rmlib.data.formats import read_records
+    from rmlib.data.helpsteer2 import parse_helpsteer2_prompt
+    from rmlib.data.schema import DataError
+
+    if isinstance(data, (list, tuple)):
+        source, rows = "<records>", list(enumerate(data))
+    else:
+        if not Path(os.fspath(data)).exists():
+            return None
+        source, rows = str(data), list(read_records(data, split=split))
+    if not rows or not _is_disagreements_row(rows[0][1]):
+        return None
+    items: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
+    unaligned = 0
+    for k in range(0, len(rows), 2):
+        (i, first) = rows[k]
+        if isinstance(first, DataError):
+            raise first
+        if k + 1 >= len(rows):
+            raise DataError(source, i, "prompt", "last row has no partner row (pairs are rows 2k, 2k+1)",
+                            "unpaired_row")
+        j, second = rows[k + 1]
+        if isinstance(second, DataError):
+            raise second
+        rec = Record(first, source, i, items)
+        if not _is_disagreements_row(second) or second.get("prompt") != first.get("prompt"):
+            raise DataError(source, j, "prompt", f"differs from the prompt of its partner record {i} "
+                            "(HelpSteer2 pairs rows 2k and 2k+1)", "pair_mismatch")
+        ha, hb = first["helpfulness"], second["helpfulness"]
+        if len(ha) != len(hb):
+            unaligned += 1
+            continue
+        prompt = parse_helpsteer2_prompt(rec.text("prompt"))
+        slots = rec.add(prompt, [rec.text("response"), Record(second, source, j, items).text("response")])
+        records.append({"id": i // 2, "votes": rating_difference_votes(ha, hb), "slots": slots})
+    if not records:
+        raise DataError(source, None, "helpfulness", "no pair with the same annotators on both rows", "bad_value")
+    return SuiteData(suite.name, records, items, f"{source} (helpsteer2 disagreements)", opts,
+                     info={"skipped_unaligned": unaligned})
 
 
 def _metrics_divergence(d: SuiteData, scores: Scores, opts: DivergenceOptions) -> Report:
     a, b = _pairs(d, scores.reward)
-    res = divergence_table([r["votes"] for r in d.records], a, b, strong=opts.strong, model_type=opts.model_type)
-    # histogram of the side most annotators preferred vs the other, over pairs with a majority preference
-    pref = [i for i, c in enumerate(res["classes"]) if c in ("high_agreement_preference", "diverging")]
-    side = np.array([preferred_side(d.records[i]["votes"]) for i in pref], dtype=float)
+    votes = [r["votes"] for r in d.records]
+    res = divergence_table(votes, a, b, strong=opts.strong, model_type=opts.model_type, rule=opts.aggregation)
+    # histogram of the side most annotators preferred vs the other, over pairs with a majority side
+    side_all = [preferred_side(v, opts.aggregation) for v in votes]
+    pref = [i for i, c in enumerate(res["classes"]) if c in ("high_agreement_preference", "diverging")
+            and side_all[i] != 0]
+    side = np.array([side_all[i] for i in pref], dtype=float)
     hist = {"kind": "reward_histogram", "chosen": np.where(side > 0, a[pref], b[pref]),
             "rejected": np.where(side > 0, b[pref], a[pref]),
             "title": "Diverging preferences: majority-preferred vs other response"}
-    return Report("divergence", metrics={"counts": res["counts"], "model_type": opts.model_type,
-                                         "metric": {row["class"]: row["metric"] for row in res["rows"]}},
-                  tables={"classes": res["rows"]},
-                  notes=["Votes > 0 prefer response A. diverging (all): votes on both sides; substantial: both sides "
-                         f"have a vote of strength >= {opts.strong:g}; high-agreement tie: not diverging and a "
-                         "strict majority of ties; high-agreement preference: not diverging and a strict majority "
-                         "of non-tie votes.",
-                         "mean_p_chosen = mean sigmoid(r_chosen - r_rejected), chosen = side with more votes; "
-                         "mean_abs_diff = mean |r_a - r_b|; metric = the first for bt models, the second for "
-                         "regression models."],
+    metrics: dict[str, Any] = {"counts": res["counts"], "model_type": opts.model_type,
+                               "metric": {row["class"]: row["metric"] for row in res["rows"]}}
+    if "skipped_unaligned" in d.info:
+        metrics["skipped_unaligned"] = d.info["skipped_unaligned"]
+    return Report("divergence", metrics=metrics, tables={"classes": res["rows"]},
+                  notes=["Votes > 0 prefer response A; |vote| >= strong is significant. Classes in order of "
+                         "precedence: diverging (all) = votes on both sides and a significant one (slight-only "
+                         f"disagreement is not diverging); substantial = a vote of strength >= {opts.strong:g} on "
+                         "both sides; high-agreement tie = a strict majority of ties; high-agreement preference = "
+                         "a majority side and no vote against it; other = the leftover (slight-only disagreement).",
+                         "metric (bt) = mean_p_favoured = mean sigmoid(|r_a - r_b|), P(C > R) with C, R the reward "
+                         "model's own chosen and rejected (Diverging Preferences, arXiv 2410.14632); metric "
+                         "(regression) = mean |r_a - r_b|; mean_p_majority orients the margin by the "
+                         f"annotators' {opts.aggregation} side instead."],
                   plots={"reward_histogram": hist} if pref else {})
+
+
+# ------------------------------------------------------------------------------ judgebench, rmb, ppe
+def _parse_judgebench(rec: Record, opts: NoOptions) -> dict[str, Any]:
+    label = rec.get("label")
+    if label not in ("A>B", "B>A"):
+        raise rec.error("label", f"must be 'A>B' or 'B>A', got {label!r}")
+    p = rec.prompt("question")
+    return {"id": rec.raw.get("pair_id", rec.index), "source": str(rec.get("source")), "label": label,
+            "slots": rec.add(p, [rec.text("response_A"), rec.text("response_B")])}
+
+
+def _metrics_judgebench(d: SuiteData, scores: Scores, opts: NoOptions) -> Report:
+    a, b = _pairs(d, scores.reward)
+    res = judgebench_scores(a, b, [r["label"] for r in d.records], [r["source"] for r in d.records])
+    metrics: dict[str, Any] = {"overall": res["overall"], "category_mean": res["category_mean"], "n": res["n"],
+                               "ties": res["ties"], **{k: v["accuracy"] for k, v in res["categories"].items()}}
+    return Report("judgebench", metrics=metrics,
+                  tables={"categories": [{"category": k, **v} for k, v in res["categories"].items()]},
+                  notes=["Two games per pair, (A, B) and (B, A); a reward model's game says A>B only when "
+                         "score(A) > score(B) (a tie goes to B, as upstream's reward-model judges); each game "
+                         "adds +1 if it matches the label, -1 if it contradicts it; a pair is correct when the "
+                         "net is > 0 (an exact score tie nets 0: not correct). Accuracy = correct pairs / all "
+                         "pairs, per source prefix (mmlu-pro, livebench-reasoning, livebench-math, "
+                         "livecodebench); overall = all pairs (upstream's Overall); category_mean = their "
+                         "unweighted mean (JudgeBench, arXiv 2410.12784; ScalerLab/JudgeBench utils/metrics.py)."])
+
+
+def _messages(rec: Record, key: str) -> list[dict[str, str]]:
+    """RMB's ``conversation_input``: chat messages that also carry a ``language`` key (dropped)."""
+    value = rec.get(key)
+    if not isinstance(value, list) or not value:
+        raise rec.error(key, "expected a non-empty list of messages", "wrong_type")
+    try:
+        msgs = [{"role": m["role"], "content": m["content"]} for m in value]
+    except (KeyError, TypeError) as e:
+        raise rec.error(key, f"each message needs role and content ({e})", "malformed_messages") from e
+    rec2 = Record({key: msgs}, rec.source, rec.index, [])
+    return rec2.prompt(key)
+
+
+def _answer(rec: Record, value: Any, name: str) -> str:
+    if not isinstance(value, Mapping) or not isinstance(value.get("answer"), str):
+        raise rec.error(name, "expected an object with an 'answer' string", "wrong_type")
+    return value["answer"]
+
+
+def _parse_rmb(rec: Record, opts: NoOptions) -> dict[str, Any]:
+    p = _messages(rec, "conversation_input")
+    cat = str(rec.raw.get("category_path", ""))
+    if rec.raw.get("bon_best") is not None:
+        losers = rec.get("loser_list")
+        if not isinstance(losers, list) or not losers:
+            raise rec.error("loser_list", "expected a non-empty list", "wrong_type")
+        responses = [_answer(rec, rec.raw["bon_best"], "bon_best")] + [
+            _answer(rec, v, f"loser_list[{i}]") for i, v in enumerate(losers)]
+        return {"id": rec.raw.get("bon_uid", rec.index), "kind": "bon", "category": cat,
+                "slots": rec.add(p, responses)}
+    responses = [_answer(rec, rec.get("chosen"), "chosen"), _answer(rec, rec.get("reject", "rejected"), "reject")]
+    return {"id": rec.raw.get("pair_uid", rec.index), "kind": "pairwise", "category": cat,
+            "slots": rec.add(p, responses)}
+
+
+def _read_rmb_directory(suite: Suite, data: Any, split: str | None, opts: NoOptions) -> SuiteData | None:
+    """A local RMB checkout (``RMB_dataset/`` or one of its sub-folders): every ``*.json`` file under it."""
+    if isinstance(data, (list, tuple)) or not Path(os.fspath(data)).is_dir():
+        return None
+    from rmlib.data.formats import read_records
+    from rmlib.data.schema import DataError
+
+    items: list[dict[str, Any]] = []
+    records = []
+    files = sorted(Path(os.fspath(data)).rglob("*.json"))
+    if not files:
+        raise DataError(str(data), None, None, "no .json files under this directory", "missing_field")
+    for f in files:
+        for i, raw in read_records(f):
+            if isinstance(raw, DataError):
+                raise raw
+            records.append(_parse_rmb(Record(raw, str(f), i, items), opts))
+    return SuiteData(suite.name, records, items, f"{data} ({len(files)} files)", opts)
+
+
+def _metrics_rmb(d: SuiteData, scores: Scores, opts: NoOptions) -> Report:
+    s = scores.reward
+    res = rmb_scores([r["kind"] for r in d.records], [s[r["slots"][0]] for r in d.records],
+                     [[s[j] for j in r["slots"][1:]] for r in d.records], [r["category"] for r in d.records])
+    metrics: dict[str, Any] = {"n": res["n"], **{k: v["accuracy"] for k, v in res["kinds"].items()},
+                               **{k: v["accuracy"] for k, v in res["goals"].items()}}
+    return Report("rmb", metrics=metrics,
+                  tables={"goals": [{"set": k, **v} for k, v in res["goals"].items()],
+                          "categories": [{"category": k, **v} for k, v in res["categories"].items()]},
+                  notes=["Pairwise_set: correct when score(chosen) > score(reject) strictly. BoN_set: correct only "
+                         "when bon_best scores strictly above every response of loser_list. Accuracy = mean over "
+                         "rows, per set, per set/goal (Helpfulness, Harmlessness) and per category_path (RMB, "
+                         "arXiv 2410.09893; Zhou-Zoey/RMB-Reward-Model-Benchmark)."])
+
+
+@dataclass
+class PPEOptions:
+    k: int = field(default=32, metadata={
+        "help": "best-of-K rows: the RM picks among the first k responses (the released sets have 32)"})
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise ValueError(f"k must be >= 1, got {self.k}")
+
+
+def _parse_ppe(rec: Record, opts: PPEOptions) -> dict[str, Any]:
+    p = rec.prompt("prompt")
+    if rec.raw.get("winner") is not None:
+        return {"id": rec.raw.get("question_id", rec.index), "kind": "preference", "winner": str(rec.raw["winner"]),
+                "slots": rec.add(p, [rec.text("response_1"), rec.text("response_2")])}
+    correct = rec.get("scores")
+    if not isinstance(correct, list) or not all(isinstance(c, (bool, int)) for c in correct):
+        raise rec.error("scores", "expected a list of booleans (the verified correctness of each response)",
+                        "wrong_type")
+    if len(correct) < opts.k:
+        raise rec.error("scores", f"{len(correct)} responses, fewer than options.k = {opts.k}")
+    responses = [rec.text(f"response_{i + 1}") for i in range(opts.k)]
+    return {"id": rec.raw.get("question_id", rec.index), "kind": "best_of_k",
+            "correct": [bool(c) for c in correct[:opts.k]], "slots": rec.add(p, responses)}
+
+
+def _metrics_ppe(d: SuiteData, scores: Scores, opts: PPEOptions) -> Report:
+    s = scores.reward
+    pref = [r for r in d.records if r["kind"] == "preference"]
+    bok = [r for r in d.records if r["kind"] == "best_of_k"]
+    metrics: dict[str, Any] = {}
+    notes = []
+    if pref:
+        res = ppe_preference_accuracy([s[r["slots"][0]] for r in pref], [s[r["slots"][1]] for r in pref],
+                                      [r["winner"] for r in pref])
+        metrics.update(preference_accuracy=res["accuracy"], preference_n=res["n"],
+                       preference_ties_skipped=res["n_ties_skipped"])
+        notes.append("Human preference: accuracy over battles with a winner (model_a -> response_1, model_b -> "
+                     "response_2) of score(winner) > score(other), strict; tie votes are left out and counted.")
+    if bok:
+        res = ppe_best_of_k([[s[j] for j in r["slots"]] for r in bok], [r["correct"] for r in bok], opts.k)
+        metrics.update({f"best_of_{opts.k}": res["accuracy"], "best_of_k_prompts": res["prompts"],
+                        "best_of_k_upper_bound": res["upper_bound"], "best_of_k_random": res["random"]})
+        notes.append(f"Best-of-{opts.k}: each prompt earns the verified correctness of the RM's top-scored response "
+                     "among its first k (a tie at the top averages the tied); all-wrong prompts earn 0.")
+    notes.append("PPE (Frick et al., arXiv 2410.14872; lmarena-ai/PPE-* datasets). Parity with the lmarena/PPE "
+                 "code was not verified.")
+    return Report("ppe", metrics=metrics, notes=notes)
 
 
 # ---------------------------------------------------------------------------------------- registry
@@ -404,6 +658,12 @@ for _suite in (
     Suite("agreement", "agreement audit: Wilson CIs, length and refusal controls, every head", AgreementOptions,
           _parse_pair, _metrics_agreement, per_head=True, read=_read_pairs_with_format),
     Suite("divergence", "diverging preferences: reward gaps by annotator-agreement class", DivergenceOptions,
-          _parse_divergence, _metrics_divergence),
+          _parse_divergence, _metrics_divergence, read=_read_helpsteer2_disagreements),
+    Suite("judgebench", "JudgeBench: two-game netting per pair, per source category (ScalerLab/JudgeBench)",
+          NoOptions, _parse_judgebench, _metrics_judgebench, hub_split="gpt"),
+    Suite("rmb", "RMB: pairwise and best-of-N (best beats every loser) accuracy per goal and category",
+          NoOptions, _parse_rmb, _metrics_rmb, read=_read_rmb_directory),
+    Suite("ppe", "PPE: human-preference accuracy and best-of-K correctness (lmarena-ai/PPE-*)", PPEOptions,
+          _parse_ppe, _metrics_ppe, hub_split="test"),
 ):
     register_suite(_suite)
