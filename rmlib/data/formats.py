@@ -508,27 +508,42 @@ def _multipref_group(record: Any, key: str, ctx: _Ctx, index: int) -> list[float
     return votes
 
 
-def _convert_multipref(record: Any, index: int, ctx: _Ctx) -> Example | None:
-    """MultiPref: chosen is the side the summed votes prefer; a zero sum is removed (``no_majority``)."""
+def _multipref_pair(record: Any, index: int, ctx: _Ctx, rule: str) -> Example | None:
+    """MultiPref: chosen is the side the votes prefer under ``rule`` (:func:`rmlib.data.annotations.preferred_side`:
+    majority vote, or the summed strengths); no preferred side is removed (``no_majority``)."""
+    from rmlib.data.annotations import preferred_side
+
     normal = _multipref_group(record, "normal_worker_annotations", ctx, index)
     expert = _multipref_group(record, "expert_worker_annotations", ctx, index)
     if not normal and not expert:
         raise DataError(ctx.source, index, "normal_worker_annotations",
                         "no annotations in either annotator group", "missing_field")
-    total = sum(normal) + sum(expert)
-    if total == 0:
-        ctx.report.filter("no_majority", f"{ctx.source}: record {index}: votes {normal + expert} sum to 0")
+    side = preferred_side(normal + expert, rule)
+    if side == 0:
+        ctx.report.filter("no_majority", f"{ctx.source}: record {index}: votes {normal + expert} give no "
+                          f"preferred side ({rule})")
         return None
-    sign = 1.0 if total > 0 else -1.0
+    sign = float(side)
     a, b = require(record, "completion_a", ctx.source, index), require(record, "completion_b", ctx.source, index)
-    chosen, rejected = (a, b) if total > 0 else (b, a)
+    chosen, rejected = (a, b) if side > 0 else (b, a)
     models = (record.get("model_a"), record.get("model_b"))
     meta = {"comparison_id": record.get("comparison_id"), "prompt_id": record.get("prompt_id"),
             "category": record.get("category"), "source": record.get("source"),
-            "chosen_model": models[0 if total > 0 else 1], "rejected_model": models[1 if total > 0 else 0],
+            "chosen_model": models[0 if side > 0 else 1], "rejected_model": models[1 if side > 0 else 0],
             "normal_votes": [sign * v for v in normal], "expert_votes": [sign * v for v in expert]}
     return make_pair(ctx.source, index, _user_prompt(_text(record, "text", ctx, index)), chosen, rejected,
                      votes=[sign * v for v in normal + expert], meta=meta)
+
+
+def _convert_multipref(record: Any, index: int, ctx: _Ctx) -> Example | None:
+    """MultiPref by majority vote (Diverging Preferences, arXiv 2410.14632: prior work aggregates by
+    majority vote): chosen is the side more annotators prefer; equal counts are ``no_majority``."""
+    return _multipref_pair(record, index, ctx, "majority")
+
+
+def _convert_multipref_sum(record: Any, index: int, ctx: _Ctx) -> Example | None:
+    """MultiPref by summed vote strengths (rmlib's rule before majority vote); a zero sum is ``no_majority``."""
+    return _multipref_pair(record, index, ctx, "sum")
 
 
 _NEMO_SYSTEM, _NEMO_END = "<extra_id_0>System\n", "<extra_id_2>"
@@ -765,7 +780,10 @@ FORMATS: dict[str, FormatSpec] = {
     "helpsteer2_disagreements": FormatSpec("ratings", _detect_helpsteer2_disagreements,
                                            _convert_helpsteer2_disagreements,
                                            doc="nvidia/HelpSteer2 data_dir=disagreements"),
-    "multipref": FormatSpec("pairs", _detect_multipref, _convert_multipref, doc="allenai/multipref default config"),
+    "multipref": FormatSpec("pairs", _detect_multipref, _convert_multipref,
+                            doc="allenai/multipref default config, majority vote"),
+    "multipref_sum": FormatSpec("pairs", _detect_multipref, _convert_multipref_sum, specificity=1,
+                                doc="allenai/multipref default config, summed vote strengths"),
     "nemo_regression": FormatSpec("ratings", _detect_nemo_regression, _convert_nemo_regression,
                                   doc="NeMo-Aligner regression JSONL {text, label[9]}"),
     "nemo_bt": FormatSpec("pairs", _detect_nemo_bt, _convert_nemo_bt, prepare=_pair_lines,
@@ -800,25 +818,54 @@ def _describe_keys(records: Sequence[Mapping[str, Any]]) -> str:
     return ", ".join(f"{k} ({'|'.join(sorted(t))})" for k, t in sorted(seen.items()))
 
 
-def detect_format(records: list[dict], source: str) -> str:
-    """Name the registered format every one of the first records matches.
+def detect_format(records: list[dict], source: str, *, tolerant: bool = False) -> str:
+    """Name the registered format the first records match.
 
     Among matches the most specific wins; a tie is ambiguous and raises rather than guessing,
     because a wrong guess (e.g. UltraFeedback read as plain TRL) loses the scores silently.
+    ``tolerant`` (``on_invalid="skip"``): the format most of the sample matches, so a bad record
+    among the first ones is converted, refused and counted like any other, instead of making
+    detection fail. When nothing matches, the message names the field the closest format misses.
     """
     sample = [r for r in records if isinstance(r, Mapping)][:DETECT_SAMPLE]
     if not sample:
-        raise ValueError(f"{source}: no readable records to detect the format from; pass format=")
-    matches = [name for name, spec in FORMATS.items() if all(spec.detect(r) for r in sample)]
+        raise DataError(source, None, None, "no readable records to detect the format from; pass format=",
+                        "no_records")
+    hits = {name: sum(bool(spec.detect(r)) for r in sample) for name, spec in FORMATS.items()}
+    need = len(sample) // 2 + 1 if tolerant else len(sample)
+    matches = [name for name, n in hits.items() if n >= need]
+    if tolerant and matches:
+        most = max(hits[m] for m in matches)
+        matches = [m for m in matches if hits[m] == most]
     if not matches:
-        raise ValueError(f"{source}: could not detect the format; keys seen in the first {len(sample)} records: "
-                         f"{_describe_keys(sample)}. Pass format= (one of {', '.join(FORMATS)}) "
-                         "or column_map= to rename columns to a format's names.")
+        raise DataError(source, None, None, f"could not detect the format{_closest(sample[0], source)}; keys seen "
+                        f"in the first {len(sample)} records: {_describe_keys(sample)}. Pass format= (one of "
+                        f"{', '.join(FORMATS)}) or column_map= to rename columns to a format's names.",
+                        "unknown_format")
     top = max(FORMATS[m].specificity for m in matches)
     best = [m for m in matches if FORMATS[m].specificity == top]
     if len(best) > 1:
-        raise ValueError(f"{source}: ambiguous format, the records match {', '.join(best)}; pass format=")
+        raise DataError(source, None, None, f"ambiguous format, the records match {', '.join(best)}; pass format=",
+                        "ambiguous_format")
     return best[0]
+
+
+def _closest(record: Mapping[str, Any], source: str) -> str:
+    """The first missing field of the format whose converter gets furthest on ``record``: the usual
+    cause of "could not detect" is one absent or misspelled column."""
+    misses = []
+    for name, spec in FORMATS.items():
+        try:
+            spec.convert(record, 0, _Ctx(source, ValidationReport(source)))
+        except DataError as e:
+            if e.reason == "missing_field" and e.field:
+                misses.append((name, e.field))
+        except Exception:  # noqa: BLE001 - a converter that cannot even start says nothing useful here
+            continue
+    if not misses:
+        return ""
+    name, field = misses[0]  # registry order: the generic TRL shape first
+    return f" (the first registered format, {name}, needs the column '{field}')"
 
 
 def _rename(records: Iterable[Record], column_map: Mapping[str, str], source: str) -> Iterator[Record]:
@@ -883,7 +930,7 @@ def stream(source: str | Path, format: str | None = None, *, split: str | None =
         records = _rename(records, column_map, name)
         head, records = _peek(records, DETECT_SAMPLE)
     if format is None:
-        format = detect_format([r for _, r in head if isinstance(r, Mapping)], name)
+        format = detect_format([r for _, r in head if isinstance(r, Mapping)], name, tolerant=on_invalid == "skip")
     spec = FORMATS[format]
     if spec.prepare is not None:
         records = spec.prepare(records, name)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from rmlib.data.formats import load, write_jsonl
-from rmlib.data.schema import JudgeExample, PreferencePair, RatedResponse
+from rmlib.data.schema import DataError, JudgeExample, PreferencePair, RatedResponse
 
 PERCENTILES = (50, 90, 99, 100)
 
@@ -30,6 +30,11 @@ def _texts(ex) -> tuple[list, list[str]]:
     return list(ex.prompt), [ex.response_1, ex.response_2]
 
 
+def _require_examples(loaded, path: str) -> None:
+    if not loaded.examples:
+        raise DataError(path, None, None, f"no valid example in it\n{loaded.report.format()}", "no_records")
+
+
 def inspect(path: str, format: str | None = None, *, tokenizer: str | None = None,
             on_invalid: str = "skip") -> str:
     """Detected format, counts, length statistics and the validation report, as text.
@@ -38,6 +43,7 @@ def inspect(path: str, format: str | None = None, *, tokenizer: str | None = Non
     case prompts are measured as rendered by its chat template and responses as their own tokens.
     """
     loaded = load(path, format, on_invalid=on_invalid)
+    _require_examples(loaded, path)
     lines = [f"source: {path}", f"format: {loaded.format} ({loaded.kind})", f"examples: {len(loaded.examples)}"]
     featurizer, unit = None, "words"
     if tokenizer:
@@ -78,5 +84,6 @@ def inspect(path: str, format: str | None = None, *, tokenizer: str | None = Non
 def prepare(path: str, out: str, format: str | None = None, *, on_invalid: str = "error") -> str:
     """Convert any supported format to canonical rmlib JSONL (atomically) and report what was kept."""
     loaded = load(path, format, on_invalid=on_invalid)
+    _require_examples(loaded, path)  # an empty output is a failure, not a success that wrote nothing
     dest = write_jsonl(loaded.examples, Path(out))
     return f"wrote {len(loaded.examples)} {loaded.kind} to {dest} (from {loaded.format})\n{loaded.report.format()}"
