@@ -109,6 +109,10 @@ class DataConfig:
     column_map: dict[str, str] = opt(help="Rename source columns before format detection, e.g. "
                                           "`{question: prompt}`.", factory=dict)
     seed: int = opt(0, "Seed of the held-out slice (`data.eval_fraction`).")
+    annotations: str = opt("aggregate", "`aggregate`: one label per example as the source gives it; `all`: every "
+                                        "annotator's label its own example (a pair per non-tie vote, oriented by "
+                                        "it; a row per annotator rating), as in Diverging Preferences (arXiv "
+                                        "2410.14632). Evaluation sets stay aggregated.", ("aggregate", "all"))
     mix: list[MixSource] = opt(help="More training sources with sampling weights, mixed with `data.train` (weight "
                                     "1); each is reported separately.", factory=list)
     eval_sets: dict[str, str] = opt(help="Named evaluation files, each evaluated beside `data.eval` (or the "

@@ -295,3 +295,26 @@ def test_mixed_set_draw_is_seeded_and_complete(tmp_path):
     items = m1.take([0, 12, 23])
     assert items[0].chosen.ids == sa.take([0])[0].chosen.ids
     assert len(m1.labels([0, 12, 23])) == 0  # bt consumes no label
+
+
+def test_all_annotations_option_trains_on_every_annotators_label(tiny_llama, tmp_path):
+    """data.annotations=all: one pair per non-tie vote, oriented by it; the evaluation file stays aggregated."""
+    from rmlib.config import load_config
+    from rmlib.training.data import featurizer_for, load_examples
+
+    data = write_pairs(tmp_path / "votes.jsonl", 40, votes=True)  # three non-tie votes per pair
+    ev = write_pairs(tmp_path / "eval.jsonl", 6, seed=9, votes=True)
+    base = {"model": {"name_or_path": str(tiny_llama)},
+            "data": {"train": str(data), "eval": str(ev), "max_length": 64, "cache_dir": str(tmp_path / "c")},
+            "loss": {"name": "bt"}, "train": {"output_dir": str(tmp_path / "run")}}
+    agg = load_examples(cfg := load_config(None, base=base), featurizer_for(cfg))
+    cfg = load_config(None, ["data.annotations=all"], base=base)
+    every = load_examples(cfg, featurizer_for(cfg))
+    assert len(agg.train) == 40 and len(every.train) == 120
+    assert len(every.eval) == len(agg.eval) == 6
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    against = sum(v < 0 for r in rows for v in r["votes"])  # votes for the file's rejected response
+    tok = featurizer_for(cfg).tok
+    flipped = sum(tok.decode(f.chosen.ids[f.chosen.prompt_len:]).startswith("no")
+                  for f in every.train)
+    assert flipped == against > 0  # each vote against the aggregate is a pair with the sides swapped

@@ -23,7 +23,7 @@ response (A, or ``chosen``), 0 is a tie, < 0 prefers the second; the magnitude i
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from rmlib.data.schema import DataError, PreferencePair, RatedResponse, ValidationReport
@@ -109,8 +109,14 @@ def _expand_rated(row: RatedResponse, index: int, source: str) -> list[RatedResp
             for i in range(n)]
 
 
+def iter_all_annotations(examples: Iterable[Any], source: str, report: ValidationReport) -> Iterator[Any]:
+    """:func:`expand_all_annotations` one example at a time, for sources read as a stream."""
+    for i, ex in enumerate(examples):
+        yield from expand_all_annotations([ex], source, report, first_index=i)
+
+
 def expand_all_annotations(examples: Iterable[Any], source: str,
-                           report: ValidationReport | None = None) -> list[Any]:
+                           report: ValidationReport | None = None, *, first_index: int = 0) -> list[Any]:
     """``data.annotations=all``: every annotator's label as its own training instance.
 
     "treating each annotator label as its own training instance" (Diverging Preferences, arXiv
@@ -122,7 +128,7 @@ def expand_all_annotations(examples: Iterable[Any], source: str,
     """
     rep = report if report is not None else ValidationReport(source)
     out: list[Any] = []
-    for i, ex in enumerate(examples):
+    for i, ex in enumerate(examples, start=first_index):
         if isinstance(ex, PreferencePair):
             out += _expand_pair(ex, i, source, rep)
         elif isinstance(ex, RatedResponse):

@@ -91,6 +91,7 @@ class SourceSpec:
     data_dir: str | None = None
     column_map: tuple[tuple[str, str], ...] = ()
     on_invalid: str = "error"
+    annotations: str = "aggregate"  # "all": every annotator's label its own example (rmlib.data.annotations)
 
 
 @dataclass
@@ -342,9 +343,14 @@ def _write_canonical(spec: SourceSpec, path: Path, labels: Sequence[str], attrib
     if expect_kind and st.kind != expect_kind[0]:
         raise KindMismatch(f"{expect_kind[1]}, but {spec.path} holds {st.kind}")
     names: list[str] = list(attributes) if attributes is not None else []
+    examples = st.examples
+    if spec.annotations == "all":
+        from rmlib.data.annotations import iter_all_annotations
+
+        examples = iter_all_annotations(examples, spec.path, st.report)
     n = 0
     with ArrowWriter(features=_canonical_features(st.kind, labels), path=str(path), writer_batch_size=1000) as w:
-        for ex in st.examples:
+        for ex in examples:
             d = ex.to_dict()
             prompt = json.dumps(d["prompt"], ensure_ascii=False)
             meta = d.get("meta") or {}

@@ -29,7 +29,7 @@ OPTIMISATION_KEYS = (
     "model.name_or_path", "model.attributes", "model.init_from_regression_attribute", "model.dtype", "model.lora",
     "data.train", "data.format", "data.data_dir", "data.hub_split", "data.train_split", "data.eval",
     "data.eval_split", "data.eval_fraction", "data.max_length", "data.keep_system", "data.group_by_length",
-    "data.column_map", "data.seed", "data.mix", "loss.name", "loss.options", "train.epochs", "train.max_steps",
+    "data.column_map", "data.seed", "data.mix", "data.annotations", "loss.name", "loss.options", "train.epochs", "train.max_steps",
     "train.per_device_batch_size", "train.gradient_accumulation_steps", "train.lr", "train.weight_decay",
     "train.adam_betas", "train.adam_eps", "train.scheduler", "train.warmup_ratio", "train.max_grad_norm",
     "train.mixed_precision", "train.seed",

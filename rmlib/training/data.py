@@ -39,9 +39,11 @@ class Examples:
     eval_sets: dict[str, FeatureSet] = field(default_factory=dict)  # data.eval_sets, by name
 
 
-def _spec(cfg: Config, source: str, hub_split: str | None) -> SourceSpec:
+def _spec(cfg: Config, source: str, hub_split: str | None, *, training: bool = False) -> SourceSpec:
+    """How a source is read; only training sources are expanded to every annotation (``data.annotations``)."""
     d = cfg.data
-    return SourceSpec(source, d.format, hub_split, d.data_dir, tuple(sorted(d.column_map.items())), d.on_invalid)
+    return SourceSpec(source, d.format, hub_split, d.data_dir, tuple(sorted(d.column_map.items())), d.on_invalid,
+                      d.annotations if training else "aggregate")
 
 
 def _valid(table: FeatureTable) -> np.ndarray:
@@ -103,7 +105,7 @@ def load_examples(cfg: Config, featurizer: Featurizer) -> Examples:
     kw = dict(labels=loss.labels, attributes=attrs, cache_dir=d.cache_dir, num_proc=d.num_proc,
               expect_kind=(loss.data_kind, f"loss '{cfg.loss.name}' is {loss.family} and needs {loss.data_kind} data"))
     try:
-        table = build_features(_spec(cfg, d.train, d.hub_split), featurizer, **kw)
+        table = build_features(_spec(cfg, d.train, d.hub_split, training=True), featurizer, **kw)
     except KindMismatch as e:
         raise ConfigError(str(e)) from None
     report = copy.deepcopy(table.report)  # the cached table's report stays as built
@@ -142,7 +144,8 @@ def load_examples(cfg: Config, featurizer: Featurizer) -> Examples:
         parts, weights, names = [train], [1.0], [d.train]
         for m in d.mix:
             mt = build_features(SourceSpec(m.path, m.format or d.format, None, None, tuple(sorted(d.column_map.items())),
-                                           d.on_invalid), featurizer, **{**kw, "attributes": table.attributes})
+                                           d.on_invalid, d.annotations), featurizer,
+                                **{**kw, "attributes": table.attributes})
             tables.append(mt)
             report.merge(mt.report)
             part = drop_eval_overlap(FeatureSet(mt, np.nonzero(_valid(mt))[0]), held, report)
