@@ -39,17 +39,23 @@ def cmd_score(args: argparse.Namespace) -> int:
         print(loaded.report.format(), file=sys.stderr)
     ex = loaded.examples
     kw = dict(batch_size=args.batch_size, show_progress=True)
-    if loaded.kind == "pairs":
-        chosen, rejected = model.score_pairs([e.prompt for e in ex], [e.chosen for e in ex],
-                                             [e.rejected for e in ex], **kw)
-        rows = [{"index": i, "chosen": c, "rejected": r}
-                for i, (e, c, r) in enumerate(zip(ex, chosen.tolist(), rejected.tolist()))]
-    elif loaded.kind == "ratings":
-        rewards = model.score([e.prompt for e in ex], [e.response for e in ex], **kw)
-        rows = [{"index": i, "response": r}
-                for i, (e, r) in enumerate(zip(ex, rewards.tolist()))]
-    else:
-        raise SystemExit(f"rmlib score: cannot score {loaded.kind} data")
+    from rmlib.data.schema import DataError
+    from rmlib.models.reward_model import TooLong
+
+    try:
+        if loaded.kind == "pairs":
+            chosen, rejected = model.score_pairs([e.prompt for e in ex], [e.chosen for e in ex],
+                                                 [e.rejected for e in ex], **kw)
+            rows = [{"index": i, "chosen": c, "rejected": r}
+                    for i, (c, r) in enumerate(zip(chosen.tolist(), rejected.tolist()))]
+        elif loaded.kind == "ratings":
+            rewards = model.score([e.prompt for e in ex], [e.response for e in ex], **kw)
+            rows = [{"index": i, "response": r} for i, r in enumerate(rewards.tolist())]
+        else:
+            raise DataError(loaded.report.source, None, None, f"cannot score {loaded.kind} data", "wrong_kind")
+    except TooLong as e:
+        raise DataError(loaded.report.source, e.index, None, f"(0-based, among the valid examples) {e}",
+                        "too_long") from None
     out = write_jsonl(rows, args.out)
     print(f"wrote {len(rows)} rows of rewards ({model.attributes}) to {out}")
     return 0
@@ -150,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     t = sub.add_parser("train", help="train a reward model from a YAML config")
-    t.add_argument("config", help="YAML file (see configs/train/)")
+    t.add_argument("config", help="YAML file (see configs/train/ and docs/configuration.md)")
     t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. loss.name=scaled_bt train.lr=2e-6")
     t.set_defaults(func=cmd_train)
 
@@ -184,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("adapter_dir", help="a LoRA run's model directory (adapter + head + tokenizer)")
     ex.add_argument("--merge", action="store_true",
                     help="accepted for compatibility and ignored: export always merges")
-    ex.add_argument("--out", required=True)
+    ex.add_argument("--out", required=True, help="the merged model directory (written atomically)")
     ex.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
                     help="dtype of the merged weights (default: the base's)")
     ex.add_argument("--device", default=None,
@@ -230,18 +236,20 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="inspect or convert datasets")
     dsub = d.add_subparsers(dest="data_cmd", required=True)
     di = dsub.add_parser("inspect", help="format, counts, token length statistics and the validation report")
-    di.add_argument("path")
-    di.add_argument("--format", default=None)
+    di.add_argument("path", help="data file (JSONL/JSON/Parquet/CSV, optionally .gz) or hub dataset id")
+    di.add_argument("--format", default=None, help=f"reader to use (default: detected); one of {_formats()}")
     di.add_argument("--tokenizer", default=None, help="tokenizer for length statistics (path or built-in alias)")
-    di.add_argument("--on-invalid", default="skip", choices=["error", "skip"])
+    di.add_argument("--on-invalid", default="skip", choices=["error", "skip"],
+                    help="skip (default here): count invalid records in the report; error: stop at the first")
     dp = dsub.add_parser("prepare", help="write canonical rmlib JSONL, or (--config) build a training run's "
                                          "tokenized feature cache ahead of time")
     dp.add_argument("path", nargs="?", help="data file to convert to canonical JSONL")
     dp.add_argument("--out", help="where the canonical JSONL goes")
     dp.add_argument("--config", help="a training YAML: build its train/eval feature cache (data.cache_dir)")
     dp.add_argument("overrides", nargs="*", default=[], help="dotted overrides for --config, as for train")
-    dp.add_argument("--format", default=None)
-    dp.add_argument("--on-invalid", default="error", choices=["error", "skip"])
+    dp.add_argument("--format", default=None, help=f"reader to use (default: detected); one of {_formats()}")
+    dp.add_argument("--on-invalid", default="error", choices=["error", "skip"],
+                    help="error (default): stop at the first invalid record; skip: leave it out and report it")
     d.set_defaults(func=cmd_data)
     return p
 

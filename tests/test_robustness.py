@@ -116,3 +116,44 @@ def test_cli_prints_rmlib_errors_as_one_line_with_status_2(tmp_path):
     assert p.returncode == 1 and "Traceback" in p.stderr and "ConfigError" in p.stderr
     p = _rmlib("--version")
     assert p.returncode == 0 and p.stdout.startswith("rmlib ")
+
+
+def test_every_option_of_every_subcommand_has_help_text():
+    """`rmlib X --help` documents every argument (formats and suites listed where they are choices)."""
+    import argparse
+
+    from rmlib.cli import build_parser
+    from rmlib.eval.cli import add_eval_arguments
+    from rmlib.expo import add_search_arguments
+
+    def eval_parser():
+        p = argparse.ArgumentParser(prog="rmlib eval")
+        add_eval_arguments(p)
+        return p
+
+    def parsers():
+        root = build_parser()
+        yield "rmlib", root
+        stack = [("rmlib", root)]
+        while stack:
+            name, p = stack.pop()
+            for a in p._actions:
+                if isinstance(a, argparse._SubParsersAction):
+                    for sub, sp in a.choices.items():
+                        yield f"{name} {sub}", sp
+                        stack.append((f"{name} {sub}", sp))
+        yield "rmlib eval", eval_parser()
+        search = argparse.ArgumentParser()
+        add_search_arguments(search)
+        yield "rmlib expo search", search
+
+    missing = [f"{name}: {'/'.join(a.option_strings) or a.dest}" for name, p in parsers() for a in p._actions
+               if not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction, argparse._VersionAction))
+               and not (a.help or "").strip()]
+    assert not missing, missing
+    from rmlib.data.formats import FORMATS
+    from rmlib.eval import list_suites
+
+    score_help = dict(parsers())["rmlib score"].format_help()
+    assert all(f in score_help.replace("\n", " ").replace("  ", " ") for f in ("trl", "helpsteer2"))
+    assert FORMATS and all(s in dict(parsers())["rmlib eval"].format_help() for s in list_suites())

@@ -341,7 +341,7 @@ def _convert_trl(record: Any, index: int, ctx: _Ctx) -> Example:
     strength = record.get("margin")
     if isinstance(chosen, (list, tuple)) or isinstance(rejected, (list, tuple)) or isinstance(prompt, (list, tuple)):
         p, c, r = _conversation_split(chosen, rejected, ctx, index, prompt)
-        return make_pair(ctx.source, index, p, c, r, strength=strength, meta=meta)
+        return make_pair(ctx.source, index, p, c, r, strength=strength, meta=meta, strength_field="margin")
     c = check_text(chosen, ctx.source, index, "chosen", allow_empty=True)
     r = check_text(rejected, ctx.source, index, "rejected", allow_empty=True)
     if prompt is None:
@@ -349,7 +349,8 @@ def _convert_trl(record: Any, index: int, ctx: _Ctx) -> Example:
             raise DataError(ctx.source, index, "rejected", "is identical to 'chosen'", "identical_responses")
         prompt, c, r = _string_prefix_split(c, r)
     prompt = check_text(prompt, ctx.source, index, "prompt", allow_empty=True)
-    return make_pair(ctx.source, index, _user_prompt(prompt), c, r, strength=strength, meta=meta)
+    return make_pair(ctx.source, index, _user_prompt(prompt), c, r, strength=strength, meta=meta,
+                     strength_field="margin")
 
 
 _HH_HUMAN, _HH_ASSISTANT = "\n\nHuman: ", "\n\nAssistant: "
@@ -851,21 +852,17 @@ def detect_format(records: list[dict], source: str, *, tolerant: bool = False) -
 
 
 def _closest(record: Mapping[str, Any], source: str) -> str:
-    """The first missing field of the format whose converter gets furthest on ``record``: the usual
-    cause of "could not detect" is one absent or misspelled column."""
-    misses = []
+    """What the first registered format's converter says about ``record``: the usual cause of
+    "could not detect" is one absent, misspelled or mistyped column, and this names it."""
     for name, spec in FORMATS.items():
         try:
             spec.convert(record, 0, _Ctx(source, ValidationReport(source)))
         except DataError as e:
-            if e.reason == "missing_field" and e.field:
-                misses.append((name, e.field))
+            if e.field:
+                return f" (read as {name}: field '{e.field}': {e.message})"
         except Exception:  # noqa: BLE001 - a converter that cannot even start says nothing useful here
             continue
-    if not misses:
-        return ""
-    name, field = misses[0]  # registry order: the generic TRL shape first
-    return f" (the first registered format, {name}, needs the column '{field}')"
+    return ""
 
 
 def _rename(records: Iterable[Record], column_map: Mapping[str, str], source: str) -> Iterator[Record]:
@@ -936,7 +933,16 @@ def stream(source: str | Path, format: str | None = None, *, split: str | None =
         records = spec.prepare(records, name)
     report = ValidationReport(name, max_examples=max_examples)
     ctx = _Ctx(name, report)
-    examples = apply_policy(records, lambda i, r: spec.convert(r, i, ctx), on_invalid, report)
+    convert = spec.convert
+    if column_map:  # errors name the user's columns, not the format's names they were mapped to
+        users = {v: k for k, v in column_map.items()}
+
+        def convert(r, i, c, _convert=spec.convert):
+            try:
+                return _convert(r, i, c)
+            except DataError as e:
+                raise e.renamed(users) from None
+    examples = apply_policy(records, lambda i, r: convert(r, i, ctx), on_invalid, report)
     return Stream(examples, spec.kind, format, report)
 
 

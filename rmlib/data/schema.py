@@ -31,10 +31,21 @@ class DataError(ValueError):
 
     def __init__(self, source: str, index: int | None, field: str | None, message: str, reason: str):
         self.source, self.index, self.field, self.reason, self.detail = source, index, field, reason, message
+        self.message = message
         where = source if index is None else f"{source}: record {index}"
         if field:
             where += f": field '{field}'"
         super().__init__(f"{where}: {message}")
+
+    def renamed(self, names: Mapping[str, str]) -> DataError:
+        """The same error under the user's column names (``names``: format's name → user's name)."""
+        if not self.field:
+            return self
+        head, dot, rest = self.field.partition(".")
+        root, bracket, tail = head.partition("[")
+        if root not in names:
+            return self
+        return DataError(self.source, self.index, names[root] + bracket + tail + dot + rest, self.message, self.reason)
 
 
 @dataclass(frozen=True)
@@ -134,7 +145,7 @@ def check_messages(value: Any, source: str, index: int | None, name: str) -> tup
         if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
             raise DataError(source, index, where, "expected an object with 'role' and 'content'",
                             "malformed_messages")
-        if m["role"] not in ROLES:
+        if not isinstance(m["role"], str) or m["role"] not in ROLES:
             raise DataError(source, index, f"{where}.role",
                             f"unknown role {m['role']!r}; expected one of {sorted(ROLES)}", "unknown_role")
         if not isinstance(m["content"], str):
@@ -161,14 +172,17 @@ def check_number(value: Any, source: str, index: int | None, name: str, *,
 
 def make_pair(source: str, index: int | None, prompt: Any, chosen: Any, rejected: Any, *,
               strength: Any = None, votes: Any = None, meta: Mapping[str, Any] | None = None,
-              strength_range: tuple[float, float] = (0.0, 1e6)) -> PreferencePair:
-    """Validated constructor: the only way readers build a :class:`PreferencePair`."""
+              strength_range: tuple[float, float] = (0.0, 1e6), strength_field: str = "strength") -> PreferencePair:
+    """Validated constructor: the only way readers build a :class:`PreferencePair`.
+
+    ``strength_field`` is the source's own name for the strength (TRL's ``margin``), so an error
+    names the column the user wrote."""
     p = check_messages(prompt, source, index, "prompt")
     c = check_text(chosen, source, index, "chosen")
     r = check_text(rejected, source, index, "rejected")
     if c == r:
         raise DataError(source, index, "rejected", "is identical to 'chosen'", "identical_responses")
-    s = None if strength is None else check_number(strength, source, index, "strength",
+    s = None if strength is None else check_number(strength, source, index, strength_field,
                                                    low=strength_range[0], high=strength_range[1])
     v = None
     if votes is not None:

@@ -40,7 +40,8 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="?", help="model directory, hub name or alias (omit with --scores)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="dotted overrides, e.g. batch_size=32 options.group_column=task")
-    p.add_argument("--suite", required=True, choices=list_suites())
+    p.add_argument("--suite", required=True, choices=list_suites(),
+                   help="benchmark suite: " + ", ".join(list_suites()) + " (options per suite below)")
     p.add_argument("--data", default=None, help="the config key 'data': benchmark file or hub dataset name")
     p.add_argument("--config", default=None, help="YAML file with the eval config (keys as for KEY=VALUE)")
     p.add_argument("--out", default=None, help="report directory (default: <model>/eval-<suite>)")

@@ -42,14 +42,17 @@ def add_search_arguments(parser: Any) -> None:
     parser.add_argument("--weak", required=True, help="weak/initial model (θ_weak)")
     parser.add_argument("--strong", required=True, help="strong/aligned model (θ_strong)")
     parser.add_argument("--data", required=True, help="validation preference file (any format rmlib reads)")
-    parser.add_argument("--format", default=None)
+    parser.add_argument("--format", default=None, help="reader for --data (default: detected from the records)")
     parser.add_argument("--out", required=True, help="directory for the best model, table and plot")
     parser.add_argument("--alphas", default=None, help="comma-separated coarse grid (default 0.0..1.0 step 0.1)")
     parser.add_argument("--no-refine", action="store_true", help="skip the 0.01-step grid around the best")
-    parser.add_argument("--on-mismatch", choices=ON_MISMATCH, default="error")
-    parser.add_argument("--head-attribute", default=None)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-length", type=int, default=1024)
+    parser.add_argument("--on-mismatch", choices=ON_MISMATCH, default="error",
+                        help="tensors in one model only or with different shapes: error, copy strong's, "
+                             "or select weak's head row of --head-attribute")
+    parser.add_argument("--head-attribute", default=None, help="weak head label used with --on-mismatch select_rows")
+    parser.add_argument("--batch-size", type=int, default=16, help="sequences per scoring batch (an upper bound)")
+    parser.add_argument("--max-length", type=int, default=None,
+                        help="tokens per sequence (default: the model's position limit, at most 1024)")
 
 
 def search_cli(args: Any) -> int:
@@ -64,6 +67,7 @@ def search_cli(args: Any) -> int:
     from rmlib.data.formats import load
     from rmlib.data.tokenize import prepare_tokenizer
     from rmlib.models import RewardModel
+    from rmlib.models.reward_model import resolve_max_length
     from rmlib.models.safetensors_io import local_model_dir
 
     pairs = load(args.data, args.format).examples
@@ -78,7 +82,7 @@ def search_cli(args: Any) -> int:
     rejected = [p.rejected for p in pairs]
 
     def score_fn(model):
-        rm = RewardModel(model, tok, max_length=args.max_length)
+        rm = RewardModel(model, tok, max_length=resolve_max_length(args.max_length, model.config, "--max-length"))
         return rm.score_pairs(prompts, chosen, rejected, batch_size=args.batch_size)
 
     alphas = [float(a) for a in args.alphas.split(",")] if args.alphas else list(COARSE_ALPHAS)

@@ -28,6 +28,14 @@ from rmlib.io import resolve_model, torch_dtype
 DEFAULT_MAX_LENGTH = 1024
 
 
+class TooLong(ValueError):
+    """A sequence that cannot fit in ``max_length`` even with its prompt cut away; ``index`` names it."""
+
+    def __init__(self, index: int, message: str):
+        super().__init__(message)
+        self.index = index
+
+
 def load_tokenizer(path_or_name: str | Path, *, trust_remote_code: bool = False):
     """The tokenizer a reward model of ``path_or_name`` uses, with a pad token distinct from eos.
 
@@ -296,7 +304,7 @@ class RewardModel(nn.Module):
         for i, (p, r) in enumerate(zip(prompts, responses)):
             enc = feat.encode(as_messages(p), r)
             if enc is None:
-                raise ValueError(f"response {i} does not fit in max_length={self.max_length} even with its prompt "
+                raise TooLong(i, f"response {i} does not fit in max_length={self.max_length} even with its prompt "
                                  "cut to nothing; it cannot be scored by this model")
             seqs.append(enc)
         out = score_sequences(self, seqs, pad_id=self.tokenizer.pad_token_id, batch_size=batch_size,
@@ -320,8 +328,13 @@ class RewardModel(nn.Module):
         """
         if not (len(prompts) == len(chosen) == len(rejected)):
             raise ValueError(f"{len(prompts)} prompts, {len(chosen)} chosen, {len(rejected)} rejected: need one each")
-        r = self.score(list(prompts) * 2, list(chosen) + list(rejected), **kwargs)
         n = len(prompts)
+        try:
+            r = self.score(list(prompts) * 2, list(chosen) + list(rejected), **kwargs)
+        except TooLong as e:  # name the pair and the side, not a position in the flattened list
+            side = "chosen" if e.index < n else "rejected"
+            raise TooLong(e.index % n, f"pair {e.index % n}: the {side} response does not fit in "
+                                       f"max_length={self.max_length}; it cannot be scored by this model") from None
         return r[:n], r[n:]
 
     # -- saving ----------------------------------------------------------------------------
