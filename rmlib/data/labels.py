@@ -10,10 +10,10 @@ outside its own class: put the label in the data, name it in the loss.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from rmlib.data.schema import DataError, Example
+from rmlib.data.schema import Example
 
 LabelReader = Callable[[Example, Sequence[str]], Any]
 
@@ -54,16 +54,3 @@ def read_label(example: Example, name: str, attributes: Sequence[str] = ()) -> A
 
 def read_labels(example: Example, names: Sequence[str], attributes: Sequence[str] = ()) -> dict[str, Any]:
     return {n: read_label(example, n, attributes) for n in names}
-
-
-def check_labels(examples: Iterable[Example], names: Sequence[str], source: str,
-                 attributes: Sequence[str] = ()) -> None:
-    """Raise a :class:`DataError` naming the first example that lacks one of ``names``.
-
-    Run at load time, before a model exists: a loss that needs strengths on data without them
-    must fail in the first second, not at the first batch.
-    """
-    for i, ex in enumerate(examples):
-        for n in names:
-            if read_label(ex, n, attributes) is None:
-                raise DataError(source, i, n, f"has no value for label {n!r}", "missing_label")
