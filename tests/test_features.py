@@ -48,7 +48,7 @@ def _old_features(tok, examples, kind: str, max_length: int) -> list:
 
 def _new_features(tok, source: Path, max_length: int, cache: Path) -> list:
     table = build_features(SourceSpec(str(source)), Featurizer(tok, max_length), cache_dir=cache)
-    valid = (table.column("drop") == "").nonzero()[0]
+    valid = table.equals("drop", "").nonzero()[0]
     from rmlib.data.features import FeatureSet
 
     items = FeatureSet(table, valid).take(range(len(valid)))

@@ -112,8 +112,17 @@ class FeatureTable:
 
     _columns: dict = field(default_factory=dict, repr=False)
 
+    def equals(self, name: str, value: str | None) -> np.ndarray:
+        """Boolean mask of rows whose string column ``name`` is ``value`` (computed in Arrow: a string
+        column is never turned into millions of Python strings)."""
+        import pyarrow.compute as pc
+
+        col = self.ds.data.column(name)
+        mask = pc.is_null(col) if value is None else pc.fill_null(pc.equal(col, value), False)
+        return mask.to_numpy(zero_copy_only=False)
+
     def column(self, name: str) -> np.ndarray:
-        """One scalar column as a numpy array (read once from the memory-mapped table, then kept)."""
+        """One numeric column as a numpy array (read once from the memory-mapped table, then kept)."""
         if name not in self._columns:
             self._columns[name] = self.ds.data.column(name).to_numpy(zero_copy_only=False)
         return self._columns[name]
@@ -438,16 +447,19 @@ def _tokenize(tmp: Path, kind: str, featurizer: Featurizer, attributes: list[str
 
 def _report_with_drops(report: ValidationReport, ds, source: str, max_examples: int) -> ValidationReport:
     """The reader's report plus the rows tokenization dropped, counted by reason, a few named."""
-    drop = _col(ds, "drop")
+    import pyarrow.compute as pc
+
+    drop = ds.data.column("drop")
     index = _col(ds, "index")
     limit = "max_length"
-    for reason in sorted(set(drop.tolist()) - {""}):
-        where = np.nonzero(drop == reason)[0]
+    reasons = [r.as_py() for r in pc.unique(drop) if r.as_py()]
+    for reason in sorted(reasons):
+        where = np.nonzero(pc.equal(drop, reason).to_numpy(zero_copy_only=False))[0]
         report.filtered[reason] += len(where)
         for i in where[:max_examples]:
             what = {"too_long": f"a response does not fit in {limit}",
                     "identical_after_tokenization": "chosen and rejected tokenize identically",
                     "no_target_attribute": "every target attribute is missing"}.get(reason, reason)
             report._example(reason, f"{source}: example {int(index[i])} (0-based, after reading): {what}")
-    report.kept -= int(np.count_nonzero(drop != ""))
+    report.kept -= int(pc.sum(pc.not_equal(drop, "")).as_py() or 0)
     return report

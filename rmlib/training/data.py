@@ -47,14 +47,13 @@ def _spec(cfg: Config, source: str, hub_split: str | None, *, training: bool = F
 
 
 def _valid(table: FeatureTable) -> np.ndarray:
-    return table.column("drop") == ""
+    return table.equals("drop", "")
 
 
 def _split_rows(table: FeatureTable, name: str | None, report: ValidationReport, reason: str,
                 source: str, keep_equal: bool = True) -> np.ndarray:
     """Rows whose ``meta["split"]`` is (``keep_equal``) or is not ``name``; the others are counted."""
-    split = table.column("split")
-    match = split == name
+    match = table.equals("split", name)
     chosen = match if keep_equal else ~match
     dropped = int(np.count_nonzero(~chosen & _valid(table)))
     if dropped:
@@ -126,7 +125,7 @@ def load_examples(cfg: Config, featurizer: Featurizer) -> Examples:
         held = FeatureSet(etable, np.nonzero(emask)[0])
         eval_source = d.eval
     elif d.eval_split:
-        held = FeatureSet(table, np.nonzero(valid & (table.column("split") == d.eval_split))[0])
+        held = FeatureSet(table, np.nonzero(valid & table.equals("split", d.eval_split))[0])
         eval_source = f"{d.train} split {d.eval_split}"
         if d.train_split is None:  # train on everything *except* the evaluation split
             train_mask &= _split_rows(table, d.eval_split, report, "eval_split", d.train, keep_equal=False)
