@@ -201,8 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv = sub.add_parser("serve", help="HTTP reward server for RL loops (OpenRLHF /get_reward, plain /score)")
     sv.add_argument("model", help="model directory, LoRA run output, hub id or built-in alias")
     sv.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: every interface)")
-    sv.add_argument("--port", type=int, default=8000)
-    sv.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    sv.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
+    sv.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                    help="dtype the model is loaded in")
     sv.add_argument("--device", default=None, help="e.g. cpu or cuda:0 (default: cuda if present)")
     sv.add_argument("--max-length", type=int, default=None, help="tokens per sequence (default: the model's limit)")
     sv.add_argument("--attn-implementation", default=None, help="e.g. sdpa, eager, flash_attention_2")
@@ -215,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-body-mb", type=int, default=16, help="request body size (more: 413)")
     sv.add_argument("--combine", default=None, help="comma-separated head weights for `reward` (default: the "
                                                    "first head; every head is returned anyway)")
-    sv.add_argument("--trust-remote-code", action="store_true")
+    sv.add_argument("--trust-remote-code", action="store_true",
+                    help="allow the model's own Python code from its directory or the hub (off by default)")
     sv.set_defaults(func=cmd_serve)
 
     pu = sub.add_parser("push", help="upload a model directory that meets the export contract to the Hugging Face Hub")

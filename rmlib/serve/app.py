@@ -1,0 +1,152 @@
+"""The HTTP reward server: FastAPI routes over a :class:`~rmlib.serve.batcher.Batcher`.
+
+Routes:
+
+* ``GET /health``: ``{"status": "ok", "model", "attributes", "max_length", "batches", "sequences",
+  "model_seconds"}`` (the last three count since start);
+* ``POST /get_reward``: OpenRLHF's remote reward model protocol (see :mod:`rmlib.serve.protocol`),
+  answered with ``{"rewards", "scores", "extra_logs"}`` (``extra_logs`` holds each head's values);
+* ``POST /score``: ``{"prompt", "response"}`` or ``{"messages"}`` → ``{"reward", "heads"}``; a list
+  of those → a list of answers in order.
+
+``reward`` is the raw model output (no sigmoid): the only head, or the heads combined with the
+server's ``combine`` weights, or else the first head; ``heads`` names every head's value. A bad
+request gets a 4xx status and ``{"error": message}``; the server keeps serving.
+"""
+
+# no `from __future__ import annotations`: FastAPI reads the handlers' `Request` annotation at run time
+import json
+from collections.abc import Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from rmlib.serve.batcher import Batcher
+from rmlib.serve.protocol import (
+    Limits,
+    QueryEncoder,
+    RequestError,
+    encode_plain,
+    encode_queries,
+    parse_openrlhf,
+    parse_plain,
+)
+
+
+@dataclass
+class ServeOptions:
+    """How the server batches and what one request may ask for."""
+
+    max_batch_sequences: int = 256  # sequences the batcher gathers before a model call
+    max_wait_ms: float = 5.0  # how long the first queued sequence waits for company
+    batch_size: int = 64  # sequences per model call inside a gathered batch (an upper bound)
+    max_tokens: int | None = None  # padded tokens per model call (default: batch_size × the longest)
+    max_items: int = 1024  # sequences per request
+    max_chars: int = 200_000  # characters per prompt or response
+    max_body_bytes: int = 16 * 2**20  # request body size
+    combine: Sequence[float] | None = None  # weights of the heads in `reward`
+
+
+def _install_hint() -> ImportError:
+    return ImportError("rmlib serve needs FastAPI and uvicorn: pip install 'rmlib[serve]'")
+
+
+def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "") -> Any:
+    """A FastAPI app scoring with ``model`` (a :class:`~rmlib.models.RewardModel`)."""
+    try:
+        from fastapi import FastAPI, Request
+        from fastapi.responses import JSONResponse
+    except ImportError as e:  # pragma: no cover - depends on the installation
+        raise _install_hint() from e
+    opts = options or ServeOptions()
+    attributes = list(model.attributes)
+    weights = None
+    if opts.combine is not None:
+        weights = torch.tensor(list(opts.combine), dtype=torch.float32)
+        if weights.numel() != len(attributes):
+            raise ValueError(f"combine has {weights.numel()} weights for the heads {attributes}")
+    feat = model.featurizer()
+    queries = QueryEncoder(feat)
+    limits = Limits(opts.max_items, opts.max_chars)
+    batcher = Batcher(model, max_sequences=opts.max_batch_sequences, max_wait_ms=opts.max_wait_ms,
+                      batch_size=opts.batch_size, max_tokens=opts.max_tokens)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        await batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="rmlib reward server", lifespan=lifespan)
+    app.state.batcher = batcher
+
+    async def read_json(request: Request) -> Any:
+        size = request.headers.get("content-length")
+        if size is not None and size.isdigit() and int(size) > opts.max_body_bytes:
+            raise RequestError(413, f"request body of {size} bytes, more than the limit of {opts.max_body_bytes}")
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > opts.max_body_bytes:
+                raise RequestError(413, f"request body over the limit of {opts.max_body_bytes} bytes")
+        try:
+            return json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise RequestError(400, f"the body is not valid JSON: {e}") from None
+
+    def rewards_of(out: torch.Tensor) -> torch.Tensor:
+        return out @ weights if weights is not None else out[:, 0]
+
+    def heads_of(out: torch.Tensor) -> list[dict[str, float]]:
+        return [dict(zip(attributes, row)) for row in out.tolist()]
+
+    @app.exception_handler(RequestError)
+    async def request_error(request: Request, exc: RequestError):
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "model": name, "attributes": attributes, "max_length": feat.max_length,
+                "batches": batcher.batches, "sequences": batcher.sequences,
+                "model_seconds": round(batcher.model_seconds, 3)}
+
+    @app.post("/get_reward")
+    async def get_reward(request: Request):
+        with batcher.arriving():
+            items = parse_openrlhf(await read_json(request), limits)
+            seqs = encode_queries(queries, items)
+        out = await batcher.score(seqs) if items else torch.zeros((0, len(attributes)))
+        rewards = rewards_of(out).tolist()
+        logs = {a: out[:, i].tolist() for i, a in enumerate(attributes)} if len(attributes) > 1 else {}
+        return {"rewards": rewards, "scores": rewards, "extra_logs": logs}
+
+    @app.post("/score")
+    async def score(request: Request):
+        with batcher.arriving():
+            items, many = parse_plain(await read_json(request), limits)
+            seqs = encode_plain(feat, items)
+        out = await batcher.score(seqs)
+        rows = [{"reward": r, "heads": h} for r, h in zip(rewards_of(out).tolist(), heads_of(out))]
+        return rows if many else rows[0]
+
+    return app
+
+
+def serve(model_path: str, *, host: str = "127.0.0.1", port: int = 8000, dtype: str = "float32",
+          device: str | None = None, max_length: int | None = None, trust_remote_code: bool = False,
+          attn_implementation: str | None = None, options: ServeOptions | None = None,
+          log_level: str = "info") -> None:
+    """Load a model and serve it until interrupted (``rmlib serve``)."""
+    try:
+        import uvicorn
+    except ImportError as e:  # pragma: no cover - depends on the installation
+        raise _install_hint() from e
+    from rmlib.models import RewardModel
+
+    model = RewardModel.from_pretrained(model_path, dtype=dtype, max_length=max_length,
+                                        trust_remote_code=trust_remote_code, attn_implementation=attn_implementation)
+    target = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(target).eval()
+    uvicorn.run(create_app(model, options, name=str(model_path)), host=host, port=port, log_level=log_level)

@@ -1,0 +1,134 @@
+"""Dynamic batching: concurrent requests are scored together through the one scoring loop.
+
+Each request puts its sequences on a queue and awaits their rewards. One worker task takes what
+is queued (waiting at most ``max_wait_ms`` after the first sequence for requests that are still
+being read, up to ``max_sequences``; a lone request does not wait), runs :func:`rmlib.models.scoring.score_sequences` (length-sorted batches
+bounded by a token budget and by 5 % padding, results in input order) and hands every request
+its rows. Requests that arrive while the model computes wait in the socket buffers and are read
+as soon as it is done, so under load each batch holds what arrived during the previous one.
+
+The model runs on the event loop's own thread, blocking it. On a worker thread it would compete
+with the loop for the GIL: the loop waits up to the interpreter's switch interval (5 ms) for the
+GIL after every socket read while the model thread holds it between small kernels, which measured
+slower than no batching at all (``bench/serve_throughput.py``, 64 clients, CPU).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from rmlib.data.tokenize import Encoded
+
+
+@dataclass
+class _Job:
+    seqs: list[Encoded]
+    future: asyncio.Future
+    queued: float = field(default_factory=time.perf_counter)
+
+
+class _Arriving:
+    def __init__(self, batcher: Batcher):
+        self.batcher = batcher
+
+    def __enter__(self) -> None:
+        self.batcher.incoming += 1
+
+    def __exit__(self, *exc) -> None:
+        self.batcher.incoming -= 1
+
+
+class Batcher:
+    """Scores lists of sequences for concurrent callers, batching them (one model, one thread)."""
+
+    def __init__(self, model: Any, *, max_sequences: int = 256, max_wait_ms: float = 5.0,
+                 batch_size: int = 64, max_tokens: int | None = None):
+        if max_sequences < 1 or max_wait_ms < 0:
+            raise ValueError("max_sequences must be >= 1 and max_wait_ms >= 0")
+        self.model = model
+        self.max_sequences, self.max_wait = max_sequences, max_wait_ms / 1000
+        self.batch_size, self.max_tokens = batch_size, max_tokens
+        self.pad_id = model.tokenizer.pad_token_id
+        self.queue: asyncio.Queue[_Job] | None = None
+        self.worker: asyncio.Task | None = None
+        self.batches = 0  # model batches run (a gauge for /health)
+        self.sequences = 0
+        self.model_seconds = 0.0  # time spent in the model (the rest is HTTP, JSON and tokenizing)
+        self.incoming = 0  # requests being read or tokenized: the only ones worth waiting for
+
+    async def start(self) -> None:
+        self.queue = asyncio.Queue()
+        self.worker = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+            try:
+                await self.worker
+            except asyncio.CancelledError:
+                pass
+
+    def arriving(self) -> _Arriving:
+        """``with batcher.arriving():`` around reading and tokenizing a request, so that a batch being
+        gathered waits (at most ``max_wait_ms``) for it, and for nothing when no request is arriving."""
+        return _Arriving(self)
+
+    async def score(self, seqs: list[Encoded]) -> torch.Tensor:
+        """Rewards (len(seqs), heads) of ``seqs``, in order, computed with other callers' sequences."""
+        if self.queue is None:
+            raise RuntimeError("Batcher.start() was not awaited")
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put(_Job(list(seqs), future))
+        return await future
+
+    async def _collect(self) -> list[_Job]:
+        assert self.queue is not None
+        jobs = [await self.queue.get()]
+        n = len(jobs[0].seqs)
+        deadline = time.perf_counter() + self.max_wait
+        while n < self.max_sequences:
+            if self.queue.empty():
+                left = deadline - time.perf_counter()
+                if left <= 0 or self.incoming == 0:  # nobody else is on the way: a lone request never waits
+                    break
+                try:
+                    job = await asyncio.wait_for(self.queue.get(), left)
+                except asyncio.TimeoutError:
+                    break
+            else:
+                job = self.queue.get_nowait()
+            jobs.append(job)
+            n += len(job.seqs)
+        return jobs
+
+    def _score(self, seqs: list[Encoded]) -> torch.Tensor:
+        from rmlib.models.scoring import score_sequences
+
+        return score_sequences(self.model, seqs, pad_id=self.pad_id, batch_size=self.batch_size,
+                               max_tokens=self.max_tokens)
+
+    async def _run(self) -> None:
+        while True:
+            jobs = await self._collect()
+            seqs = [s for j in jobs for s in j.seqs]
+            try:
+                t0 = time.perf_counter()
+                out = self._score(seqs)  # blocks the loop on purpose (module docstring)
+                self.model_seconds += time.perf_counter() - t0
+            except Exception as e:  # noqa: BLE001 - every waiting request gets the error, the worker lives on
+                for j in jobs:
+                    if not j.future.done():
+                        j.future.set_exception(e)
+                continue
+            self.batches += 1
+            self.sequences += len(seqs)
+            k = 0
+            for j in jobs:
+                if not j.future.done():  # a caller that went away has a cancelled future
+                    j.future.set_result(out[k:k + len(j.seqs)])
+                k += len(j.seqs)

@@ -1,0 +1,194 @@
+"""Request bodies of the reward server → token ids, with the same tokenization as training.
+
+Two request shapes are accepted:
+
+* OpenRLHF's remote reward model (``openrlhf.cli.serve_rm`` and the client in
+  ``openrlhf/utils/agent.py``, https://github.com/OpenRLHF/OpenRLHF): ``POST /get_reward`` with
+  ``{"query": [text, ...], "prompts": [text, ...]?, "labels": [...]?}``, where each query is the
+  chat-template rendering of prompt + response. The answer is ``{"rewards": [...],
+  "scores": [...], "extra_logs": {...}}``, one value per query in order.
+* plain JSON: ``{"prompt": str | messages, "response": str}``, or ``{"messages": [...]}`` whose
+  last message is the assistant's response; a list of those scores several at once.
+
+Every sequence goes through :class:`rmlib.data.tokenize.Featurizer`: the plain shapes through
+``encode`` (as ``RewardModel.score``), a rendered query by splitting it where the template's
+assistant header ends, tokenizing the two parts as ``encode`` does and keeping the template's
+end-of-turn text (added when the generated text lacks it). So the server reads the reward at the
+token training read it at, with BOS once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rmlib.data.tokenize import Encoded, Featurizer
+
+_SENTINEL = "\u2063rmlib-serve\u2063"
+_ROLES = ("system", "user", "assistant", "tool")
+
+
+class RequestError(ValueError):
+    """A bad request: its HTTP status and a message saying what to fix."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for."""
+
+    max_items: int = 1024  # sequences per request
+    max_chars: int = 200_000  # characters of one prompt + response
+
+
+def _check_text(value: Any, where: str, limits: Limits) -> str:
+    if not isinstance(value, str):
+        raise RequestError(422, f"{where} must be a string, got {type(value).__name__}")
+    if len(value) > limits.max_chars:
+        raise RequestError(413, f"{where} has {len(value)} characters, more than the server's limit of "
+                                f"{limits.max_chars}")
+    return value
+
+
+def _messages(value: Any, where: str, limits: Limits) -> list[dict[str, str]]:
+    if isinstance(value, str):
+        return [{"role": "user", "content": _check_text(value, where, limits)}]
+    if not isinstance(value, list) or not value:
+        raise RequestError(422, f"{where} must be a string or a non-empty list of {{role, content}} messages")
+    out = []
+    for i, m in enumerate(value):
+        if not isinstance(m, dict) or set(m) - {"role", "content", "name"} or "role" not in m or "content" not in m:
+            raise RequestError(422, f"{where}[{i}] must be an object with `role` and `content`")
+        if m["role"] not in _ROLES:
+            raise RequestError(422, f"{where}[{i}].role must be one of {_ROLES}, got {m['role']!r}")
+        out.append({"role": m["role"], "content": _check_text(m["content"], f"{where}[{i}].content", limits)})
+    return out
+
+
+def parse_plain(body: Any, limits: Limits) -> tuple[list[tuple[list[dict[str, str]], str]], bool]:
+    """``(prompt messages, response)`` pairs of a plain request, and whether it was a list."""
+    many = isinstance(body, list)
+    items = body if many else [body]
+    if many and not items:
+        raise RequestError(422, "the request is an empty list")
+    if len(items) > limits.max_items:
+        raise RequestError(413, f"{len(items)} items in one request, more than the server's limit of "
+                                f"{limits.max_items}")
+    out = []
+    for i, item in enumerate(items):
+        where = f"item {i}" if many else "the request"
+        if not isinstance(item, dict):
+            raise RequestError(422, f"{where} must be an object with `prompt` and `response`, or `messages`")
+        if "messages" in item:
+            msgs = _messages(item["messages"], f"{where}: messages", limits)
+            if msgs[-1]["role"] != "assistant" or len(msgs) < 2:
+                raise RequestError(422, f"{where}: the last message must be the assistant's response, after "
+                                        "at least one prompt message")
+            out.append((msgs[:-1], msgs[-1]["content"]))
+        elif "prompt" in item and "response" in item:
+            out.append((_messages(item["prompt"], f"{where}: prompt", limits),
+                        _check_text(item["response"], f"{where}: response", limits)))
+        else:
+            raise RequestError(422, f"{where} must have `prompt` and `response`, or `messages`; got keys "
+                                    f"{sorted(item)}")
+    return out, many
+
+
+def parse_openrlhf(body: Any, limits: Limits) -> list[tuple[str, str | None]]:
+    """``(query, prompt or None)`` of an OpenRLHF ``/get_reward`` request; ``labels`` are ignored."""
+    if not isinstance(body, dict) or "query" not in body:
+        raise RequestError(422, "an OpenRLHF request is an object with `query`: a list of rendered prompt + "
+                                "response texts")
+    queries, prompts = body["query"], body.get("prompts")
+    if isinstance(queries, str):
+        queries = [queries]
+    if not isinstance(queries, list):
+        raise RequestError(422, f"`query` must be a list of strings, got {type(queries).__name__}")
+    if len(queries) > limits.max_items:
+        raise RequestError(413, f"{len(queries)} queries in one request, more than the server's limit of "
+                                f"{limits.max_items}")
+    if prompts is not None and (not isinstance(prompts, list) or len(prompts) != len(queries)):
+        raise RequestError(422, "`prompts`, when given, must be a list with one prompt per query")
+    return [(_check_text(q, f"query[{i}]", limits),
+             None if prompts is None else _check_text(prompts[i], f"prompts[{i}]", limits))
+            for i, q in enumerate(queries)]
+
+
+class QueryEncoder:
+    """Token ids of chat-template-rendered prompt + response texts, as the Featurizer makes them."""
+
+    def __init__(self, feat: Featurizer):
+        self.feat = feat
+        tok = feat.tok
+        self.ok = feat.has_template
+        if not self.ok:
+            return
+        user = [{"role": "user", "content": "x"}]
+        bare = tok.apply_chat_template(user, tokenize=False)
+        with_gen = tok.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
+        full = tok.apply_chat_template(user + [{"role": "assistant", "content": _SENTINEL}], tokenize=False)
+        # the assistant header (e.g. "<|im_start|>assistant\n") and what closes the turn ("<|im_end|>\n")
+        self.header = with_gen[len(bare):] if with_gen.startswith(bare) else ""
+        self.post = full.split(_SENTINEL, 1)[1] if _SENTINEL in full else ""
+
+    def split(self, query: str, prompt: str | None) -> tuple[str, str]:
+        """Prompt part and response part (with the end-of-turn text) of a rendered query."""
+        if prompt is not None and query.startswith(prompt) and prompt:
+            cut = len(prompt)
+        elif self.header and self.header in query:
+            cut = query.rindex(self.header) + len(self.header)
+        else:
+            cut = 0
+        response = query[cut:]
+        end = self.post.rstrip()
+        if end:  # generated text may stop at the end token, lack it (special tokens skipped), or trail pads
+            body = response.rstrip()
+            pad = self.feat.tok.pad_token
+            while pad and pad != end and body.endswith(pad):
+                body = body[: len(body) - len(pad)].rstrip()
+            if body.endswith(end):
+                body = body[: len(body) - len(end)]
+            response = body + self.post
+        return query[:cut], response
+
+    def encode(self, query: str, prompt: str | None = None) -> Encoded | None:
+        """The sequence of one query (None when its response part alone cannot fit)."""
+        if not self.ok:
+            raise RequestError(422, "this model's tokenizer has no chat template, so rendered queries cannot be "
+                                    "split into prompt and response; POST {prompt, response} to /score instead")
+        tok, feat = self.feat.tok, self.feat
+        p_text, r_text = self.split(query, prompt)
+        p_ids = tok(p_text, add_special_tokens=False)["input_ids"] if p_text else []
+        r_ids = tok(r_text, add_special_tokens=False)["input_ids"]
+        head = 0
+        while head < min(len(p_ids), 4) and p_ids[head] in tok.all_special_ids:
+            head += 1
+        keep = feat.fit(p_ids[:head], p_ids[head:], r_ids)
+        return None if keep is None else feat.assemble(p_ids[:head], p_ids[head:], r_ids, keep)
+
+
+def encode_plain(feat: Featurizer, items: Sequence[tuple[list[dict[str, str]], str]]) -> list[Encoded]:
+    """Sequences of plain items (as ``RewardModel.score`` encodes them); 413 for one that cannot fit."""
+    encoded = feat.encode_many([m for m, _ in items], [[r] for _, r in items])
+    out = []
+    for i, (row,) in enumerate(encoded):
+        if row is None:
+            raise RequestError(413, f"item {i}: the response does not fit in the model's max_length="
+                                    f"{feat.max_length} tokens even with its prompt cut to nothing")
+        out.append(row)
+    return out
+
+
+def encode_queries(enc: QueryEncoder, items: Sequence[tuple[str, str | None]]) -> list[Encoded]:
+    out = []
+    for i, (q, p) in enumerate(items):
+        seq = enc.encode(q, p)
+        if seq is None:
+            raise RequestError(413, f"query[{i}]: the response does not fit in the model's max_length="
+                                    f"{enc.feat.max_length} tokens even with its prompt cut to nothing")
+        out.append(seq)
+    return out

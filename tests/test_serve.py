@@ -1,0 +1,232 @@
+"""The reward server on a real port: same scores as RewardModel.score, batching under concurrency,
+OpenRLHF's protocol, bad requests answered with 4xx while the server keeps serving."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import pytest
+import torch
+
+pytest.importorskip("fastapi")
+uvicorn = pytest.importorskip("uvicorn")
+httpx = pytest.importorskip("httpx")
+
+from rmlib.models import RewardModel  # noqa: E402
+from rmlib.serve import ServeOptions, create_app  # noqa: E402
+
+PROMPTS = ["What is the capital of France?", "Sort 3 1 2.", "Say hi", "Convert 10 meters to feet, please."]
+RESPONSES = ["Paris.", "1 2 3", "hi there, how are you doing today?", "About 32.8 feet."]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running(app):
+    """uvicorn serving ``app`` on a free loopback port in a thread; yields the base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while not server.started:
+        assert thread.is_alive() and time.time() < deadline, "server did not start"
+        time.sleep(0.05)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def llama(tiny_llama):
+    return RewardModel.from_pretrained(tiny_llama, max_length=256).eval()
+
+
+@pytest.fixture(scope="module")
+def server(llama):
+    app = create_app(llama, ServeOptions(max_wait_ms=10, max_items=64, max_chars=2000, max_body_bytes=200_000))
+    with running(app) as url:
+        yield url, app
+
+
+def rendered(model, prompt, response):
+    return model.tokenizer.apply_chat_template([{"role": "user", "content": prompt},
+                                                {"role": "assistant", "content": response}], tokenize=False)
+
+
+def test_plain_requests_score_as_reward_model_score(server, llama):
+    url, _ = server
+    expected = llama.score(PROMPTS, RESPONSES)
+    single = httpx.post(f"{url}/score", json={"prompt": PROMPTS[0], "response": RESPONSES[0]}).json()
+    assert single["reward"] == pytest.approx(expected[0].item(), abs=1e-5)
+    assert single["heads"] == {"reward": pytest.approx(expected[0].item(), abs=1e-5)}
+    many = httpx.post(f"{url}/score", json=[{"prompt": p, "response": r} for p, r in zip(PROMPTS, RESPONSES)]).json()
+    torch.testing.assert_close(torch.tensor([m["reward"] for m in many]), expected, atol=1e-5, rtol=0)
+    msgs = httpx.post(f"{url}/score", json={"messages": [{"role": "user", "content": PROMPTS[1]},
+                                                         {"role": "assistant", "content": RESPONSES[1]}]}).json()
+    assert msgs["reward"] == pytest.approx(expected[1].item(), abs=1e-5)
+    health = httpx.get(f"{url}/health").json()
+    assert health["status"] == "ok" and health["attributes"] == ["reward"]
+
+
+def test_openrlhf_protocol(server, llama):
+    url, _ = server
+    expected = llama.score(PROMPTS, RESPONSES)
+    queries = [rendered(llama, p, r) for p, r in zip(PROMPTS, RESPONSES)]
+    prompts = [llama.tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                                   add_generation_prompt=True) for p in PROMPTS]
+    for body in ({"query": queries}, {"query": queries, "prompts": prompts, "labels": ["x"] * 4},
+                 # generated text as OpenRLHF decodes it: the end-of-turn token may be missing or padded
+                 {"query": [q.removesuffix("<|end|>") for q in queries]},
+                 {"query": [q + "<pad><pad>" for q in queries]}):
+        out = httpx.post(f"{url}/get_reward", json=body).json()
+        assert set(out) == {"rewards", "scores", "extra_logs"}
+        torch.testing.assert_close(torch.tensor(out["rewards"]), expected, atol=1e-5, rtol=0)
+        assert out["scores"] == out["rewards"]
+
+
+def test_fifty_concurrent_clients_get_their_own_answers_in_order(server, llama):
+    url, app = server
+    n = 50
+    items = [[{"prompt": f"{PROMPTS[(i + k) % 4]} #{i}", "response": RESPONSES[(i * 3 + k) % 4] + " x" * (i % 7)}
+              for k in range(1 + i % 3)] for i in range(n)]
+    flat = [it for req in items for it in req]
+    expected = llama.score([it["prompt"] for it in flat], [it["response"] for it in flat])
+    before = app.state.batcher.batches
+    barrier = threading.Barrier(n)
+
+    def client(i):
+        with httpx.Client(timeout=60) as c:
+            barrier.wait()
+            return c.post(f"{url}/score", json=items[i]).json()
+
+    with ThreadPoolExecutor(n) as pool:
+        answers = list(pool.map(client, range(n)))
+    got = torch.tensor([a["reward"] for ans in answers for a in ans])
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    assert app.state.batcher.batches - before < n, "concurrent requests were not batched"
+
+
+@pytest.mark.parametrize("body, status, message", [
+    (b"{not json", 400, "not valid JSON"),
+    (b"\xff\xfe", 400, "not valid JSON"),
+    (json.dumps({"prompt": 3, "response": "a"}).encode(), 422, "prompt must be a string"),
+    (json.dumps({"prompt": "q", "response": ["a"]}).encode(), 422, "response must be a string"),
+    (json.dumps({"prompt": "q"}).encode(), 422, "must have `prompt` and `response`"),
+    (json.dumps([]).encode(), 422, "empty list"),
+    (json.dumps(7).encode(), 422, "must be an object"),
+    (json.dumps({"messages": [{"role": "user", "content": "q"}]}).encode(), 422, "assistant"),
+    (json.dumps({"messages": [{"role": "robot", "content": "q"}, {"role": "assistant", "content": "a"}]}).encode(),
+     422, "role must be one of"),
+    (json.dumps([{"prompt": "q", "response": "a"}] * 65).encode(), 413, "65 items"),
+    (json.dumps({"prompt": "q", "response": "a" * 2001}).encode(), 413, "2001 characters"),
+    (json.dumps({"prompt": "q", "response": "x" * 250_000}).encode(), 413, "request body"),
+    (json.dumps({"prompt": "q", "response": "ka lo mi " * 220}).encode(), 413, "does not fit in the model's max_length"),
+])
+def test_bad_plain_requests_get_4xx_and_the_server_survives(server, body, status, message):
+    url, _ = server
+    r = httpx.post(f"{url}/score", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == status and message in r.json()["error"], r.text
+    assert httpx.post(f"{url}/score", json={"prompt": "q", "response": "a"}).status_code == 200
+
+
+@pytest.mark.parametrize("body, status, message", [
+    ({"prompts": ["a"]}, 422, "with `query`"),
+    ({"query": 5}, 422, "`query` must be a list"),
+    ({"query": ["a", 3]}, 422, "query[1] must be a string"),
+    ({"query": ["a", "b"], "prompts": ["a"]}, 422, "one prompt per query"),
+    ({"query": ["a"] * 65}, 413, "65 queries"),
+])
+def test_bad_openrlhf_requests_get_4xx(server, body, status, message):
+    url, _ = server
+    r = httpx.post(f"{url}/get_reward", json=body)
+    assert r.status_code == status and message in r.json()["error"], r.text
+    assert httpx.get(f"{url}/health").json()["status"] == "ok"
+
+
+def test_multi_head_model_returns_every_head_and_combines(tiny_llama_5):
+    rm = RewardModel.from_pretrained(tiny_llama_5).eval()
+    expected = rm.score(PROMPTS, RESPONSES)
+    weights = [1.0, 0.5, 0.0, 0.0, -1.0]
+    with running(create_app(rm, ServeOptions(combine=weights))) as url:
+        out = httpx.post(f"{url}/score", json=[{"prompt": p, "response": r} for p, r in zip(PROMPTS, RESPONSES)]).json()
+        rl = httpx.post(f"{url}/get_reward", json={"query": [rendered(rm, p, r) for p, r in zip(PROMPTS, RESPONSES)]})
+    heads = torch.tensor([[o["heads"][a] for a in rm.attributes] for o in out])
+    torch.testing.assert_close(heads, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.tensor([o["reward"] for o in out]), expected @ torch.tensor(weights),
+                               atol=1e-5, rtol=0)
+    logs = rl.json()["extra_logs"]
+    assert list(logs) == rm.attributes
+    torch.testing.assert_close(torch.tensor(logs["verbosity"]), expected[:, 4], atol=1e-5, rtol=0)
+
+
+def test_encoder_model_serves_plain_requests_and_explains_queries():
+    rm = RewardModel.from_pretrained("minilm-l6", attributes=["reward"]).eval()
+    expected = rm.score(PROMPTS[:2], RESPONSES[:2])
+    with running(create_app(rm)) as url:
+        out = httpx.post(f"{url}/score", json=[{"prompt": p, "response": r} for p, r in zip(PROMPTS, RESPONSES)][:2])
+        q = httpx.post(f"{url}/get_reward", json={"query": ["text"]})
+    torch.testing.assert_close(torch.tensor([o["reward"] for o in out.json()]), expected, atol=1e-5, rtol=0)
+    assert q.status_code == 422 and "no chat template" in q.json()["error"]
+
+
+@pytest.mark.slow  # a CLI subprocess (about 10 s)
+def test_rmlib_serve_command(tiny_llama):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "rmlib", "serve", str(tiny_llama), "--port", str(port),
+                             "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        deadline = time.time() + 120
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode()
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json()
+                break
+            except httpx.TransportError:
+                assert time.time() < deadline, "rmlib serve did not come up"
+                time.sleep(0.5)
+        assert health["status"] == "ok"
+        r = httpx.post(f"http://127.0.0.1:{port}/score", json={"prompt": "q", "response": "a"}).json()
+        assert isinstance(r["reward"], float)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_a_lone_request_does_not_wait_for_company(llama):
+    import asyncio
+
+    from rmlib.serve import Batcher
+
+    seq = llama.featurizer().encode([{"role": "user", "content": "q"}], "a")
+
+    async def one() -> float:
+        batcher = Batcher(llama, max_wait_ms=2000)
+        await batcher.start()
+        t0 = time.perf_counter()
+        await batcher.score([seq])
+        elapsed = time.perf_counter() - t0
+        await batcher.stop()
+        return elapsed
+
+    assert asyncio.run(one()) < 1.0  # far below max_wait_ms: nothing else was arriving
