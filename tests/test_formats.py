@@ -339,9 +339,9 @@ BAD_CASES = {
     "empty_response": ("trl", [{"prompt": "p", "chosen": "  ", "rejected": "b"}], 0, "chosen", "empty_response"),
     "identical": ("trl", [{"prompt": "p", "chosen": "a", "rejected": "a"}], 0, "rejected", "identical_responses"),
     "identical_implicit": ("trl", [{"chosen": CONV_OK, "rejected": CONV_OK}], 0, "rejected", "identical_responses"),
-    "nan_strength": ("trl", ['{"prompt": "p", "chosen": "a", "rejected": "b", "margin": NaN}'], 0, "strength",
+    "nan_strength": ("trl", ['{"prompt": "p", "chosen": "a", "rejected": "b", "margin": NaN}'], 0, "margin",
                      "bad_value"),
-    "negative_margin": ("trl", [{**VALID_TRL, "margin": -1.0}], 0, "strength", "bad_value"),
+    "negative_margin": ("trl", [{**VALID_TRL, "margin": -1.0}], 0, "margin", "bad_value"),
     "strength_out_of_range": ("helpsteer2_preference", [_hs2_pref(4)], 0, "preference_strength", "bad_value"),
     "inf_score": ("ultrafeedback", ['{"prompt_id": "1", "chosen": [{"role": "user", "content": "q"}, '
                                     '{"role": "assistant", "content": "a"}], "rejected": [{"role": "user", '
