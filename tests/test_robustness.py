@@ -157,3 +157,60 @@ def test_every_option_of_every_subcommand_has_help_text():
     score_help = dict(parsers())["rmlib score"].format_help()
     assert all(f in score_help.replace("\n", " ").replace("  ", " ") for f in ("trl", "helpsteer2"))
     assert FORMATS and all(s in dict(parsers())["rmlib eval"].format_help() for s in list_suites())
+
+
+# 9. small things a user trips on ---------------------------------------------------------------------
+
+
+def test_hf_and_trl_spellings_get_did_you_mean(tmp_path):
+    data = write_pairs(tmp_path / "pairs.jsonl", 8)
+    base = _cfg("minilm-l6", data, tmp_path / "run")
+    for override, hint in (("train.learning_rate=1e-5", "train.lr"), ("output_dir=x", "train.output_dir"),
+                           ("train.num_train_epochs=2", "train.epochs"), ("data.max_lenght=64", "max_length")):
+        with pytest.raises(ConfigError, match=f"[Dd]id you mean.*'{hint}'"):
+            Trainer(base, [override])
+
+
+def test_shipped_configs_resolve_the_bundled_samples_from_any_directory(tmp_path, monkeypatch):
+    from rmlib.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(ROOT / "configs" / "train" / "quickstart_minilm_bt.yaml")
+    assert Path(cfg.data.train).is_file() and Path(cfg.data.eval).is_file()
+
+
+def test_auto_resume_names_an_incomplete_checkpoint_and_the_loss_is_logged_without_a_bar(
+        tiny_llama, tmp_path, capsys):
+    data = write_pairs(tmp_path / "pairs.jsonl", 32)
+    (tmp_path / "run" / "checkpoints" / "step-0000004.tmp").mkdir(parents=True)
+    train(_cfg(tiny_llama, data, tmp_path / "run", max_steps=2, resume_from="auto", log_every=1, progress=False))
+    out = capsys.readouterr().out
+    assert "no complete checkpoint" in out and "incomplete, ignored: step-0000004.tmp" in out
+    assert "step 1/2: loss=" in out and "step 2/2: loss=" in out
+
+
+def test_a_failed_save_names_the_file_and_the_os_error(tiny_llama, tmp_path, monkeypatch):
+    import errno
+
+    from rmlib.training import trainer as trainer_module
+
+    def disk_full(staging, final):
+        raise OSError(errno.ENOSPC, "No space left on device", str(final))
+
+    monkeypatch.setattr(trainer_module, "publish_dir", disk_full)
+    data = write_pairs(tmp_path / "pairs.jsonl", 32)
+    with pytest.raises(CheckpointError, match=r"saving .*model failed: No space left on device .*previous"):
+        train(_cfg(tiny_llama, data, tmp_path / "run", max_steps=1))
+
+
+def test_score_skips_and_reports_invalid_records(tiny_llama, tmp_path):
+    data = write_pairs(tmp_path / "pairs.jsonl", 6)
+    lines = data.read_text().splitlines()
+    lines[2] = json.dumps({**json.loads(lines[2]), "chosen": 5})
+    data.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "r.jsonl"
+    p = _rmlib("score", str(tiny_llama), str(data), "--out", str(out))
+    assert p.returncode == 2 and "record 2: field 'chosen'" in p.stderr and not out.exists()
+    p = _rmlib("score", str(tiny_llama), str(data), "--out", str(out), "--on-invalid", "skip")
+    assert p.returncode == 0 and "1 skipped as invalid" in p.stderr
+    assert len(out.read_text().splitlines()) == 5

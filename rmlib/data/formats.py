@@ -824,9 +824,9 @@ def detect_format(records: list[dict], source: str, *, tolerant: bool = False) -
 
     Among matches the most specific wins; a tie is ambiguous and raises rather than guessing,
     because a wrong guess (e.g. UltraFeedback read as plain TRL) loses the scores silently.
-    ``tolerant`` (``on_invalid="skip"``): the format most of the sample matches, so a bad record
-    among the first ones is converted, refused and counted like any other, instead of making
-    detection fail. When nothing matches, the message names the field the closest format misses.
+    ``tolerant`` (what ``load`` uses): the format most of the sample matches, so a bad record among
+    the first ones is converted like any other: named (``on_invalid="error"``) or refused and
+    counted (``"skip"``), instead of making detection fail. When nothing matches, the message names the field the closest format misses.
     """
     sample = [r for r in records if isinstance(r, Mapping)][:DETECT_SAMPLE]
     if not sample:
@@ -927,7 +927,7 @@ def stream(source: str | Path, format: str | None = None, *, split: str | None =
         records = _rename(records, column_map, name)
         head, records = _peek(records, DETECT_SAMPLE)
     if format is None:
-        format = detect_format([r for _, r in head if isinstance(r, Mapping)], name, tolerant=on_invalid == "skip")
+        format = detect_format([r for _, r in head if isinstance(r, Mapping)], name, tolerant=True)
     spec = FORMATS[format]
     if spec.prepare is not None:
         records = spec.prepare(records, name)

@@ -237,7 +237,9 @@ class Trainer:
     def _check_fresh_run_dir(self) -> None:
         """A fresh run into a directory that holds another run would mix the two (its checkpoints
         would be resumed from, pruned or published beside ours): refuse unless told to replace it."""
-        found = [n for n in ("model", "checkpoints", "summary.json", "config.yaml") if (self.root / n).exists()]
+        found = [n for n in ("model", "summary.json", "config.yaml") if (self.root / n).exists()]
+        if ckpt.complete_checkpoints(self.root):  # an incomplete .tmp alone is no run to protect
+            found.append("checkpoints")
         if found and not self.cfg.train.overwrite:
             raise ConfigError(f"train.output_dir={self.root} already holds a run ({', '.join(found)}); pass "
                               "train.overwrite=true to replace it, train.resume_from=auto to continue it, or "
