@@ -214,3 +214,46 @@ def test_score_skips_and_reports_invalid_records(tiny_llama, tmp_path):
     p = _rmlib("score", str(tiny_llama), str(data), "--out", str(out), "--on-invalid", "skip")
     assert p.returncode == 0 and "1 skipped as invalid" in p.stderr
     assert len(out.read_text().splitlines()) == 5
+
+
+# 6-8. accounting, detection, empty results ---------------------------------------------------------
+
+
+def test_a_missing_column_is_named_instead_of_could_not_detect(tmp_path):
+    from rmlib.data.formats import load
+    from rmlib.data.schema import DataError
+
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"prompt": "q", "chosen": "a"}) + "\n")
+    with pytest.raises(DataError, match="field 'rejected': missing"):
+        load(path)
+
+
+def test_empty_results_are_errors_and_training_shows_the_report_first(tiny_llama, tmp_path):
+    from rmlib.cli import main
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("".join(json.dumps({"prompt": "q", "chosen": i, "rejected": "b"}) + "\n" for i in range(3)))
+    assert main(["data", "prepare", str(bad), "--out", str(tmp_path / "o.jsonl"), "--format", "trl",
+                 "--on-invalid", "skip"]) == 2
+    assert not (tmp_path / "o.jsonl").exists()
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert main(["data", "inspect", str(empty)]) == 2
+    long_pairs = tmp_path / "long.jsonl"
+    long_pairs.write_text("".join(json.dumps({"prompt": [{"role": "user", "content": f"q{i}"}],
+                                              "chosen": "yes " * 100, "rejected": "no " * 100,
+                                              "strength": None, "votes": None, "meta": {}}) + "\n"
+                                  for i in range(10)))
+    with pytest.raises(ConfigError, match=r"(?s)no training examples left.*filtered too_long: 10.*max_length=64"):
+        train(_cfg(tiny_llama, long_pairs, tmp_path / "run"))
+
+
+def test_score_names_the_pair_and_side_that_cannot_fit(tiny_llama, tmp_path):
+    data = tmp_path / "p.jsonl"
+    rows = [{"prompt": [{"role": "user", "content": "q"}], "chosen": "yes", "rejected": "no", "strength": None,
+             "votes": None, "meta": {}} for _ in range(3)]
+    rows[1]["rejected"] = "no " * 100
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    p = _rmlib("score", str(tiny_llama), str(data), "--out", str(tmp_path / "r.jsonl"), "--max-length", "32")
+    assert p.returncode == 2 and "record 1: (0-based, among the valid examples) pair 1: the rejected response" in p.stderr

@@ -40,7 +40,7 @@ from rmlib.data.schema import ValidationReport
 from rmlib.data.tokenize import Encoded, Featurizer, PairFeatures, RatedFeatures
 from rmlib.io import publish_dir, staging_dir
 
-FEATURE_VERSION = "2"  # bump when the stored columns change: old caches become other keys
+FEATURE_VERSION = "3"  # bump when the stored columns change: old caches become other keys
 MANIFEST = "manifest.json"
 #: below this many records the tokenize stage runs in-process (forking workers costs more)
 PARALLEL_MIN_ROWS = 20_000
@@ -296,7 +296,7 @@ def build_features(spec: SourceSpec, featurizer: Featurizer, *, labels: Sequence
                 "types": list(featurizer._types) if featurizer._types else None,
                 "middle_len": len(getattr(featurizer, "_middle", []) or []),
                 "truncated_prompts": int(np.count_nonzero(_col(tokenized, "truncated"))),
-                "report": _report_with_drops(report, tokenized, spec.path, max_examples).to_dict()}
+                "report": _report_with_drops(report, tokenized, spec.path, max_examples, featurizer.max_length).to_dict()}
     (tmp / "canonical.arrow").unlink()
     (tmp / MANIFEST).write_text(json.dumps(manifest))
     del tokenized
@@ -445,13 +445,14 @@ def _tokenize(tmp: Path, kind: str, featurizer: Featurizer, attributes: list[str
         datasets.enable_progress_bars()
 
 
-def _report_with_drops(report: ValidationReport, ds, source: str, max_examples: int) -> ValidationReport:
+def _report_with_drops(report: ValidationReport, ds, source: str, max_examples: int,
+                       max_length: int) -> ValidationReport:
     """The reader's report plus the rows tokenization dropped, counted by reason, a few named."""
     import pyarrow.compute as pc
 
     drop = ds.data.column("drop")
     index = _col(ds, "index")
-    limit = "max_length"
+    limit = f"max_length={max_length}"
     reasons = [r.as_py() for r in pc.unique(drop) if r.as_py()]
     for reason in sorted(reasons):
         where = np.nonzero(pc.equal(drop, reason).to_numpy(zero_copy_only=False))[0]
