@@ -51,9 +51,21 @@ def test_two_process_eval_equals_one_process(tiny_llama, tmp_path):
     items2, s2 = load_scores(two / "scores.jsonl")
     items1, s1 = load_scores(one / "scores.jsonl")
     assert items2 == items1 == load_suite("bon", FIX / "bon.jsonl").items   # input order, no duplicates
-    assert np.array_equal(s2, s1)
+    # scored in other batches on each side: equal up to kernel rounding, not bitwise
+    np.testing.assert_allclose(s2, s1, rtol=1e-5, atol=1e-6)
     # distinct items get distinct scores (bon.jsonl repeats one candidate), so a reordering would show
     assert len(np.unique(s1)) == len({json.dumps(it, sort_keys=True) for it in items1}) == len(s1) - 1
     for key in ("suite", "metrics", "tables", "notes"):
-        assert r2[key] == r1[key], key
+        assert _rounded(r2[key]) == _rounded(r1[key]), key
+
+
+def _rounded(value):
+    """Floats to 5 significant digits, so metrics of rounding-level different scores compare equal."""
+    if isinstance(value, float):
+        return float(f"{value:.5g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
     assert (two / "bon_curve.png").stat().st_size > 0 and (two / "report.md").stat().st_size > 0
