@@ -225,8 +225,8 @@ def _peak_rss_of(cmd: list[str], env: dict) -> tuple[float, str]:
 
 @pytest.mark.slow
 def test_a_source_larger_than_the_memory_budget_streams_and_trains(tiny_llama, tmp_path):
-    """Peak RSS does not grow with the number of records: a file 20× larger than another (and larger
-    than the budget the small run leaves) is read, tokenized and trained on within the same memory."""
+    """Peak RSS does not grow with the number of records: a file 20× larger than another (and more
+    than 5× the memory it adds) is read, tokenized and trained on within the same memory."""
     import sys
 
     from tests.helpers import write_config
@@ -235,7 +235,7 @@ def test_a_source_larger_than_the_memory_budget_streams_and_trains(tiny_llama, t
         data = tmp_path / f"pairs_{n}.jsonl"
         write_pairs(data, n)
         rows = data.read_text().splitlines()
-        notes = " filler" * 400  # ~3 KB of metadata per pair: 40k pairs make a file of more than 100 MB
+        notes = " filler" * 400  # ~3 KB of metadata per pair: 20k pairs make a file of more than 50 MB
         data.write_text("".join(json.dumps({**json.loads(line), "meta": {"notes": notes}}) + "\n" for line in rows))
         cfg = write_config(tmp_path / f"c_{n}.yaml", model={"name_or_path": str(tiny_llama)},
                            data={"train": str(data), "max_length": 64, "cache_dir": str(tmp_path / f"cache_{n}"),
@@ -246,10 +246,10 @@ def test_a_source_larger_than_the_memory_budget_streams_and_trains(tiny_llama, t
         assert f"{n} records read, {n} kept" in out and "done: 2 steps" in out
         return peak, data.stat().st_size / 2**20
 
-    small, _ = run(2_000)
-    large, file_mb = run(40_000)
-    assert file_mb > 100 and file_mb > (large - small) * 5
-    assert large <= small + 150, (small, large)  # flat in N: the 20x larger file costs < 150 MB more
+    small, _ = run(1_000)
+    large, file_mb = run(20_000)
+    assert file_mb > 50 and file_mb > (large - small) * 5
+    assert large <= small + 100, (small, large)  # flat in N: the 20x larger file costs < 100 MB more
 
 
 def test_mixed_sources_with_weights_and_named_eval_sets(tiny_llama, tmp_path):
