@@ -301,12 +301,3 @@ class Featurizer:
                 continue
             out.append(RatedFeatures(seq, values, i))
         return out
-
-    def features(self, kind: str, examples: Iterable, report: ValidationReport, *, labels: Sequence[str] = (),
-                 attributes: Sequence[str] = ()) -> list:
-        """Features of a data kind (``"pairs"`` or ``"ratings"``, a loss's ``data_kind``)."""
-        if kind == "pairs":
-            return self.pairs(examples, report, labels)
-        if kind == "ratings":
-            return self.rated(examples, attributes, report, labels)
-        raise ValueError(f"no featurizer for data kind {kind!r}")
