@@ -1,0 +1,173 @@
+"""``rmlib data dedup|decontaminate|ngram-index|overlap|filter|retrieve``: thin wrappers over the curation steps."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+__all__ = ["add_parsers"]
+
+
+def _common(p: argparse.ArgumentParser, out_help: str = "output directory (written atomically; never the input's)"):
+    p.add_argument("path", help="pairs file (any pairs format `rmlib data inspect` reads) or hub dataset id")
+    p.add_argument("--out", required=True, help=out_help)
+    p.add_argument("--format", default=None, help="reader to use (default: detected)")
+    p.add_argument("--on-invalid", default="error", choices=["error", "skip"],
+                   help="error (default): stop at the first invalid record; skip: count it in the report")
+
+
+def _index(args: argparse.Namespace, default_n: int):
+    from rmlib.curation import NgramIndex, benchmark_index
+
+    if bool(args.index) == bool(args.benchmark):
+        raise SystemExit("give either --benchmark SUITE=PATH (one or more) or --index FILE.npz")
+    if args.index:
+        index = NgramIndex.load(args.index)
+        if args.n is not None and args.n != index.n:
+            raise SystemExit(f"--n {args.n} but the index {args.index} holds {index.n}-grams")
+        return index
+    return benchmark_index(args.benchmark, args.n or default_n)
+
+
+def _bench_args(p: argparse.ArgumentParser, n_help: str) -> None:
+    p.add_argument("--benchmark", action="append", default=[], metavar="[NAME:]SUITE=PATH",
+                   help="a benchmark file read by an `rmlib eval` suite, e.g. rewardbench=rb.jsonl, "
+                        "rmbench=rm.json, judgebench=jb.jsonl, rmb=RMB_dataset/ (repeatable)")
+    p.add_argument("--index", default=None, help="an n-gram index saved by `rmlib data ngram-index`")
+    p.add_argument("--n", type=int, default=None, help=n_help)
+
+
+def _print(report: Any) -> int:
+    print(report.format())
+    return 0
+
+
+def cmd_dedup(args: argparse.Namespace) -> int:
+    from rmlib.curation import dedup_pairs
+
+    return _print(dedup_pairs(args.path, args.out, format=args.format, conflicts=args.conflicts,
+                              num_proc=args.num_proc, on_invalid=args.on_invalid))
+
+
+def cmd_decontaminate(args: argparse.Namespace) -> int:
+    from rmlib.curation import decontaminate
+
+    index = _index(args, 13)
+    return _print(decontaminate(args.path, args.out, index, format=args.format, num_proc=args.num_proc,
+                                on_invalid=args.on_invalid))
+
+
+def cmd_ngram_index(args: argparse.Namespace) -> int:
+    from rmlib.curation import benchmark_index
+
+    if not args.benchmark:
+        raise SystemExit("give --benchmark SUITE=PATH (one or more)")
+    index = benchmark_index(args.benchmark, args.n or 13)
+    index.save(args.out)
+    print(json.dumps(index.describe(), indent=2))
+    return 0
+
+
+def cmd_overlap(args: argparse.Namespace) -> int:
+    from rmlib.curation import overlap_report
+
+    res = overlap_report(args.path, _index(args, 7), args.out, format=args.format, num_proc=args.num_proc,
+                         on_invalid=args.on_invalid)
+    print(f"{res['check']}: {res['overlapping']} of {res['n_pairs']} pairs ({100 * res['share']:.2f} %) "
+          f"share an n-gram with a benchmark prompt: {res['per_benchmark']}; report: {args.out}")
+    return 0
+
+
+def _named(values: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for v in values:
+        name, eq, src = v.partition("=")
+        if not eq or not name or not src:
+            raise SystemExit(f"{what} {v!r}: write NAME=MODEL_OR_SCORE_FILE, e.g. gold=gold_scores.jsonl")
+        out[name] = src
+    return out
+
+
+def cmd_filter(args: argparse.Namespace) -> int:
+    from rmlib.curation import consistency_filter, parse_rule
+
+    for rule in args.rule:  # a typo in a rule is one line naming the choices, before any model is loaded
+        try:
+            parse_rule(rule)
+        except ValueError as e:
+            raise SystemExit(f"rmlib data filter: --rule {rule}: {e}") from None
+    return _print(consistency_filter(
+        args.path, args.out, _named(args.model, "--model"), rules=args.rule or ["gold_and_judge_or_best"],
+        judge=args.judge, review_model=args.review_model, review_band=args.review_band, recycle=args.recycle,
+        batch_size=args.batch_size, format=args.format, on_invalid=args.on_invalid))
+
+
+def cmd_retrieve(args: argparse.Namespace) -> int:
+    from rmlib.curation import retrieve_pairs
+
+    return _print(retrieve_pairs(args.path, args.pool, args.out, args.scores, embedder=args.embedder,
+                                 k_max=args.k_max, max_p=args.max_p, backend=args.backend,
+                                 batch_size=args.batch_size, format=args.format, on_invalid=args.on_invalid))
+
+
+def add_parsers(dsub: Any) -> None:
+    """Add the curation subcommands to ``rmlib data``'s subparsers (each sets ``curation_func``)."""
+    from rmlib.data.curation.consistency import RULES
+
+    p = dsub.add_parser("dedup", help="exact dedup on (conversation, chosen, rejected); swapped pairs are conflicts")
+    _common(p)
+    p.add_argument("--conflicts", default="drop", choices=["drop", "keep_first"],
+                   help="drop (default): remove every pair of a label conflict; keep_first: keep the earliest")
+    p.add_argument("--num-proc", type=int, default=None, help="map workers (default: 1 below 20k pairs, else CPUs)")
+    p.set_defaults(curation_func=cmd_dedup)
+
+    p = dsub.add_parser("decontaminate", help="remove pairs whose first-turn prompt shares an n-gram (default 13) "
+                                              "with a benchmark prompt")
+    _common(p)
+    _bench_args(p, "n-gram length (default 13, Skywork-Reward-V2)")
+    p.add_argument("--num-proc", type=int, default=None, help="map workers (default: 1 below 20k pairs, else CPUs)")
+    p.set_defaults(curation_func=cmd_decontaminate)
+
+    p = dsub.add_parser("ngram-index", help="build and save the hashed n-gram index of benchmark prompts once")
+    _bench_args(p, "n-gram length (default 13)")
+    p.add_argument("--out", required=True, help="the index file (.npz)")
+    p.set_defaults(curation_func=cmd_ngram_index)
+
+    p = dsub.add_parser("overlap", help="report (never remove) n-gram overlap with benchmark prompts; default n=7 "
+                                        "(the HelpSteer2-Preference RewardBench check)")
+    _common(p, out_help="the JSON report file")
+    _bench_args(p, "n-gram length (default 7, HelpSteer2-Preference)")
+    p.add_argument("--num-proc", type=int, default=None, help="map workers")
+    p.set_defaults(curation_func=cmd_overlap)
+
+    p = dsub.add_parser("filter", help="reward-model consistency filter (Skywork-Reward-V2 stage 2)")
+    _common(p)
+    p.add_argument("--model", action="append", default=[], metavar="NAME=MODEL_OR_SCORES",
+                   help="a reward model (directory, alias) or a score file from `rmlib score`, named for the rules "
+                        "(gold=..., best=...; repeatable)")
+    p.add_argument("--rule", action="append", default=[], metavar="NAME[:key=value,...]",
+                   help="keep-rule (repeatable, all must keep; default gold_and_judge_or_best): " +
+                        "; ".join(f"{r.name} {dict(r.defaults) or ''}".strip() for r in RULES.values()))
+    p.add_argument("--judge", default=None, help="the judge's verdicts: JSONL rows {index, agrees: true|false}")
+    p.add_argument("--review-model", default=None, help="model whose confidence routes pairs to review.jsonl")
+    p.add_argument("--review-band", type=float, default=0.0,
+                   help="route kept pairs with |p - 0.5| <= this to review.jsonl (default 0: no review file)")
+    p.add_argument("--recycle", action="store_true",
+                   help="write dropped pairs every model (and the judge) rejects, flipped, to recycled.jsonl")
+    p.add_argument("--batch-size", type=int, default=16, help="scoring batch size for models")
+    p.set_defaults(curation_func=cmd_filter)
+
+    p = dsub.add_parser("retrieve", help="error-driven retrieval (Skywork-Reward-V2 stage 1): the next batch to "
+                                         "annotate from an unlabeled pool")
+    _common(p)
+    p.add_argument("--pool", required=True, help="the unlabeled pairs to retrieve from")
+    p.add_argument("--scores", required=True, help="the current model's rewards of the labeled pairs: a score file "
+                                                   "(`rmlib score`) or a model (directory, alias)")
+    p.add_argument("--k-max", type=int, default=8, help="k = k_max if p <= 0.5 else ceil(k_max (1 - p)); default 8")
+    p.add_argument("--max-p", type=float, default=1.0, help="only pairs with p <= this retrieve (default 1.0: all)")
+    p.add_argument("--embedder", default="minilm-l6", help="sentence embedder (default: the bundled MiniLM)")
+    p.add_argument("--backend", default="numpy", choices=["numpy", "faiss"],
+                   help="exact search: numpy (default; bounded memory) or faiss (faiss-cpu's IndexFlatIP)")
+    p.add_argument("--batch-size", type=int, default=16, help="scoring batch size when --scores is a model")
+    p.set_defaults(curation_func=cmd_retrieve)

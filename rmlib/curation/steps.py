@@ -1,0 +1,110 @@
+"""The curation steps that run models: the consistency filter scoring with rmlib models, and error-driven
+retrieval (score, embed, search). Both build on the model-free steps of :mod:`rmlib.data.curation`."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from rmlib.curation.embed import DEFAULT_EMBEDDER, Embedder, embed_table
+from rmlib.curation.scoring import is_score_file, score_table
+from rmlib.data.curation import consistency
+from rmlib.data.curation.consistency import read_score_file
+from rmlib.data.curation.retrieval import DEFAULT_K_MAX, Backend, select_batch
+from rmlib.data.curation.table import (
+    DATA_FILE,
+    StepReport,
+    check_not_inside,
+    pair_row,
+    read_pairs,
+    step_output,
+    write_rows,
+)
+from rmlib.data.schema import OnInvalid
+
+__all__ = ["consistency_filter", "retrieve_pairs"]
+
+
+def consistency_filter(source: str | os.PathLike, out_dir: str | os.PathLike, models: Mapping[str, Any], *,
+                       batch_size: int = 16, max_length: int | None = None, format: str | None = None,
+                       on_invalid: OnInvalid = "error", **kwargs: Any) -> StepReport:
+    """:func:`rmlib.data.curation.consistency_filter` where each of ``models`` (name → model directory,
+    alias, :class:`rmlib.RewardModel`, score file or (chosen, rejected) arrays) is scored first if needed.
+
+    Rewards computed here are kept in the output as ``scores_<name>.jsonl`` (the ``rmlib score`` format), so a
+    second run with other rules reads them instead of scoring again.
+    """
+    check_not_inside(source, out_dir)
+    scores: dict[str, Any] = {}
+    attach: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="rmlib-curation-") as tmp:
+        table = None
+        for name, m in models.items():
+            if isinstance(m, (tuple, list)) or (isinstance(m, (str, os.PathLike)) and is_score_file(m)):
+                scores[name] = m
+                continue
+            if table is None:
+                table = read_pairs(source, tmp, format=format, on_invalid=on_invalid)
+            path = os.path.join(tmp, f"scores_{name}.jsonl")
+            score_table(m, table, path, batch_size=batch_size, max_length=max_length)
+            scores[name] = attach[f"scores_{name}.jsonl"] = path
+        return consistency.consistency_filter(source, out_dir, scores, format=format, on_invalid=on_invalid,
+                                              attach=attach, **kwargs)
+
+
+def retrieve_pairs(labeled: str | os.PathLike, pool: str | os.PathLike, out_dir: str | os.PathLike,
+                   scores: Any, *, embedder: str | Embedder = DEFAULT_EMBEDDER, k_max: int = DEFAULT_K_MAX,
+                   max_p: float = 1.0, backend: Backend = "numpy", batch_size: int = 16,
+                   format: str | None = None, pool_format: str | None = None, on_invalid: OnInvalid = "error",
+                   max_examples: int = 3) -> StepReport:
+    """Error-driven retrieval (Skywork-Reward-V2 stage 1): the next annotation batch from ``pool``.
+
+    ``scores`` are the current model's rewards of the ``labeled`` pairs: a score file, (chosen, rejected)
+    arrays, or a model (scored here; the file is kept as ``scores.jsonl``). Each labelled pair with
+    p = σ(r_c − r_r) ≤ ``max_p`` retrieves its k = :func:`~rmlib.data.curation.retrieval_k` most similar pool
+    pairs (cosine similarity of :class:`~rmlib.curation.embed.Embedder` embeddings). ``data.jsonl`` holds the
+    retrieved pool pairs once each, in pool order, with ``meta.curation = {retrieved_by: [labelled indices],
+    similarity: best}``; the pool pairs not retrieved are counted as ``not_retrieved``.
+    """
+    for src in (labeled, pool):
+        check_not_inside(src, out_dir)
+    report = StepReport("retrieve", str(pool), {"labeled": str(labeled), "k_max": k_max, "max_p": max_p,
+                                                "k": "k_max if p <= 0.5 else ceil(k_max * (1 - p))",
+                                                "embedder": embedder if isinstance(embedder, str) else embedder.name},
+                        max_examples=max_examples)
+    with step_output(out_dir, report) as (stage, work):
+        lab = read_pairs(labeled, work, format=format, on_invalid=on_invalid, name="labeled")
+        table = read_pairs(pool, work, format=pool_format, on_invalid=on_invalid, name="pool")
+        report.source, report.read = table.source, table.report.to_dict()
+        report.extra["labeled_read"] = lab.report.to_dict()
+        report.n_in = len(table)
+        if isinstance(scores, (tuple, list)):
+            c, r = (np.asarray(x, dtype=float).reshape(-1) for x in scores)
+        else:
+            if not (isinstance(scores, (str, os.PathLike)) and is_score_file(scores)):
+                scores = score_table(scores, lab, stage / "scores.jsonl", batch_size=batch_size)
+            c, r = read_score_file(scores, len(lab))
+        if c.size != len(lab):
+            raise ValueError(f"{c.size} scores for {len(lab)} labelled pairs")
+        p = 1.0 / (1.0 + np.exp(-(c - r)))
+        emb = embedder if isinstance(embedder, Embedder) else Embedder(embedder)
+        queries = embed_table(emb, lab, work / "labeled.npy")
+        pool_emb = embed_table(emb, table, work / "pool.npy")
+        k, by_pool, best = select_batch(p, queries, pool_emb, k_max=k_max, max_p=max_p, backend=backend)
+        selected = np.zeros(len(table), dtype=bool)
+        selected[list(by_pool)] = True
+        report.remove("not_retrieved", int((~selected).sum()))
+        report.n_out = write_rows(table, stage / DATA_FILE, selected, make=lambda row: pair_row(row, curation={
+            "retrieved_by": sorted(by_pool[row["index"]]), "similarity": round(best[row["index"]], 6)}))
+        seeds = k > 0
+        report.extra.update({
+            "backend": backend, "labeled": len(lab), "seeds": int(seeds.sum()),
+            "seeds_wrong": int(((p <= 0.5) & seeds).sum()), "requested": int(k.sum()),
+            "k_counts": {int(v): int((k == v).sum()) for v in np.unique(k)},
+            "p_mean": float(p.mean()) if p.size else None})
+        del queries, pool_emb
+    return report
