@@ -60,6 +60,13 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _cpu_s() -> float:
+    """User + system seconds of this process, its threads and its finished children (map workers):
+    what the work cost, which other jobs on a shared machine barely change (wall time they do)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def _children_rss_mb() -> float:
     """Largest peak RSS of this process's finished children (the map workers)."""
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -76,7 +83,7 @@ def worker_rmlib(data: str, cache: str) -> dict:
     from rmlib.data.collate import collate_pairs, global_batches
     from rmlib.training.data import featurizer_for, load_examples, resolve_max_length
 
-    base = _peak_rss_mb()
+    base, cpu0 = _peak_rss_mb(), _cpu_s()
     t0 = time.perf_counter()
     cfg = load_config(None, base={"model": {"name_or_path": "minilm-l6"},
                                   "data": {"train": data, "max_length": 512, "cache_dir": cache}})
@@ -87,7 +94,7 @@ def worker_rmlib(data: str, cache: str) -> dict:
     batch = collate_pairs(ex.train.take(first), feat.tok.pad_token_id)
     seconds = time.perf_counter() - t0
     assert batch.num_pairs == len(first)
-    return {"seconds": seconds, "tokenize_seconds": ex.tokenize_seconds, "built": ex.built,
+    return {"seconds": seconds, "cpu_s": _cpu_s() - cpu0, "tokenize_seconds": ex.tokenize_seconds, "built": ex.built,
             "rows": int(len(ex.train) + len(ex.eval)), "rss_mb": _peak_rss_mb(), "rss_after_import_mb": base,
             "worker_rss_mb": _children_rss_mb(),
             "tokens": int(np.sum(ex.train.lengths))}
@@ -100,7 +107,7 @@ def worker_baseline(data: str, cache: str) -> dict:
 
     from rmlib.io import resolve_model
 
-    base = _peak_rss_mb()
+    base, cpu0 = _peak_rss_mb(), _cpu_s()
     t0 = time.perf_counter()
     tok = AutoTokenizer.from_pretrained(resolve_model("minilm-l6"))
     ds = datasets.load_dataset("json", data_files=data, split="train", cache_dir=cache)
@@ -115,7 +122,7 @@ def worker_baseline(data: str, cache: str) -> dict:
     first = ds[:16]
     seconds = time.perf_counter() - t0
     assert len(first["chosen_ids"]) == 16
-    return {"seconds": seconds, "rows": len(ds), "rss_mb": _peak_rss_mb(), "rss_after_import_mb": base,
+    return {"seconds": seconds, "cpu_s": _cpu_s() - cpu0, "rows": len(ds), "rss_mb": _peak_rss_mb(), "rss_after_import_mb": base,
             "worker_rss_mb": _children_rss_mb()}
 
 
@@ -144,6 +151,9 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="N = 5k, 10k, 20k (under 4 minutes on 2 cores)")
     p.add_argument("--n", type=int, nargs="*", default=None, help="pair counts to measure")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--baseline-max", type=int, default=None,
+                   help="measure the baseline only up to this N (its time grows fastest on a loaded machine); "
+                        "larger N report rmlib's figures and no ratio")
     p.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -159,26 +169,41 @@ def main() -> None:
             first = _run("rmlib", data, cache)
             rank1 = _run("rmlib", data, cache)  # the cache exists: what a second rank (or a later run) does
             hit = _run("rmlib", data, cache)
-            base = _run("baseline", data, Path(tmp) / f"hf_{n}")
+            skip_base = args.baseline_max is not None and n > args.baseline_max
+            base = None if skip_base else _run("baseline", data, Path(tmp) / f"hf_{n}")
             row = {"n": n, "file_mb": data.stat().st_size / 2**20, "rmlib": first, "rank1": rank1, "cache_hit": hit,
                    "baseline": base, "cache_mb": _du_mb(cache),
-                   "pairs_per_s": n / first["seconds"], "baseline_pairs_per_s": n / base["seconds"]}
+                   "pairs_per_s": n / first["seconds"], "pairs_per_cpu_s": n / first["cpu_s"]}
+            if base is not None:
+                row.update({"baseline_pairs_per_s": n / base["seconds"], "baseline_pairs_per_cpu_s": n / base["cpu_s"]})
+            row["load_average"] = os.getloadavg()
             rows.append(row)
-            print(f"N={n}: rmlib {row['pairs_per_s']:.0f} pairs/s (rss {first['rss_mb']:.0f} MB), "
+            _write(rows, args)
+            vs = ("baseline not run, " if base is None else
                   f"baseline {row['baseline_pairs_per_s']:.0f} pairs/s (rss {base['rss_mb']:.0f} MB), "
+                  f"per CPU-second {row['pairs_per_cpu_s']:.0f} vs {row['baseline_pairs_per_cpu_s']:.0f}, ")
+            print(f"N={n}: rmlib {row['pairs_per_s']:.0f} pairs/s (rss {first['rss_mb']:.0f} MB), {vs}"
                   f"rank1 tokenize {rank1['tokenize_seconds']:.1f}s rss {rank1['rss_mb']:.0f} MB, "
                   f"cache hit {hit['seconds']:.1f}s, cache {row['cache_mb']:.0f} MB", flush=True)
             shutil.rmtree(Path(tmp) / f"hf_{n}", ignore_errors=True)
-    ratios = [r["pairs_per_s"] / r["baseline_pairs_per_s"] for r in rows]
+    print(json.dumps({k: v for k, v in _write(rows, args).items() if k != "detail"}, indent=2))
+
+
+def _write(rows: list[dict], args: argparse.Namespace) -> dict:
+    """The result so far (written after every N, so a long run that is stopped keeps its rows)."""
+    measured = [r for r in rows if r["baseline"] is not None]
+    ratios = [r["pairs_per_s"] / r["baseline_pairs_per_s"] for r in measured]
+    cpu_ratios = [r["pairs_per_cpu_s"] / r["baseline_pairs_per_cpu_s"] for r in measured]
     result = {"n": [r["n"] for r in rows], "rss_mb": [r["rmlib"]["rss_mb"] for r in rows],
               "rank1_rss_mb": [r["rank1"]["rss_mb"] for r in rows],
-              "baseline_rss_mb": [r["baseline"]["rss_mb"] for r in rows],
-              "pairs_per_s_ratio": ratios[-1], "pairs_per_s_ratios": ratios,
+              "baseline_rss_mb": [r["baseline"] and r["baseline"]["rss_mb"] for r in rows],
+              "pairs_per_s_ratio": ratios[-1] if ratios else None, "ratio_n": [r["n"] for r in measured],
+              "pairs_per_s_ratios": ratios, "pairs_per_cpu_s_ratios": cpu_ratios,
               "cache_hit_s": rows[-1]["cache_hit"]["seconds"], "rank1_tokenize_s": rows[-1]["rank1"]["tokenize_seconds"],
               "cache_mb": [r["cache_mb"] for r in rows], "detail": rows, "quick": args.quick, "cpus": os.cpu_count()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
-    print(json.dumps({k: v for k, v in result.items() if k != "detail"}, indent=2))
+    return result
 
 
 if __name__ == "__main__":

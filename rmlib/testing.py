@@ -73,6 +73,25 @@ def build_tiny_llama(out_dir: str | Path, *, num_labels: int = 1, hidden_size: i
     return out
 
 
+def build_tiny_causal_lm(out_dir: str | Path, tokenizer_dir: str | Path | None = None, *, hidden_size: int = 64,
+                         layers: int = 2, seed: int = 0) -> Path:
+    """Write a random-init ``LlamaForCausalLM`` plus tokenizer (a generative judge to train, e.g. the
+    Pairwise Justifier). ``tokenizer_dir`` reuses a tokenizer already built (training one costs seconds)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+
+    out = Path(out_dir)
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir) if tokenizer_dir else build_tokenizer(seed=seed)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                      num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=1024, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                      eos_token_id=tok.eos_token_id, tie_word_embeddings=False)
+    torch.manual_seed(seed)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
 def build_tiny_bert(out_dir: str | Path, *, num_labels: int = 1, hidden_size: int = 64, layers: int = 2,
                     seed: int = 0) -> Path:
     """Write a random-init ``BertForSequenceClassification`` (an encoder backbone) plus tokenizer."""

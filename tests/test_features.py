@@ -123,6 +123,29 @@ def test_cache_hits_and_every_key_component_invalidates(tmp_path):
     assert not list(cache.glob("*.tmp"))  # every build was published whole
 
 
+def test_worker_processes_and_the_in_process_map_write_the_same_features(tmp_path):
+    """``num_proc=2`` forks map workers, the default tokenizes here: the stored tables are identical."""
+    data = write_pairs(tmp_path / "pairs.jsonl", 300)
+    tok = build_tokenizer()
+    here = build_features(SourceSpec(str(data)), Featurizer(tok, 64), cache_dir=tmp_path / "a")
+    forked = build_features(SourceSpec(str(data)), Featurizer(tok, 64), cache_dir=tmp_path / "b", num_proc=2)
+    assert len(list((tmp_path / "b").glob("*/*.arrow"))) == 2  # one shard per worker
+    assert forked.ds.data.to_pydict() == here.ds.data.to_pydict()
+    assert forked.report.to_dict() == here.report.to_dict()
+
+
+def test_tokenize_processes_default_to_this_process_on_small_machines(monkeypatch):
+    from rmlib.data.features import PARALLEL_MIN_ROWS, tokenize_processes
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert tokenize_processes(10**7, None) is None  # 2 cores: the tokenizer's threads beat forked workers
+    assert tokenize_processes(100, 4) == 4 and tokenize_processes(100, 1) is None
+    assert tokenize_processes(1, 4) is None  # one record cannot be split
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert tokenize_processes(PARALLEL_MIN_ROWS, None) == 16
+    assert tokenize_processes(PARALLEL_MIN_ROWS - 1, None) is None
+
+
 def test_drops_are_counted_with_file_and_record(tmp_path):
     data = write_pairs(tmp_path / "pairs.jsonl", 30)
     rows = [json.loads(line) for line in data.read_text().splitlines()]

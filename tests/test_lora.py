@@ -348,3 +348,23 @@ def test_recommend_and_plan_cli(tmp_path):
     for name in ("lora_llama3_8b_24gb.yaml", "qlora_qwen7b_24gb.yaml"):
         out = run_cli("plan", str(root / name), "--budget", "24").stdout
         assert "fits in 24 GiB" in out and "setting(s) fit in 24 GiB" in out, out
+
+
+def test_a_headless_base_takes_the_task_prefix_its_adapter_names():
+    """MiniLM ships as a bare ``BertModel`` (``encoder.*``) while its LoRA adapter names ``bert.encoder.*``:
+    the merge renames the base tensors so every factor finds its tensor; a base that already has the
+    prefix, or an ambiguous one, is left as it is."""
+    from rmlib.models.merge import _with_task_prefix
+    from rmlib.models.safetensors_io import Entry
+
+    def entries(*names):
+        return {n: Entry(n, Path("x"), 0, (1,), torch.float32) for n in names}
+
+    headless = entries("embeddings.word_embeddings.weight", "encoder.layer.0.attention.self.query.weight")
+    adapter = ["base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.weight",
+               "base_model.model.classifier.modules_to_save.weight"]
+    renamed = _with_task_prefix(headless, adapter)
+    assert sorted(renamed) == ["bert.embeddings.word_embeddings.weight", "bert.encoder.layer.0.attention.self.query.weight"]
+    assert all(e.name == k for k, e in renamed.items())
+    prefixed = entries("bert.encoder.layer.0.attention.self.query.weight")
+    assert _with_task_prefix(prefixed, adapter) == prefixed

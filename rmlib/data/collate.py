@@ -8,11 +8,11 @@ padding fraction of a run is measured rather than guessed. Rows are ordered chos
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from functools import partial
 
+import numpy as np
 import torch
 
 from rmlib.data.tokenize import Encoded, PairFeatures, RatedFeatures
@@ -125,6 +125,32 @@ def collate_rated(feats: Sequence[RatedFeatures], pad_id: int, *, packing: bool 
                  n_positions=tensors["input_ids"].numel())
 
 
+def collate_judge(feats: Sequence, pad_id: int, *, packing: bool = False,
+                  pad_to_multiple_of: int | None = None) -> Batch:
+    """Judge sequences (:class:`rmlib.data.judge.JudgeFeatures`: original and flipped order) for the
+    next-token loss on their target tokens only.
+
+    Rows are padded or packed exactly as for the other kinds; then ``end_index`` lists the flat
+    positions whose logits predict a target token (from ``prompt_len - 1`` to the second-to-last
+    token of each sequence) and ``labels["target_ids"]`` the tokens they predict, so the model computes
+    the output layer only there and prompt tokens never enter the loss. ``labels["n_target"]`` holds
+    each item's target-token count (what the loss's ``count`` reads).
+    """
+    seqs = [s for f in feats for s in f.seqs]
+    tensors = _pack(seqs) if packing else _pad(seqs, pad_id, pad_to_multiple_of)
+    width = tensors["input_ids"].shape[1]
+    pos, targets, offset = [], [], 0
+    for row, s in enumerate(seqs):
+        start = offset if packing else row * width
+        pos.append(torch.arange(start + s.prompt_len - 1, start + len(s.ids) - 1))
+        targets += s.ids[s.prompt_len:]
+        offset += len(s.ids)
+    tensors["end_index"] = torch.cat(pos) if pos else torch.zeros(0, dtype=torch.long)
+    labels = {"target_ids": torch.tensor(targets, dtype=torch.long),
+              "n_target": torch.tensor([float(f.n_target) for f in feats])}
+    return Batch(**tensors, labels=labels, n_tokens=_tokens(seqs), n_positions=tensors["input_ids"].numel())
+
+
 def collate_sequences(seqs: Sequence[Encoded], pad_id: int, *, packing: bool = False) -> Batch:
     """Unlabelled sequences, for scoring."""
     tensors = _pack(seqs) if packing else _pad(seqs, pad_id, None)
@@ -132,46 +158,47 @@ def collate_sequences(seqs: Sequence[Encoded], pad_id: int, *, packing: bool = F
 
 
 def global_batches(lengths: Sequence[int], global_size: int, *, seed: int, epoch: int,
-                   group_by_length: bool = True, mega: int = 32) -> list[list[int]]:
+                   group_by_length: bool = True, mega: int = 32) -> list[np.ndarray]:
     """Shuffled global batches of indices; with length grouping, similar lengths share a batch.
 
     Grouping sorts within shuffled "mega-chunks" of ``mega`` global batches and then shuffles the
     batch order, so batches stay random across the epoch (a global sort would make early and late
     steps systematically different). The last global batch may be smaller.
+
+    Why numpy: at tens of millions of pairs a plan of Python ints costs gigabytes per rank (28 bytes
+    an int plus the lists); here it is one int64 array and a view per batch.
     """
-    rng = random.Random(seed * 100_003 + epoch)
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
+    lengths = np.asarray(lengths)
+    rng = np.random.default_rng([seed % 2**32, epoch])
+    order = rng.permutation(len(lengths))
     if group_by_length:
+        # longest first within each chunk, in place; a stable sort keeps equal lengths in shuffled
+        # order. One chunk at a time: a whole-array sort needs several temporaries of the full size
         span = global_size * mega
-        chunks = [sorted(order[i:i + span], key=lambda k: lengths[k], reverse=True)
-                  for i in range(0, len(order), span)]
-        order = [k for c in chunks for k in c]
+        for i in range(0, len(order), span):
+            part = order[i:i + span]
+            part[:] = part[np.argsort(-lengths[part], kind="stable")]
     batches = [order[i:i + global_size] for i in range(0, len(order), global_size)]
-    if group_by_length:
+    if group_by_length and batches:
         last = batches.pop() if len(batches[-1]) < global_size else None
-        rng.shuffle(batches)
+        batches = [batches[k] for k in rng.permutation(len(batches))]
         if last is not None:
             batches.append(last)
     return batches
 
 
-def split_global_batch(batch: Sequence[int], lengths: Sequence[int], parts: int) -> list[list[int]] | None:
+def split_global_batch(batch: Sequence[int], lengths: Sequence[int], parts: int) -> list[np.ndarray] | None:
     """Split a global batch into ``parts`` non-empty micro-batches of similar token counts.
 
     Returns None when there are fewer items than parts (every process must get work, or a
-    collective would hang). Items are sorted by length so each micro-batch pads little.
+    collective would hang). Items are sorted by length so each micro-batch pads little; the first
+    ``len % parts`` micro-batches hold one item more.
     """
     if len(batch) < parts:
         return None
-    items = sorted(batch, key=lambda k: lengths[k], reverse=True)
-    base, extra = divmod(len(items), parts)
-    out, start = [], 0
-    for p in range(parts):
-        n = base + (p < extra)
-        out.append(items[start:start + n])
-        start += n
-    return out
+    batch = np.asarray(batch)
+    items = batch[np.argsort(-np.asarray(lengths)[batch], kind="stable")]
+    return np.array_split(items, parts)
 
 
 def iterate_in_length_order(lengths: Sequence[int], max_tokens: int, max_items: int, *,
@@ -367,4 +394,8 @@ def collator_for(kind: str, *, shared_prompt: bool = False, packing: bool = Fals
         if shared_prompt:
             raise ValueError("data.shared_prompt=true needs preference pairs (a prompt with two responses)")
         return partial(collate_rated, packing=packing)
+    if kind == "judge":
+        if shared_prompt:
+            raise ValueError("data.shared_prompt=true needs preference pairs (a prompt with two responses)")
+        return partial(collate_judge, packing=packing)
     raise ValueError(f"no collator for data kind {kind!r}")

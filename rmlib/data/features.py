@@ -8,7 +8,8 @@ directory per *key*:
    Arrow file: texts, hashes of the prompt and of the whole example (``uint64``), and the value of
    every label the loss consumes. Nothing but the current record is held in memory, so a source
    larger than RAM streams.
-2. **tokenized**: a batched ``map`` (``num_proc`` workers) renders and tokenizes each prompt once
+2. **tokenized**: a batched ``map`` (in this process with the tokenizer's threads, or ``num_proc``
+   worker processes: :func:`tokenize_processes`) renders and tokenizes each prompt once
    (:meth:`Featurizer.split_many`) and stores its tokens once per pair beside each response's
    tokens and how many prompt tokens each sequence keeps. Dropped pairs (too long, identical after
    tokenization) keep their row with the reason, and are counted in the report.
@@ -28,16 +29,17 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rmlib.data import judge_features
 from rmlib.data.labels import read_labels
 from rmlib.data.schema import ValidationReport
-from rmlib.data.tokenize import Encoded, Featurizer, PairFeatures, RatedFeatures
+from rmlib.data.tokenize import DROP_REASONS, Encoded, Featurizer, PairFeatures, RatedFeatures, drop_reason
 from rmlib.io import publish_dir, staging_dir
 
 FEATURE_VERSION = "3"  # bump when the stored columns change: old caches become other keys
@@ -155,6 +157,8 @@ class FeatureSet:
         """Features of items ``idx`` (positions in this set), read from Arrow for this call only."""
         t = self.table
         rows = t.ds[[int(self.rows[i]) for i in idx]] if len(idx) else {}
+        if t.kind == "judge":  # rmlib.data.judge_features: original (+ flipped) sequence per item
+            return [judge_features.take_row(rows, j) for j in range(len(idx))]
         out = []
         labels = [n for n in t.labels if n != "targets"]
         for j in range(len(idx)):
@@ -194,6 +198,8 @@ class FeatureSet:
             else:
                 values = self.table.column(f"label_{name}")[rows]
             out[name] = torch.tensor(np.asarray(values, dtype=np.float32))
+        if self.table.kind == "judge":  # target tokens per item: the unit the justifier loss divides by
+            out["n_target"] = torch.tensor(self.table.column("n_target")[rows].astype(np.float32))
         return out
 
     def subset(self, positions: np.ndarray) -> FeatureSet:
@@ -257,18 +263,21 @@ class MixedSet:
 
 
 def feature_key(spec: SourceSpec, featurizer: Featurizer, labels: Sequence[str],
-                attributes: Sequence[str] | None) -> str:
+                attributes: Sequence[str] | None, data_options: Mapping[str, Any] | None = None) -> str:
     payload = {"version": FEATURE_VERSION, "source": _source_stamp(spec.path), "spec": spec.__dict__,
                "tokenizer": tokenizer_fingerprint(featurizer.tok), "max_length": featurizer.max_length,
                "keep_system": featurizer.keep_system, "labels": list(labels),
                "attributes": None if attributes is None else list(attributes)}
+    if data_options:  # only when given, so the keys of kinds without options never change
+        payload["data_options"] = dict(data_options)
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
 def build_features(spec: SourceSpec, featurizer: Featurizer, *, labels: Sequence[str] = (),
                    attributes: Sequence[str] | None = None, cache_dir: str | Path | None = None,
                    num_proc: int | None = None, max_examples: int = 3,
-                   expect_kind: tuple[str, str] | None = None) -> FeatureTable:
+                   expect_kind: tuple[str, str] | None = None,
+                   data_options: Mapping[str, Any] | None = None) -> FeatureTable:
     """The features of one source: a cache hit if this key was built before, else built now.
 
     ``attributes=None`` uses every attribute the ratings name, in order of first appearance.
@@ -278,7 +287,7 @@ def build_features(spec: SourceSpec, featurizer: Featurizer, *, labels: Sequence
     the other ranks find the finished cache and only memory-map it.
     """
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    key = feature_key(spec, featurizer, labels, attributes)
+    key = feature_key(spec, featurizer, labels, attributes, data_options)
     final = cache / key
     if (final / MANIFEST).is_file():
         table = _open(final, built=False, tokenize_seconds=0.0)
@@ -290,7 +299,7 @@ def build_features(spec: SourceSpec, featurizer: Featurizer, *, labels: Sequence
     t0 = time.perf_counter()
     kind, fmt, report, attrs, n = _write_canonical(spec, tmp / "canonical.arrow", labels, attributes, max_examples,
                                                    expect_kind)
-    tokenized = _tokenize(tmp, kind, featurizer, attrs, n, num_proc)
+    tokenized = _tokenize(tmp, kind, featurizer, attrs, n, num_proc, data_options)
     manifest = {"version": FEATURE_VERSION, "key": key, "kind": kind, "format": fmt, "attributes": attrs,
                 "labels": list(labels), "rows": n, "files": [Path(f["filename"]).name for f in tokenized.cache_files],
                 "types": list(featurizer._types) if featurizer._types else None,
@@ -331,6 +340,8 @@ def _canonical_features(kind: str, labels: Sequence[str]):
             "split": v("string")}
     if kind == "pairs":
         cols.update({"chosen": v("string"), "rejected": v("string")})
+    elif kind == "judge":
+        cols.update(judge_features.canonical_columns(v))
     else:
         cols.update({"response": v("string"), "scores": v("string")})
     cols.update({f"label_{n}": v("float64") for n in labels if n != "targets"})
@@ -373,6 +384,8 @@ def _write_canonical(spec: SourceSpec, path: Path, labels: Sequence[str], attrib
                 row.update({"response": ex.response, "scores": json.dumps(dict(ex.attributes))})
                 if attributes is None:
                     names += [a for a in ex.attributes if a not in names]
+            elif st.kind == "judge":
+                row.update(judge_features.canonical_row(ex))
             else:
                 raise ValueError(f"{spec.path}: {st.kind} data has no features for reward-model training")
             values = read_labels(ex, [x for x in labels if x != "targets"])
@@ -395,17 +408,12 @@ def _tokenize_batch(batch: dict, *, featurizer: Featurizer, kind: str, attribute
         out["targets"] = []
     for i, sp in enumerate(splits):
         keeps = [featurizer.fit(sp.head, sp.body, r) for r in sp.responses]
-        drop = ""
-        if any(k is None for k in keeps):
-            drop = "too_long"
-        elif kind == "pairs" and keeps[0] == keeps[1] and sp.responses[0] == sp.responses[1]:
-            drop = "identical_after_tokenization"
+        targets = None
         if kind == "ratings":
             scores = json.loads(batch["scores"][i])
             targets = [None if scores.get(a) is None else float(scores[a]) for a in attributes]
             out["targets"].append(targets)
-            if not drop and all(t is None for t in targets):
-                drop = "no_target_attribute"
+        drop = drop_reason(keeps, sp.responses, targets)
         keeps = [0 if k is None else k for k in keeps]
         out["head"].append(sp.head)
         out["body"].append(sp.body)
@@ -418,31 +426,98 @@ def _tokenize_batch(batch: dict, *, featurizer: Featurizer, kind: str, attribute
     return out
 
 
-def _tokenize(tmp: Path, kind: str, featurizer: Featurizer, attributes: list[str], n: int, num_proc: int | None):
+def tokenize_processes(n: int, num_proc: int | None) -> int | None:
+    """Worker processes for the tokenize ``map``; None: this process, with the tokenizer's own threads.
+
+    Why in-process by default on small machines: the Rust tokenizer already encodes a batch on every
+    core, and a forked ``map`` worker gets a single-threaded tokenizer (``tokenizers`` turns its
+    threads off after a fork) plus the cost of starting, pickling the featurizer and merging shards.
+    Processes pay off once the Python around the tokenizer (about a tenth of the time) limits the
+    threads: from ``PARALLEL_MIN_ROWS`` records on machines with more than 4 cores. ``datasets``
+    starts a pool even for ``num_proc=1``, so 0 and 1 both mean "this process" here.
+    """
+    if num_proc is None:
+        cores = os.cpu_count() or 1
+        num_proc = min(cores, 16) if n >= PARALLEL_MIN_ROWS and cores > 4 else 1
+    return num_proc if num_proc > 1 and n > 1 else None
+
+
+def _tokenize(tmp: Path, kind: str, featurizer: Featurizer, attributes: list[str], n: int, num_proc: int | None,
+              data_options: Mapping[str, Any] | None = None):
     import datasets
 
     canonical = datasets.Dataset.from_file(str(tmp / "canonical.arrow"))
-    if num_proc is None:
-        num_proc = min(os.cpu_count() or 1, 8) if n >= PARALLEL_MIN_ROWS else 1
+    num_proc = tokenize_processes(n, num_proc)
     keep = ["index", "prompt_hash", "content_hash", "split"] + [c for c in canonical.column_names
                                                                    if c.startswith("label_")]
     v, ids = datasets.Value, datasets.Sequence(datasets.Value("int32"))  # int32 ids: half the bytes of int64
     cols = {c: canonical.features[c] for c in keep}
-    cols.update({"head": ids, "body": ids, "n_tokens": v("int32"), "drop": v("string"), "truncated": v("int8")})
-    for k in range(2 if kind == "pairs" else 1):
-        cols.update({f"resp_{k}": ids, f"keep_{k}": v("int32")})
-    if kind == "ratings":
-        cols["targets"] = datasets.Sequence(v("float64"))
+    if kind == "judge":  # rmlib.data.judge_features: prompt + target ids, prompt length, target count
+        cols.update(judge_features.tokenized_columns(datasets))
+        fn, fn_kwargs = judge_features.tokenize_batch, {"tokenizer": featurizer.tok,
+                                                        "max_length": featurizer.max_length,
+                                                        "options": dict(data_options or {})}
+    else:
+        fn, fn_kwargs = _tokenize_batch, {"featurizer": featurizer, "kind": kind, "attributes": attributes}
+        cols.update({"head": ids, "body": ids, "n_tokens": v("int32"), "drop": v("string"), "truncated": v("int8")})
+        for k in range(2 if kind == "pairs" else 1):
+            cols.update({f"resp_{k}": ids, f"keep_{k}": v("int32")})
+        if kind == "ratings":
+            cols["targets"] = datasets.Sequence(v("float64"))
+    if num_proc is None:
+        return _map_here(tmp, fn, fn_kwargs, datasets.Features(cols), keep)
     datasets.disable_progress_bars()
     try:
-        return canonical.map(_tokenize_batch, batched=True, batch_size=512, num_proc=num_proc if n > 1 else None,
-                             fn_kwargs={"featurizer": featurizer, "kind": kind, "attributes": attributes},
+        return canonical.map(fn, batched=True, batch_size=512, num_proc=num_proc,
+                             fn_kwargs=fn_kwargs,
                              features=datasets.Features(cols),
                              remove_columns=[c for c in canonical.column_names if c not in keep],
                              cache_file_name=str(tmp / "features.arrow"), new_fingerprint="rmlib-features",
                              load_from_cache_file=False)
     finally:
         datasets.enable_progress_bars()
+
+
+def _map_here(tmp: Path, fn, fn_kwargs: dict, features, keep: list[str], batch_size: int = 512):
+    """``Dataset.map(fn, batched=True)`` in this process, reading the canonical file with plain reads.
+
+    Why not ``map`` itself: it memory-maps its input, and every page it reads stays in this
+    process's resident set, so RSS grew with the source (+300 MB from 20k to 100k pairs). Read
+    through an ``OSFile`` stream, a batch is freed once written and RSS stays flat in N; the
+    output file is the same table ``map`` writes (``tests/test_features.py`` compares them).
+    """
+    import datasets
+    import pyarrow as pa
+    from datasets.arrow_writer import ArrowWriter
+
+    schema = features.arrow_schema
+    out = tmp / "features.arrow"
+    with pa.OSFile(str(tmp / "canonical.arrow"), "rb") as src, \
+            ArrowWriter(features=features, path=str(out), writer_batch_size=batch_size) as writer:
+        reader = pa.ipc.open_stream(src)
+        pending: list = []
+        for record_batch in reader:
+            pending.append(record_batch)
+            if sum(b.num_rows for b in pending) < batch_size:
+                continue
+            table = pa.Table.from_batches(pending)
+            for start in range(0, table.num_rows - table.num_rows % batch_size, batch_size):
+                _write_mapped(writer, table.slice(start, batch_size), fn, fn_kwargs, schema, keep)
+            rest = table.num_rows % batch_size
+            pending = table.slice(table.num_rows - rest).to_batches() if rest else []
+        if pending:
+            _write_mapped(writer, pa.Table.from_batches(pending), fn, fn_kwargs, schema, keep)
+        writer.finalize()
+    return datasets.Dataset.from_file(str(out))
+
+
+def _write_mapped(writer, part, fn, fn_kwargs: dict, schema, keep: list[str]) -> None:
+    import pyarrow as pa
+
+    made = fn(part.to_pydict(), **fn_kwargs)
+    arrays = [part.column(f.name).cast(f.type) if f.name in keep else pa.array(made[f.name], type=f.type)
+              for f in schema]
+    writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
 
 
 def _report_with_drops(report: ValidationReport, ds, source: str, max_examples: int,
@@ -452,15 +527,12 @@ def _report_with_drops(report: ValidationReport, ds, source: str, max_examples: 
 
     drop = ds.data.column("drop")
     index = _col(ds, "index")
-    limit = f"max_length={max_length}"
     reasons = [r.as_py() for r in pc.unique(drop) if r.as_py()]
     for reason in sorted(reasons):
         where = np.nonzero(pc.equal(drop, reason).to_numpy(zero_copy_only=False))[0]
         report.filtered[reason] += len(where)
         for i in where[:max_examples]:
-            what = {"too_long": f"a response does not fit in {limit}",
-                    "identical_after_tokenization": "chosen and rejected tokenize identically",
-                    "no_target_attribute": "every target attribute is missing"}.get(reason, reason)
+            what = DROP_REASONS[reason].format(max_length) if reason in DROP_REASONS else reason
             report._example(reason, f"{source}: example {int(index[i])} (0-based, after reading): {what}")
     report.kept -= int(pc.sum(pc.not_equal(drop, "")).as_py() or 0)
     return report

@@ -494,6 +494,13 @@ def _convert_helpsteer2_preference(record: Any, index: int, ctx: _Ctx) -> Exampl
                      votes=_helpsteer2_votes(record, ctx, index, sign), meta=meta)
 
 
+def _convert_helpsteer2_justifier(record: Any, index: int, ctx: _Ctx) -> Example | None:
+    """HelpSteer2-Preference → one justifier example per kept task (:func:`rmlib.data.judge.overall_justification`)."""
+    from rmlib.data.judge import overall_justification
+
+    return overall_justification(record, index, ctx.source, ctx.report)
+
+
 def _multipref_group(record: Any, key: str, ctx: _Ctx, index: int) -> list[float]:
     """One annotator group's ``overall_pref`` labels as A-over-B votes."""
     annotations = require(record, key, ctx.source, index)
@@ -793,6 +800,10 @@ FORMATS: dict[str, FormatSpec] = {
     "rmlib_ratings": FormatSpec("ratings", _detect_rmlib_ratings, _convert_rmlib_ratings,
                                 doc="canonical RatedResponse"),
     "rmlib_judge": FormatSpec("judge", _detect_rmlib_judge, _convert_rmlib_judge, doc="canonical JudgeExample"),
+    # never detected (a HelpSteer2-Preference file reads as pairs unless this is named): judge examples
+    "helpsteer2_justifier": FormatSpec("judge", lambda r: False, _convert_helpsteer2_justifier, specificity=0,
+                                       doc="HelpSteer2-Preference as Pairwise Justifier examples (the paper's "
+                                           "Overall Preference Justification set, rmlib.data.judge)"),
 }
 
 

@@ -100,6 +100,23 @@ class Split:
     responses: list[list[int]]
 
 
+def drop_reason(keeps: Sequence[int | None], responses: Sequence[Sequence[int]],
+                targets: Sequence[float | None] | None = None) -> str:
+    """Why an example cannot train (``""`` when it can), from how much prompt each sequence keeps.
+
+    Why one function: the Arrow feature path and the in-memory :meth:`Featurizer.pairs` /
+    :meth:`Featurizer.rated` must drop exactly the same examples, under the same reason names.
+    Two responses whose kept prompt and tokens are equal are the same sequence.
+    """
+    if any(k is None for k in keeps):
+        return "too_long"
+    if len(responses) == 2 and keeps[0] == keeps[1] and list(responses[0]) == list(responses[1]):
+        return "identical_after_tokenization"
+    if targets is not None and all(t is None or math.isnan(t) for t in targets):
+        return "no_target_attribute"
+    return ""
+
+
 class Featurizer:
     """Tokenizes prompts and responses the same way for training, evaluation and scoring.
 
@@ -266,38 +283,44 @@ class Featurizer:
 
     def pairs(self, pairs: Iterable[PreferencePair], report: ValidationReport,
               labels: Sequence[str] = (), *, chunk: int = 512) -> list[PairFeatures]:
-        """Tokenize pairs; drop (and count) the ones that cannot fit or collapse after tokenizing."""
+        """Tokenize pairs in memory; drop (and count) what :func:`drop_reason` names."""
         out: list[PairFeatures] = []
         pairs = list(pairs)
         for start in range(0, len(pairs), chunk):
             part = pairs[start:start + chunk]
-            encoded = self.encode_many([p.prompt for p in part], [(p.chosen, p.rejected) for p in part])
-            for i, (pair, (c, r)) in enumerate(zip(part, encoded), start=start):
-                if c is None or r is None:
-                    report.filter("too_long", f"pair {i}: a response does not fit in max_length={self.max_length}")
+            splits = self.split_many([p.prompt for p in part], [(p.chosen, p.rejected) for p in part])
+            for i, (pair, sp) in enumerate(zip(part, splits), start=start):
+                keeps = [self.fit(sp.head, sp.body, r) for r in sp.responses]
+                reason = drop_reason(keeps, sp.responses)
+                if reason:
+                    report.filter(reason, f"pair {i}: " + DROP_REASONS[reason].format(self.max_length))
                     continue
-                if c.ids == r.ids:
-                    report.filter("identical_after_tokenization", f"pair {i}: chosen and rejected tokenize identically")
-                    continue
+                c, r = (self._kept(sp, k, resp) for k, resp in zip(keeps, sp.responses))
                 out.append(PairFeatures(c, r, read_labels(pair, labels), i))
         return out
 
     def rated(self, rows: Iterable[RatedResponse], attributes: Sequence[str],
               report: ValidationReport, labels: Sequence[str] = ("targets",)) -> list[RatedFeatures]:
+        """Tokenize rated responses in memory; drop (and count) what :func:`drop_reason` names."""
         out = []
         for i, row in enumerate(rows):
-            unknown = set(row.attributes) - set(attributes)
-            if unknown and not any(a in row.attributes for a in attributes):
-                report.filter("no_target_attribute", f"row {i}: has {sorted(row.attributes)}, model predicts "
-                              f"{list(attributes)}")
-                continue
-            seq = self.encode(row.prompt, row.response)
-            if seq is None:
-                report.filter("too_long", f"row {i}: the response does not fit in max_length={self.max_length}")
-                continue
+            (sp,) = self.split_many([row.prompt], [[row.response]])
+            keep = self.fit(sp.head, sp.body, sp.responses[0])
             values = read_labels(row, tuple(dict.fromkeys(("targets", *labels))), attributes)
-            if all(math.isnan(t) for t in values["targets"]):
-                report.filter("no_target_attribute", f"row {i}: every target attribute is missing")
+            reason = drop_reason([keep], sp.responses, values["targets"])
+            if reason:
+                report.filter(reason, f"row {i}: " + DROP_REASONS[reason].format(self.max_length))
                 continue
-            out.append(RatedFeatures(seq, values, i))
+            out.append(RatedFeatures(self._kept(sp, keep, sp.responses[0]), values, i))
         return out
+
+    def _kept(self, sp: Split, keep: int, resp: list[int]) -> Encoded:
+        if keep < len(sp.body):
+            self.truncated_prompts += 1
+        return self.assemble(sp.head, sp.body, resp, keep)
+
+
+#: what each drop reason means, for reports (``{}``: max_length)
+DROP_REASONS = {"too_long": "a response does not fit in max_length={}",
+            "identical_after_tokenization": "chosen and rejected tokenize identically",
+            "no_target_attribute": "every target attribute is missing"}

@@ -116,6 +116,10 @@ def run_eval(args: argparse.Namespace) -> int:
             common["head_weights"], search = _search_weights(data, raw, heads, cfg.heads.search_step)
         report = run_suite(suite, data, scores=args.scores, **common)
         meta: dict = {"scores": str(args.scores)}
+    elif _is_judge(args.model):  # a causal LM: a generative judge, judged by generating and parsing verdicts
+        report, meta = _judge_report(args, cfg, suite, data)
+        if report is None:
+            return 0
     else:
         from rmlib.models import RewardModel
 
@@ -152,6 +156,45 @@ def run_eval(args: argparse.Namespace) -> int:
     print(report.to_markdown())
     print("wrote " + ", ".join(str(p) for p in files.values()))
     return 0
+
+
+def _is_judge(model: str) -> bool:
+    from rmlib.io import resolve_model
+    from rmlib.models import is_causal_lm_dir
+
+    try:
+        return is_causal_lm_dir(resolve_model(model))
+    except (OSError, ValueError):
+        return False
+
+
+def _judge_report(args: argparse.Namespace, cfg, suite, data):
+    """(report, meta) of a justifier on the suite (``rmlib.eval.generative``); (None, None) on a non-main process."""
+    import torch
+
+    from rmlib.eval.generative import check_suite, justifier_report
+    from rmlib.models import JustifierModel
+
+    if args.cache or cfg.heads.weights is not None or cfg.heads.search:
+        raise SystemExit("rmlib eval: a generative judge gives verdicts, not scores: --cache and heads.* do not apply")
+    try:  # before the model loads
+        check_suite(suite.name, data)
+    except ValueError as e:
+        raise SystemExit(f"rmlib eval: {e}") from e
+    acc = _accelerator()
+    model = JustifierModel.from_pretrained(args.model, trust_remote_code=cfg.trust_remote_code,
+                                           max_length=cfg.max_length)
+    model.to(acc.device if acc is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        report = justifier_report(model, suite.name, data, both_orders=cfg.judge.both_orders, seed=cfg.judge.seed,
+                                  max_new_tokens=cfg.judge.max_new_tokens, batch_size=cfg.batch_size,
+                                  accelerator=acc, progress=acc is None or acc.is_main_process)
+    except ValueError as e:
+        raise SystemExit(f"rmlib eval: {e}") from e
+    if acc is not None and not acc.is_main_process:
+        return None, None
+    return report, {"model": str(args.model), "model_type": "generative judge (causal LM)",
+                    "num_processes": 1 if acc is None else acc.num_processes}
 
 
 def _search_weights(data, raw, head_names, step: float):

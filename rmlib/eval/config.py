@@ -18,7 +18,7 @@ from typing import Any
 from rmlib.config import ConfigError, load_structured
 from rmlib.eval.registry import Suite, get_suite
 
-__all__ = ["EvalConfig", "HeadsConfig", "eval_schema", "load_eval_config"]
+__all__ = ["EvalConfig", "HeadsConfig", "JudgeConfig", "eval_schema", "load_eval_config"]
 
 
 @dataclass
@@ -34,6 +34,16 @@ class HeadsConfig:
 
 
 @dataclass
+class JudgeConfig:
+    both_orders: bool = field(default=False, metadata={
+        "help": "generative judges (a causal-LM MODEL): judge each pair in both orders and report the accuracy "
+                "per order, position bias and JudgeBench two-game netting"})
+    max_new_tokens: int = field(default=256, metadata={"help": "generative judges: token cap of each judgement"})
+    seed: int = field(default=0, metadata={
+        "help": "generative judges, one order: seed of the coin that puts the chosen response first or second"})
+
+
+@dataclass
 class EvalConfig:
     data: str | None = field(default=None, metadata={
         "help": "benchmark file (.jsonl/.json/.parquet/.csv, optionally .gz), directory, or hub dataset name"})
@@ -44,6 +54,8 @@ class EvalConfig:
         "help": "longest tokenized prompt + response; null: the model's position limit, at most 1024"})
     trust_remote_code: bool = field(default=False, metadata={"help": "passed to from_pretrained"})
     heads: HeadsConfig = field(default_factory=HeadsConfig, metadata={"help": "multi-head models"})
+    judge: JudgeConfig = field(default_factory=JudgeConfig, metadata={
+        "help": "generative judges (Pairwise Justifier): a MODEL whose config names a *ForCausalLM architecture"})
     options: Any = field(default=None, metadata={"help": "the suite's options (rmlib eval --help lists them)"})
 
 

@@ -1,10 +1,11 @@
 """Reward-model losses behind one registry: ``get_loss(name, **options)``.
 
 Importing this package registers the built-in losses (pairwise: ``bt``, ``margin_bt``,
-``scaled_bt``, ``soft_bt``; pointwise: ``mse``). See :class:`RewardLoss` for the contract and for
-how the trainer normalises summed losses under gradient accumulation.
+``scaled_bt``, ``soft_bt``; pointwise: ``mse``; generative: ``justifier``). See :class:`RewardLoss`
+for the contract and for how the trainer normalises summed losses under gradient accumulation.
 """
 
+from rmlib.losses.generative import JustifierLoss
 from rmlib.losses.pairwise import (
     BradleyTerryLoss,
     MarginBradleyTerryLoss,
@@ -26,6 +27,7 @@ from rmlib.losses.registry import (
 __all__ = [
     "MISSING_TARGET",
     "BradleyTerryLoss",
+    "JustifierLoss",
     "MarginBradleyTerryLoss",
     "MaskedMSELoss",
     "PairwiseLoss",

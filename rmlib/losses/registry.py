@@ -52,7 +52,15 @@ class RewardLoss(nn.Module):
     # the labels the loss consumes, by name: a batch carries exactly these in ``Batch.labels`` and
     # the data must provide each of them for every example (checked before a model is loaded)
     labels: ClassVar[tuple[str, ...]] = ()
+    # the model the loss trains, built by ``rmlib.models.build_model``: "reward" (a sequence classifier
+    # read at the end token) or "causal_lm" (a generative judge); the trainer reads it, never the name
+    model_kind: ClassVar[str] = "reward"
     name: ClassVar[str] = ""
+
+    @classmethod
+    def data_options(cls, options: Mapping[str, object]) -> dict[str, object]:
+        """The loss options that change the features (they go into the feature-cache key); none by default."""
+        return {}
 
     def __init__(self, *, reduction: Reduction = "mean") -> None:
         super().__init__()

@@ -6,6 +6,8 @@ lets :meth:`RewardModel.from_pretrained` open LoRA adapter directories (imports 
 """
 
 from rmlib.models import lora as _lora  # noqa: F401 - registers the adapter-directory loader
+from rmlib.models.build import build_model
+from rmlib.models.causal import JustifierModel, is_causal_lm_dir
 from rmlib.models.reward_model import RewardModel
 
-__all__ = ["RewardModel"]
+__all__ = ["JustifierModel", "RewardModel", "build_model", "is_causal_lm_dir"]

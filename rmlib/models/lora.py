@@ -322,9 +322,12 @@ def read_info(adapter_dir: str | Path) -> dict[str, Any]:
 
 
 def load_adapter(adapter_dir: str | Path, *, dtype: str | torch.dtype | None = None,
-                 device: torch.device | str | None = None, max_length: int = 1024,
+                 device: torch.device | str | None = None, max_length: int | None = None,
                  trust_remote_code: bool = False, attn_implementation: str | None = None) -> RewardModel:
     """Base + adapter + head as a :class:`RewardModel` ready to score (frozen, eval mode).
+
+    ``max_length`` None: the base's position limit, at most 1024 (a fixed 1024 refused a 512-position
+    encoder such as MiniLM, so ``rmlib export`` of its LoRA run failed).
 
     A QLoRA adapter is loaded on the same k-bit base it trained on. To fold the adapter into
     plain weights use :func:`merge_adapter`.
@@ -355,7 +358,7 @@ def load_adapter(adapter_dir: str | Path, *, dtype: str | torch.dtype | None = N
 
 def _load_adapter_dir(path: str, *, attributes=None, dtype: str | torch.dtype = "float32",
                       trust_remote_code: bool = False, attn_implementation: str | None = None,
-                      max_length: int = 1024, **kwargs: Any) -> RewardModel:
+                      max_length: int | None = None, **kwargs: Any) -> RewardModel:
     """:meth:`RewardModel.from_pretrained` on a LoRA run's output: base + adapter + full head."""
     if attributes is not None or kwargs:
         raise ValueError("a LoRA adapter directory is loaded as saved: attributes/kwargs are not supported")

@@ -24,7 +24,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,24 @@ def pattern_value(patterns: Mapping[str, Any], module: str, default: Any) -> Any
     return default
 
 
+def _with_task_prefix(entries: dict[str, Entry], adapter_keys: Iterator[str] | Mapping[str, Any]) -> dict[str, Entry]:
+    """Base tensors renamed under the task model's prefix when the base checkpoint is headless.
+
+    A headless checkpoint (a ``BertModel``'s ``encoder.*``, as the bundled MiniLM ships) trained as a
+    ``BertForSequenceClassification`` gives adapter names under the prefix (``bert.encoder.*``). As
+    transformers does when it loads such a checkpoint, the base tensors take the prefix, so every LoRA
+    factor finds its base tensor and the merged checkpoint names every tensor one way.
+    """
+    names = [k.removeprefix("base_model.model.") for k in adapter_keys]
+    base_roots = {n.split(".", 1)[0] for n in entries}
+    prefixes = {n.split(".", 1)[0] for n in names
+                if n.count(".") >= 2 and n.split(".", 1)[0] not in base_roots and n.split(".")[1] in base_roots}
+    if len(prefixes) != 1:
+        return entries
+    p = prefixes.pop()
+    return {f"{p}.{k}": replace(e, name=f"{p}.{k}") for k, e in entries.items()}
+
+
 def open_adapter(root: str | Path, base: str | Path | None = None, *,
                  replace_base: Mapping[str, Callable[[], torch.Tensor]] | None = None) -> MergedAdapter:
     """Plan the merge of the adapter in ``root`` onto its base (nothing is read but headers).
@@ -129,7 +147,7 @@ def open_adapter(root: str | Path, base: str | Path | None = None, *,
     if not base_name:
         raise ValueError(f"{root}: adapter config names no base model; pass base=...")
     base_dir = local_model_dir(base_name, relative_to=root)
-    entries = dict(weight_entries(base_dir))
+    entries = _with_task_prefix(dict(weight_entries(base_dir)), read_header(weights))
     for name, load in (replace_base or {}).items():
         if name not in entries:
             raise ValueError(f"`{name}` (a quantized base weight) is not in the base checkpoint {base_dir}")

@@ -29,7 +29,7 @@ class Examples:
 
     train: FeatureSet | MixedSet
     eval: FeatureSet
-    kind: str  # "pairs" | "ratings"
+    kind: str  # "pairs" | "ratings" | "judge"
     attributes: list[str]
     report: ValidationReport
     eval_source: str
@@ -101,8 +101,13 @@ def load_examples(cfg: Config, featurizer: Featurizer) -> Examples:
     loss = get_loss_class(cfg.loss.name)
     d = cfg.data
     attrs = list(cfg.model.attributes) if cfg.model.attributes else None
+    try:  # loss options that shape the features (the justifier's target and flip), part of the cache key
+        data_options = loss.data_options(cfg.loss.options)
+    except ValueError as e:
+        raise ConfigError(f"config key 'loss.options': {e}") from None
     kw = dict(labels=loss.labels, attributes=attrs, cache_dir=d.cache_dir, num_proc=d.num_proc,
-              expect_kind=(loss.data_kind, f"loss '{cfg.loss.name}' is {loss.family} and needs {loss.data_kind} data"))
+              expect_kind=(loss.data_kind, f"loss '{cfg.loss.name}' is {loss.family} and needs {loss.data_kind} data"),
+              data_options=data_options)
     try:
         table = build_features(_spec(cfg, d.train, d.hub_split, training=True), featurizer, **kw)
     except KindMismatch as e:

@@ -66,6 +66,11 @@ def evaluate(model, loss_fn, feats: Sequence, *, kind: str, attributes: list[str
              batch_size: int, accelerator, packing: bool = False) -> dict[str, float]:
     """Held-out loss (the training loss's mean over the units it counts) and the kind's metrics."""
     feats = list(feats)  # an evaluation set is read once per evaluation (a FeatureSet reads Arrow)
+    if kind == "judge":  # a generative judge: teacher-forced loss on its target tokens
+        from rmlib.training.judge_eval import judge_metrics
+
+        return judge_metrics(model, loss_fn, feats, pad_id=pad_id, batch_size=batch_size, accelerator=accelerator,
+                             packing=packing)
     outputs = predict(model, feats, pad_id=pad_id, batch_size=batch_size, accelerator=accelerator,
                       packing=packing)
     labels = stack_labels(feats)

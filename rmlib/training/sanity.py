@@ -169,7 +169,7 @@ class SanityMonitor:
         if not t.sanity_checks:
             return mon
         _warn(run.acc, learning_rate_problem(t.lr, not cfg.model.lora.enabled))
-        if fresh:
+        if fresh and getattr(run.loss_fn, "model_kind", "reward") == "reward":  # a causal LM has no reward scale
             mean, std = initial_reward_stats(run)
             _warn(run.acc, reward_scale_problem(mean, std))
         return mon

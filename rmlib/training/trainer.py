@@ -32,7 +32,7 @@ from rmlib.data.collate import collator_for, global_batches, split_global_batch
 from rmlib.data.features import FeatureSet, MixedSet
 from rmlib.io import publish_dir, remove_dir, resolve_model, staging_dir, write_text
 from rmlib.models.export import finish_training_output
-from rmlib.runtime import enable_checkpointing, make_accelerator
+from rmlib.runtime import make_accelerator
 from rmlib.training import checkpoint as ckpt
 from rmlib.training import sanity
 from rmlib.training.backends import build_adamw, configure_deepspeed
@@ -94,8 +94,8 @@ class Trainer:
         state = run.state
         while state.step < run.total:
             plan = self._epoch_plan(run)
-            for micro in plan[state.batch_in_epoch:]:
-                stats = self._train_step(run, micro)
+            for gb in plan[state.batch_in_epoch:]:
+                stats = self._train_step(run, split_global_batch(gb, run.lengths, run.parts))
                 state.step, state.batch_in_epoch = state.step + 1, state.batch_in_epoch + 1
                 self._log(run, stats)
                 end_of_epoch = state.batch_in_epoch == len(plan)
@@ -197,24 +197,19 @@ class Trainer:
         return examples
 
     def _build_model(self, attributes: list[str], device):
-        from rmlib.models import RewardModel
+        """The model the loss declares (``model_kind``: a reward model or a causal LM), built by
+        ``rmlib.models.build_model`` with LoRA/QLoRA and checkpointing as configured."""
+        from rmlib.losses import get_loss_class
+        from rmlib.models import build_model
 
         m = self.cfg.model
-        path = resolve_model(m.name_or_path)
         common = dict(dtype=m.dtype, trust_remote_code=m.trust_remote_code,
                       attn_implementation=m.attn_implementation, max_length=self.cfg.data.max_length)
-        if m.lora.enabled:  # PEFT LoRA/QLoRA with the head in modules_to_save (rmlib/models/lora.py)
-            from rmlib.models.lora import build_lora_model
-
-            return build_lora_model(path, attributes, m, device=device, **common)
-        if m.init_from_regression_attribute:
-            model = RewardModel.from_pretrained(path, **common)
-            model.keep_attributes([m.init_from_regression_attribute], rename=attributes)
-        else:
-            model = RewardModel.from_pretrained(path, attributes=attributes, **common)
-        if m.gradient_checkpointing:
-            enable_checkpointing(model._hf)
-        return model
+        try:
+            return build_model(get_loss_class(self.cfg.loss.name).model_kind, resolve_model(m.name_or_path),
+                               attributes, m, device=device, **common)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
 
     def _optimizer(self, acc, model, total_steps: int):
         from transformers import get_scheduler
@@ -285,21 +280,18 @@ class Trainer:
 
     # -- batches ---------------------------------------------------------------------------
 
-    def _plan(self, lengths: list[int], epoch: int, parts: int) -> tuple[list[list[list[int]]], int]:
-        """The epoch's global batches, each split into ``parts`` micro-batches, and how many items
-        the tail dropped (a last batch with fewer items than processes × accumulation cannot split)."""
+    def _plan(self, lengths: np.ndarray, epoch: int, parts: int) -> tuple[list[np.ndarray], int]:
+        """The epoch's global batches and how many items the tail dropped: only the last batch can
+        be short, and one with fewer items than processes × accumulation cannot split. A batch is
+        split into micro-batches when its step comes, so the plan holds one index array per epoch."""
         t = self.cfg.train
         size = t.per_device_batch_size * parts
-        plan, dropped = [], 0
-        for gb in global_batches(lengths, size, seed=t.seed, epoch=epoch, group_by_length=self.cfg.data.group_by_length):
-            micro = split_global_batch(gb, lengths, parts)
-            if micro is None:
-                dropped += len(gb)
-                continue
-            plan.append(micro)
-        return plan, dropped
+        plan = global_batches(lengths, size, seed=t.seed, epoch=epoch, group_by_length=self.cfg.data.group_by_length)
+        if plan and len(plan[-1]) < parts:
+            return plan[:-1], len(plan[-1])
+        return plan, 0
 
-    def _epoch_plan(self, run: Run) -> list[list[list[int]]]:
+    def _epoch_plan(self, run: Run) -> list[np.ndarray]:
         """The current epoch's plan; its unsplittable tail is counted once per epoch."""
         plan, dropped = self._plan(run.lengths, run.state.epoch, run.parts)
         run.dropped_tail += dropped
@@ -307,11 +299,11 @@ class Trainer:
 
     # -- one optimizer step ----------------------------------------------------------------
 
-    def _train_step(self, run: Run, micro: list[list[int]]) -> dict[str, float]:
+    def _train_step(self, run: Run, micro: list[np.ndarray]) -> dict[str, float]:
         acc, t, feats = run.acc, self.cfg.train, run.train_f
         world, accum = acc.num_processes, t.gradient_accumulation_steps
         mine = [micro[a * world + acc.process_index] for a in range(accum)]
-        every = [k for mb in micro for k in mb]  # every process knows the whole global batch
+        every = np.concatenate(micro)  # every process knows the whole global batch
         global_n = max(run.loss_fn.count(feats.labels(every), len(every)), 1)
         total_loss, correct, tokens = 0.0, 0, 0
         for idx in mine:
@@ -374,7 +366,9 @@ class Trainer:
     def _export(self, run: Run, out_dir: Path, extra: dict | None = None) -> None:
         """A plain transformers directory; every rank takes part (ZeRO-3 gathers shards here)."""
         acc, model = run.acc, run.model
-        if self.cfg.model.lora.enabled:  # adapter + head + tokenizer, verified by reloading a probe batch
+        # a reward model's LoRA save: adapter + head + tokenizer, verified by reloading a probe batch (a
+        # model that saves its own adapter, the justifier's causal LM, goes through save_pretrained)
+        if self.cfg.model.lora.enabled and not getattr(acc.unwrap_model(model), "saves_adapter_itself", False):
             from rmlib.models.lora import save_checked
 
             save_checked(acc, model, out_dir, lora=self.cfg.model.lora, extra=extra)

@@ -1,0 +1,49 @@
+"""The trainer's model, by the kind its loss declares (``RewardLoss.model_kind``).
+
+Why here: the trainer must not branch on which loss it trains, and only this layer knows how each kind
+of model is built (a reward head with optional two-stage init and LoRA with the head in
+``modules_to_save``; a causal LM with LoRA of task ``CAUSAL_LM``). A new kind is one function and one
+entry in :data:`BUILDERS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+
+def build_reward_model(path: str, attributes: list[str], model_cfg, *, device: torch.device, **common: Any):
+    """A :class:`~rmlib.models.RewardModel` (sequence classifier read at the end token)."""
+    from rmlib.models.reward_model import RewardModel
+    from rmlib.runtime import enable_checkpointing
+
+    if model_cfg.lora.enabled:  # PEFT LoRA/QLoRA with the head in modules_to_save (rmlib/models/lora.py)
+        from rmlib.models.lora import build_lora_model
+
+        return build_lora_model(path, attributes, model_cfg, device=device, **common)
+    if model_cfg.init_from_regression_attribute:
+        model = RewardModel.from_pretrained(path, **common)
+        model.keep_attributes([model_cfg.init_from_regression_attribute], rename=attributes)
+    else:
+        model = RewardModel.from_pretrained(path, attributes=attributes, **common)
+    if model_cfg.gradient_checkpointing:
+        enable_checkpointing(model._hf)
+    return model
+
+
+def _causal(path: str, attributes: list[str], model_cfg, *, device: torch.device, **common: Any):
+    from rmlib.models.causal import build_causal_lm
+
+    return build_causal_lm(path, model_cfg, device=device, **common)
+
+
+BUILDERS: dict[str, Callable[..., Any]] = {"reward": build_reward_model, "causal_lm": _causal}
+
+
+def build_model(kind: str, path: str, attributes: list[str], model_cfg, *, device: torch.device, **common: Any):
+    """The model a loss of ``model_kind=kind`` trains; ``common`` are ``from_pretrained`` keyword arguments."""
+    if kind not in BUILDERS:
+        raise ValueError(f"no model builder for model_kind {kind!r}; known: {sorted(BUILDERS)}")
+    return BUILDERS[kind](path, attributes, model_cfg, device=device, **common)
