@@ -230,3 +230,39 @@ def test_a_lone_request_does_not_wait_for_company(llama):
         return elapsed
 
     assert asyncio.run(one()) < 1.0  # far below max_wait_ms: nothing else was arriving
+
+
+def test_batched_tokenizing_matches_one_at_a_time_and_a_misfit_fails_alone(llama):
+    """The worker tokenizes every gathered request in one call (repeated prompts rendered once); a
+    request with an item that cannot fit gets its own 413, and one that makes the encoder raise
+    (a chat template refusing its roles) its own error, while the others in the batch are scored."""
+    import asyncio
+
+    from rmlib.serve import Batcher, RequestError
+    from rmlib.serve.protocol import plain_misfit, plain_sequences
+
+    feat = llama.featurizer()
+    msgs = [[{"role": "user", "content": p}] for p in PROMPTS]
+    items = [(msgs[k % 2], RESPONSES[k]) for k in range(4)]  # two prompts, two responses each
+    assert [s.ids for s in plain_sequences(feat, items)] == [feat.encode(m, r).ids for m, r in items]
+    requests = [items[:2], [items[2], (msgs[3], "ka lo mi " * 220)], [(msgs[0], "boom")], items[2:]]
+
+    def encode(batch):
+        if any(r == "boom" for _, r in batch):
+            raise ValueError("the template refuses this conversation")
+        return plain_sequences(feat, batch)
+
+    async def run():
+        batcher = Batcher(llama, max_wait_ms=50)
+        await batcher.start()
+        answers = await asyncio.gather(*(batcher.score(r, encode, lambda i: plain_misfit(feat, i))
+                                         for r in requests), return_exceptions=True)
+        await batcher.stop()
+        return answers, batcher.batches
+
+    (first, bad, boom, last), batches = asyncio.run(run())
+    assert batches == 1  # all four were gathered into one model batch
+    assert isinstance(bad, RequestError) and bad.status == 413 and str(bad).startswith("item 1:")
+    assert isinstance(boom, ValueError) and "refuses" in str(boom)
+    expected = llama.score([m for m, _ in items], [r for _, r in items])
+    torch.testing.assert_close(torch.cat([first, last])[:, 0], expected, atol=1e-5, rtol=0)

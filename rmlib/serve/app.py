@@ -3,7 +3,7 @@
 Routes:
 
 * ``GET /health``: ``{"status": "ok", "model", "attributes", "max_length", "batches", "sequences",
-  "model_seconds"}`` (the last three count since start);
+  "model_seconds", "encode_seconds"}`` (the last four count since start);
 * ``POST /get_reward``: OpenRLHF's remote reward model protocol (see :mod:`rmlib.serve.protocol`),
   answered with ``{"rewards", "scores", "extra_logs"}`` (``extra_logs`` holds each head's values);
 * ``POST /score``: ``{"prompt", "response"}`` or ``{"messages"}`` → ``{"reward", "heads"}``; a list
@@ -12,6 +12,11 @@ Routes:
 ``reward`` is the raw model output (no sigmoid): the only head, or the heads combined with the
 server's ``combine`` weights, or else the first head; ``heads`` names every head's value. A bad
 request gets a 4xx status and ``{"error": message}``; the server keeps serving.
+
+A handler only reads and checks its request; the batcher tokenizes and scores what concurrent
+requests sent, together. Answers are ``JSONResponse`` objects built by the handler, which skips
+FastAPI's response-model validation and ``jsonable_encoder`` pass (plain lists and floats need
+neither).
 """
 
 # no `from __future__ import annotations`: FastAPI reads the handlers' `Request` annotation at run time
@@ -28,10 +33,11 @@ from rmlib.serve.protocol import (
     Limits,
     QueryEncoder,
     RequestError,
-    encode_plain,
-    encode_queries,
     parse_openrlhf,
     parse_plain,
+    plain_misfit,
+    plain_sequences,
+    query_misfit,
 )
 
 
@@ -106,30 +112,40 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
     async def request_error(request: Request, exc: RequestError):
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
+    def encode_plain_items(items: list) -> list:
+        return plain_sequences(feat, items)
+
+    def plain_error(i: int) -> RequestError:
+        return plain_misfit(feat, i)
+
+    def query_error(i: int) -> RequestError:
+        return query_misfit(feat, i)
+
     @app.get("/health")
     async def health():
         return {"status": "ok", "model": name, "attributes": attributes, "max_length": feat.max_length,
                 "batches": batcher.batches, "sequences": batcher.sequences,
-                "model_seconds": round(batcher.model_seconds, 3)}
+                "model_seconds": round(batcher.model_seconds, 3),
+                "encode_seconds": round(batcher.encode_seconds, 3)}
 
     @app.post("/get_reward")
     async def get_reward(request: Request):
         with batcher.arriving():
             items = parse_openrlhf(await read_json(request), limits)
-            seqs = encode_queries(queries, items)
-        out = await batcher.score(seqs) if items else torch.zeros((0, len(attributes)))
+        if items and not queries.ok:
+            queries.check()  # the 422 saying why rendered queries cannot be read
+        out = await batcher.score(items, queries.encode_many, query_error)
         rewards = rewards_of(out).tolist()
         logs = {a: out[:, i].tolist() for i, a in enumerate(attributes)} if len(attributes) > 1 else {}
-        return {"rewards": rewards, "scores": rewards, "extra_logs": logs}
+        return JSONResponse({"rewards": rewards, "scores": rewards, "extra_logs": logs})
 
     @app.post("/score")
     async def score(request: Request):
         with batcher.arriving():
             items, many = parse_plain(await read_json(request), limits)
-            seqs = encode_plain(feat, items)
-        out = await batcher.score(seqs)
+        out = await batcher.score(items, encode_plain_items, plain_error)
         rows = [{"reward": r, "heads": h} for r, h in zip(rewards_of(out).tolist(), heads_of(out))]
-        return rows if many else rows[0]
+        return JSONResponse(rows if many else rows[0])
 
     return app
 

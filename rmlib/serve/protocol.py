@@ -15,6 +15,10 @@ Every sequence goes through :class:`rmlib.data.tokenize.Featurizer`: the plain s
 assistant header ends, tokenizing the two parts as ``encode`` does and keeping the template's
 end-of-turn text (added when the generated text lacks it). So the server reads the reward at the
 token training read it at, with BOS once.
+
+The batcher tokenizes the items of every request it gathers in one call (:func:`plain_sequences`,
+:meth:`QueryEncoder.encode_many`): one fast-tokenizer batch call and one chat-template rendering
+per distinct prompt, instead of a call per request.
 """
 
 from __future__ import annotations
@@ -155,40 +159,78 @@ class QueryEncoder:
             response = body + self.post
         return query[:cut], response
 
-    def encode(self, query: str, prompt: str | None = None) -> Encoded | None:
-        """The sequence of one query (None when its response part alone cannot fit)."""
+    def check(self) -> None:
+        """422 when rendered queries cannot be read: the tokenizer has no chat template."""
         if not self.ok:
             raise RequestError(422, "this model's tokenizer has no chat template, so rendered queries cannot be "
                                     "split into prompt and response; POST {prompt, response} to /score instead")
+
+    def encode(self, query: str, prompt: str | None = None) -> Encoded | None:
+        """The sequence of one query (None when its response part alone cannot fit)."""
+        return self.encode_many([(query, prompt)])[0]
+
+    def encode_many(self, items: Sequence[tuple[str, str | None]]) -> list[Encoded | None]:
+        """Sequences of ``(query, prompt or None)`` items (None where a response cannot fit), with
+        every prompt and response part tokenized in one batch call."""
+        self.check()
+        if not items:
+            return []
         tok, feat = self.feat.tok, self.feat
-        p_text, r_text = self.split(query, prompt)
-        p_ids = tok(p_text, add_special_tokens=False)["input_ids"] if p_text else []
-        r_ids = tok(r_text, add_special_tokens=False)["input_ids"]
-        head = 0
-        while head < min(len(p_ids), 4) and p_ids[head] in tok.all_special_ids:
-            head += 1
-        keep = feat.fit(p_ids[:head], p_ids[head:], r_ids)
-        return None if keep is None else feat.assemble(p_ids[:head], p_ids[head:], r_ids, keep)
+        parts = [self.split(q, p) for q, p in items]
+        ids = tok([t for pair in parts for t in pair], add_special_tokens=False)["input_ids"]
+        special = set(tok.all_special_ids)
+        out = []
+        for i, (p_text, _) in enumerate(parts):
+            p_ids = ids[2 * i] if p_text else []
+            r_ids = ids[2 * i + 1]
+            head = 0
+            while head < min(len(p_ids), 4) and p_ids[head] in special:
+                head += 1
+            keep = feat.fit(p_ids[:head], p_ids[head:], r_ids)
+            out.append(None if keep is None else feat.assemble(p_ids[:head], p_ids[head:], r_ids, keep))
+        return out
+
+
+def plain_sequences(feat: Featurizer, items: Sequence[tuple[list[dict[str, str]], str]]) -> list[Encoded | None]:
+    """Sequences of plain items as ``RewardModel.score`` encodes them (None where a response cannot
+    fit), in one :meth:`Featurizer.encode_many` call that renders each distinct prompt once (an RL
+    loop sends several responses per prompt)."""
+    groups: dict[tuple, list[int]] = {}
+    for k, (msgs, _) in enumerate(items):
+        groups.setdefault(tuple((m["role"], m["content"]) for m in msgs), []).append(k)
+    members = list(groups.values())
+    encoded = feat.encode_many([items[ks[0]][0] for ks in members], [[items[k][1] for k in ks] for ks in members])
+    out: list[Encoded | None] = [None] * len(items)
+    for ks, row in zip(members, encoded):
+        for k, seq in zip(ks, row):
+            out[k] = seq
+    return out
+
+
+def plain_misfit(feat: Featurizer, i: int) -> RequestError:
+    """The 413 of a plain request whose item ``i`` cannot fit (the batcher raises it for that request)."""
+    return RequestError(413, f"item {i}: the response does not fit in the model's max_length={feat.max_length} "
+                             "tokens even with its prompt cut to nothing")
+
+
+def query_misfit(feat: Featurizer, i: int) -> RequestError:
+    """The 413 of an OpenRLHF request whose query ``i`` cannot fit."""
+    return RequestError(413, f"query[{i}]: the response does not fit in the model's max_length={feat.max_length} "
+                             "tokens even with its prompt cut to nothing")
+
+
+def _all_fit(seqs: list[Encoded | None], misfit) -> list[Encoded]:
+    for i, seq in enumerate(seqs):
+        if seq is None:
+            raise misfit(i)
+    return seqs  # type: ignore[return-value]
 
 
 def encode_plain(feat: Featurizer, items: Sequence[tuple[list[dict[str, str]], str]]) -> list[Encoded]:
     """Sequences of plain items (as ``RewardModel.score`` encodes them); 413 for one that cannot fit."""
-    encoded = feat.encode_many([m for m, _ in items], [[r] for _, r in items])
-    out = []
-    for i, (row,) in enumerate(encoded):
-        if row is None:
-            raise RequestError(413, f"item {i}: the response does not fit in the model's max_length="
-                                    f"{feat.max_length} tokens even with its prompt cut to nothing")
-        out.append(row)
-    return out
+    return _all_fit(plain_sequences(feat, items), lambda i: plain_misfit(feat, i))
 
 
 def encode_queries(enc: QueryEncoder, items: Sequence[tuple[str, str | None]]) -> list[Encoded]:
-    out = []
-    for i, (q, p) in enumerate(items):
-        seq = enc.encode(q, p)
-        if seq is None:
-            raise RequestError(413, f"query[{i}]: the response does not fit in the model's max_length="
-                                    f"{enc.feat.max_length} tokens even with its prompt cut to nothing")
-        out.append(seq)
-    return out
+    """Sequences of OpenRLHF queries; 413 for one that cannot fit."""
+    return _all_fit(enc.encode_many(items), lambda i: query_misfit(enc.feat, i))
