@@ -32,8 +32,6 @@ def test_train_config_validates(path, monkeypatch, models_not_checked):
         assert (ROOT / cfg.data.train).is_file()
 
 
-@pytest.mark.xfail(strict=True, reason="helpsteer2_scaled_bt_llama3_8b.yaml starts from "
-                   "runs/helpsteer2_regression_helpfulness/model, which no shipped config writes (stage 1 missing)")
 def test_stage_two_configs_start_from_a_stage_one_output(monkeypatch, models_not_checked):
     monkeypatch.chdir(ROOT)
     configs = {p.name: _load(p) for p in TRAIN_CONFIGS}

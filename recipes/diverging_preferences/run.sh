@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Diverging Preferences (Zhang et al., arXiv 2410.14632): Bradley-Terry and MSE reward models trained on
+# aggregated labels and on every individual annotation (data.annotations=all), then the diverging-preference
+# analysis of each model (rmlib eval --suite divergence: reward gaps per annotator-agreement class).
+# Usage: recipes/diverging_preferences/run.sh [--smoke] [--out DIR] [dotted overrides for every training...]
+#   full scale: DIVERGENCE_DATA=heldout_multipref.jsonl recipes/diverging_preferences/run.sh
+#   smoke (bundled samples, MiniLM, CPU, a few minutes): recipes/diverging_preferences/run.sh --smoke
+# No logic here: every step is an rmlib command (see README.md next to this file). Run from the repository root.
+set -euo pipefail
+HERE=recipes/diverging_preferences
+SMOKE=0
+OUT=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --smoke) SMOKE=1; shift ;;
+    --out) OUT="$2"; shift 2 ;;
+    *) break ;;
+  esac
+done
+
+if [[ ${SMOKE} == 1 ]]; then
+  OUT="${OUT:-runs/diverging_preferences-smoke}"
+  BT="${HERE}/smoke/bt.yaml"
+  MSE="${HERE}/smoke/mse.yaml"
+  TRAIN=(rmlib train)
+  DIVERGENCE_DATA=rmlib/data/samples/formats/multipref.jsonl   # 6 bundled MultiPref records with their votes
+  EVAL_ARGS=(max_length=64 batch_size=32)
+else
+  OUT="${OUT:-runs/diverging_preferences}"
+  BT=configs/train/diverging_bt_multipref_llama3_8b.yaml
+  MSE=configs/train/diverging_mse_helpsteer2_llama3_8b.yaml
+  TRAIN=(accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml -m rmlib train)
+  : "${DIVERGENCE_DATA:?set DIVERGENCE_DATA to held-out pairs with per-annotator votes (README.md next to this file)}"
+  EVAL_ARGS=(max_length=4096 batch_size=8)
+fi
+
+# 1-4. the four models: {BT, MSE} x {aggregated labels, every annotation}
+"${TRAIN[@]}" "${BT}" data.annotations=aggregate "train.output_dir=${OUT}/bt_aggregate" "$@"
+"${TRAIN[@]}" "${BT}" data.annotations=all "train.output_dir=${OUT}/bt_all" "$@"
+"${TRAIN[@]}" "${MSE}" data.annotations=aggregate "train.output_dir=${OUT}/mse_aggregate" "$@"
+"${TRAIN[@]}" "${MSE}" data.annotations=all "train.output_dir=${OUT}/mse_all" "$@"
+
+# 5. diverging-preference analysis of each model: BT models by sigma(|r_a - r_b|), MSE models by |r_a - r_b|
+for RUN in bt_aggregate bt_all; do
+  rmlib eval "${OUT}/${RUN}/model" --suite divergence --data "${DIVERGENCE_DATA}" --out "${OUT}/divergence/${RUN}" \
+    options.model_type=bt "${EVAL_ARGS[@]}"
+done
+for RUN in mse_aggregate mse_all; do
+  rmlib eval "${OUT}/${RUN}/model" --suite divergence --data "${DIVERGENCE_DATA}" --out "${OUT}/divergence/${RUN}" \
+    options.model_type=regression "${EVAL_ARGS[@]}"
+done
+
+# 6. one summary linking every stage's outputs
+cat > "${OUT}/SUMMARY.md" <<SUMMARY
+# Diverging Preferences recipe: $( [[ ${SMOKE} == 1 ]] && echo smoke run || echo full run )
+
+Divergence data: \`${DIVERGENCE_DATA}\`.
+
+| model | training labels | run | divergence analysis |
+|---|---|---|---|
+| BT (\`${BT}\`) | aggregated | [model](bt_aggregate/model), [summary](bt_aggregate/summary.json) | [report](divergence/bt_aggregate/report.md) |
+| BT | every annotation | [model](bt_all/model), [summary](bt_all/summary.json) | [report](divergence/bt_all/report.md) |
+| MSE (\`${MSE}\`) | aggregated | [model](mse_aggregate/model), [summary](mse_aggregate/summary.json) | [report](divergence/mse_aggregate/report.md) |
+| MSE | every annotation | [model](mse_all/model), [summary](mse_all/summary.json) | [report](divergence/mse_all/report.md) |
+SUMMARY
+echo "summary: ${OUT}/SUMMARY.md"
