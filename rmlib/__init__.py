@@ -22,17 +22,39 @@ _LAZY = {
     "JudgeExample": ("rmlib.data.schema", "JudgeExample"),
     "DataError": ("rmlib.data.schema", "DataError"),
     "load_data": ("rmlib.data.formats", "load"),
+    # the Pairwise Justifier (HelpSteer2-Preference): a causal LM that writes its verdict
+    "JustifierModel": ("rmlib.models", "JustifierModel"),
+    "judge_pairs": ("rmlib.eval.generative", "judge_pairs"),
+    "parse_verdict": ("rmlib.eval.generative", "parse_verdict"),
+    "justifier_examples": ("rmlib.data.judge", "justifier_examples"),
+    # preference-data curation (Skywork-Reward-V2): each step writes a new dataset plus a report
+    "dedup_pairs": ("rmlib.curation", "dedup_pairs"),
+    "decontaminate": ("rmlib.curation", "decontaminate"),
+    "overlap_report": ("rmlib.curation", "overlap_report"),
+    "benchmark_index": ("rmlib.curation", "benchmark_index"),
+    "consistency_filter": ("rmlib.curation", "consistency_filter"),
+    "retrieve_pairs": ("rmlib.curation", "retrieve_pairs"),
 }
-_SUBMODULES = {"data", "eval", "expo", "losses", "models", "training", "config", "testing", "plan"}
+_SUBMODULES = {"data", "eval", "expo", "losses", "models", "training", "config", "testing", "plan", "curation"}
 
 __all__ = sorted([*_LAZY, *_SUBMODULES])
 
 if TYPE_CHECKING:  # pragma: no cover
     from rmlib.config import Config, load_config  # noqa: F401
+    from rmlib.curation import (  # noqa: F401
+        benchmark_index,
+        consistency_filter,
+        decontaminate,
+        dedup_pairs,
+        overlap_report,
+        retrieve_pairs,
+    )
     from rmlib.data.formats import load as load_data  # noqa: F401
+    from rmlib.data.judge import justifier_examples  # noqa: F401
     from rmlib.data.schema import DataError, JudgeExample, PreferencePair, RatedResponse  # noqa: F401
+    from rmlib.eval.generative import judge_pairs, parse_verdict  # noqa: F401
     from rmlib.losses import get_loss  # noqa: F401
-    from rmlib.models import RewardModel  # noqa: F401
+    from rmlib.models import JustifierModel, RewardModel  # noqa: F401
     from rmlib.training import Trainer, train  # noqa: F401
 
 

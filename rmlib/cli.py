@@ -18,7 +18,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary = train(args.config, args.overrides)
     before, after = summary.get("eval_before"), summary.get("eval")
     if after:
-        key = "accuracy" if "accuracy" in after else "mse"
+        key = next(k for k in ("accuracy", "mse", "loss") if k in after)  # the justifier reports its loss
         line = f"held-out {key}: {after[key]:.4f}"
         if before:
             line = f"held-out {key}: {before[key]:.4f} before training -> {after[key]:.4f} after"
@@ -121,6 +121,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     from rmlib.data.inspect import inspect, prepare
 
+    if getattr(args, "curation_func", None):  # dedup, decontaminate, filter, retrieve, ... (rmlib.curation.cli)
+        return args.curation_func(args)
     if args.data_cmd == "inspect":
         print(inspect(args.path, args.format, tokenizer=args.tokenizer, on_invalid=args.on_invalid))
     elif args.config:
@@ -235,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_plan_arguments(pl)
     pl.set_defaults(func=cmd_plan)
 
-    d = sub.add_parser("data", help="inspect or convert datasets")
+    d = sub.add_parser("data", help="inspect, convert or curate datasets")
     dsub = d.add_subparsers(dest="data_cmd", required=True)
     di = dsub.add_parser("inspect", help="format, counts, token length statistics and the validation report")
     di.add_argument("path", help="data file (JSONL/JSON/Parquet/CSV, optionally .gz) or hub dataset id")
@@ -252,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--format", default=None, help=f"reader to use (default: detected); one of {_formats()}")
     dp.add_argument("--on-invalid", default="error", choices=["error", "skip"],
                     help="error (default): stop at the first invalid record; skip: leave it out and report it")
+    from rmlib.curation.cli import add_parsers as add_curation_parsers
+
+    add_curation_parsers(dsub)
     d.set_defaults(func=cmd_data)
     return p
 

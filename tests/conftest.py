@@ -9,6 +9,10 @@ Durations that decided the lists: ``pytest --durations=0`` over the whole suite 
 
 import os
 
+# under pytest-xdist (README runs `-n 2` on 2 cores) each worker, and every process a test starts, uses
+# one thread: two workers of two torch threads each would oversubscribe the cores
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
@@ -27,6 +31,8 @@ SLOW_MODULES = {
 """Whole files of end-to-end tests (the distributed files are covered by their ``distributed`` mark)."""
 
 SLOW_TESTS = {
+    # three `--help` subprocesses of bench scripts (one imports torch): 24 s at load 8, 80 s at load 13
+    "tests/test_bench_gpu_check.py::test_dry_run_on_cpu_checks_options_and_names_each_skip",
     # the Arrow feature path: every format × template family, and the runs that train on features
     "tests/test_features.py::test_arrow_features_equal_the_per_example_path_token_for_token",  # 50-90
     "tests/test_features.py::test_mixed_sources_with_weights_and_named_eval_sets",  # 40
@@ -55,9 +61,24 @@ SLOW_TESTS = {
     # CLI subprocesses around a training run (the module fixture `trained`)
     "tests/test_cli.py::test_score_writes_rewards_in_input_order",  # 20 with the training
     "tests/test_cli.py::test_expo_and_expo_search",  # 17
+    # the Pairwise Justifier: training runs of a tiny causal LM, generation, the judge feature cache
+    "tests/test_justifier.py::test_training_learns_to_emit_the_right_label",  # 40 (80 steps + generation)
+    "tests/test_justifier.py::test_lora_justifier_trains_adapters_and_reloads",  # 4-10
+    "tests/test_justifier.py::test_judge_features_in_the_arrow_cache",  # 6
+    "tests/test_justifier.py::test_generation_is_batched_left_padded_and_in_input_order",  # 5
     # evaluation CLI on trained models
     "tests/test_eval_cli.py::test_eval_cli_suite_end_to_end",
     "tests/test_eval_cli.py::test_multi_head_weights_and_per_head_audit",
+    # every recipe's --smoke run end to end (a chain of rmlib subprocesses; seconds on 2 loaded cores)
+    "tests/test_recipes.py::test_helpsteer2_preference_smoke",  # 461 wall on a loaded machine, 100 CPU s
+    "tests/test_recipes.py::test_skywork_bt_smoke",  # 595 wall loaded, 133 CPU s
+    "tests/test_recipes.py::test_diverging_preferences_smoke",  # 221 wall loaded, 143 CPU s
+    "tests/test_recipes.py::test_lora_consumer_gpu_smoke",  # 146 wall loaded, 64 CPU s
+    "tests/test_recipes.py::test_pairwise_justifier_smoke",  # 195 wall loaded, 45 CPU s
+    "tests/test_docs_site.py::test_docs_site_builds_strict",  # 28 wall loaded, ~5 CPU s: mkdocs build of the site
+    # curation: loading and running real models (seconds on 2 shared cores under load)
+    "tests/test_curation.py::test_chain_dedup_decontaminate_filter_retrieve_on_the_samples",  # 15-47
+    "tests/test_curation.py::test_retrieve_pairs_with_minilm",  # 22-32, MiniLM load
 }
 """Node ids without parameters: a listed test is slow for every parameter."""
 
