@@ -1,8 +1,11 @@
 """Training throughput: rmlib's trainer vs TRL's ``RewardTrainer``, same model, data and global batch.
 
-Both trainers run in the same invocation, alternating (rmlib, TRL, rmlib, TRL, ...) so drift of a
-shared machine hits both, for ``--repeats`` rounds. Each run is a fresh subprocess that trains one
-epoch over every data set in turn, so nothing of one run leaks into another. Within a run, the
+Both trainers run in the same invocation, alternating (rmlib, TRL, TRL, rmlib, ...) so drift of a
+shared machine hits both, for ``--repeats`` worker processes each. Each worker is a fresh subprocess
+that trains ``--rounds`` epochs (default 1) over every data set in turn (a fresh trainer and model
+each time), giving ``repeats x rounds`` measurements per trainer and set; nothing of one worker leaks
+into another. A round costs a whole ``fit()`` (model load, final save and its probe check) outside
+the measured window, so more workers rather than more rounds is the cheaper way to more repeats. Within a run, the
 previous set's trainer, model and optimizer (kept alive by reference cycles after ``fit()`` /
 ``train()`` return) are garbage-collected before the next set's measured window opens (on CUDA the
 cached blocks are released and the peak counter reset too), so they are neither in its baseline
@@ -28,7 +31,13 @@ TRL's default) and ``off`` give the two fair comparisons; the full run does both
 
 Measured per run:
 
-* pairs/s and non-pad tokens/s over the training steps only (first step start to last step end;
+* pairs/s (wall clock) and pairs per CPU-second of the worker process (``time.process_time``:
+  user + system time of the process and all its threads, over the same window). On a machine shared
+  with other jobs the wall clock stretches with their load while the CPU time our threads use barely
+  moves, so the CPU-second figure is the stable one there. Ratios rmlib/TRL are the median over the
+  repeats of each repeat's ratio (the i-th rmlib measurement against the i-th TRL one), reported with
+  their min / median / max spread;
+* non-pad tokens/s, both over the training steps only (first step start to last step end;
   model loading, tokenization and evaluation are outside the window for both; on CUDA the device
   is synchronised at both ends of every step for both trainers, so queued kernels are inside the
   step that launched them). Pairs are those in the batches the steps actually trained (a last
@@ -48,7 +57,7 @@ Measured per run:
 MFU (CUDA): 6 · parameters · computed non-pad tokens / time / dense bf16 peak, attention FLOPs
 not counted; each trainer is credited only with the tokens it computes.
 
-    python bench/train_throughput.py --quick        # < 3 minutes on 2 CPU cores; writes the results JSON
+    python bench/train_throughput.py --quick        # ~3-4 minutes on 2 CPU cores; writes the results JSON
     python bench/train_throughput.py                # more pairs and repeats, both checkpointing settings
     python bench/train_throughput.py --device cuda --hidden 2048 --layers 16 --pairs 1024 --batch 32
 """
@@ -70,6 +79,9 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_throughput.json"
+# tokens per sequence for both trainers: the tiny model's position limit (rmlib refuses more); the
+# longest synthetic pair at --scale 1 is ~1,950 tokens, so neither trainer truncates or drops a pair
+MAX_LENGTH = 2048
 WORDS = ("the a of to and is in that it for on with as you what how answer question number sum list sorted "
          "convert meters feet celsius yes no please write reply capital city").split()
 
@@ -150,6 +162,7 @@ class _Clock:
         self.cuda = device == "cuda"
         self.start: float | None = None
         self.end = 0.0
+        self.cpu_start = self.cpu_end = 0.0  # time.process_time(): user + system time of all threads
         self.steps = 0
         self.pairs = 0
         self.device: str | None = None  # where the model's parameters actually are
@@ -166,15 +179,25 @@ class _Clock:
                 self.device = next(model.parameters()).device.type
             self._sync()
             self.start = time.perf_counter()
+            self.cpu_start = time.process_time()
 
     def done(self):
         self._sync()
         self.end = time.perf_counter()
+        self.cpu_end = time.process_time()
         self.steps += 1
 
     @property
     def seconds(self) -> float:
         return self.end - (self.start or self.end)
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU time the training process (every thread: torch's intra-op pool included) spent over
+        the same window. Another job on a shared machine stretches the wall clock (our threads wait
+        for a core) but hardly the CPU time our threads use, so pairs per CPU-second is the steady
+        figure there; wall-clock pairs/s is the one that matters on a dedicated machine."""
+        return self.cpu_end - self.cpu_start
 
 
 class _Window:
@@ -282,7 +305,7 @@ def run_rmlib(model_dir: str, data: Path, eval_data: Path, args: argparse.Namesp
 
     tr.Trainer._train_step = timed
     cfg = {"model": {"name_or_path": model_dir, "gradient_checkpointing": args.gc},
-           "data": {"train": str(data), "eval": str(eval_data), "max_length": 4096, "shared_prompt": True,
+           "data": {"train": str(data), "eval": str(eval_data), "max_length": MAX_LENGTH, "shared_prompt": True,
                     "group_by_length": True},
            "loss": {"name": "bt"},
            "train": {"output_dir": str(out), "per_device_batch_size": args.batch, "epochs": 1, "lr": 1e-5,
@@ -293,7 +316,8 @@ def run_rmlib(model_dir: str, data: Path, eval_data: Path, args: argparse.Namesp
             summary = tr.Trainer(cfg).fit()
     finally:  # the next set's run wraps the original, not this wrapper
         tr.Trainer._train_step = original
-    return {"seconds": clock.seconds, "steps": clock.steps, "pairs": clock.pairs, "device": clock.device,
+    return {"seconds": clock.seconds, "cpu_seconds": clock.cpu_seconds, "steps": clock.steps, "pairs": clock.pairs,
+            "device": clock.device,
             "padding_fraction": summary["padding_fraction"], "computed_tokens": computed[0], **w.result}
 
 
@@ -322,7 +346,7 @@ def run_trl(model_dir: str, data: Path, args: argparse.Namespace, out: Path, mod
         # gradient checkpointing is set explicitly: TRL's RewardConfig turns it on by default
         config = RewardConfig(output_dir=str(out), per_device_train_batch_size=args.batch, num_train_epochs=1,
                               learning_rate=1e-5, logging_steps=10_000, save_strategy="no", report_to="none",
-                              max_length=4096, use_cpu=args.device == "cpu", seed=0,
+                              max_length=MAX_LENGTH, use_cpu=args.device == "cpu", seed=0,
                               bf16=args.device == "cuda", fp16=False, gradient_checkpointing=args.gc,
                               dataloader_drop_last=False, disable_tqdm=True)
         trainer = RewardTrainer(model=model, args=config, train_dataset=ds, processing_class=tok,
@@ -344,23 +368,27 @@ def run_trl(model_dir: str, data: Path, args: argparse.Namespace, out: Path, mod
 
         trainer.training_step = counting_step
         trainer.train()
-    return {"seconds": clock.seconds, "steps": clock.steps, "pairs": clock.pairs, "device": clock.device,
+    return {"seconds": clock.seconds, "cpu_seconds": clock.cpu_seconds, "steps": clock.steps, "pairs": clock.pairs,
+            "device": clock.device,
             "padding_fraction": 1 - counts["tokens"] / counts["positions"], "computed_tokens": counts["tokens"],
             **w.result}
 
 
 def worker(args: argparse.Namespace) -> None:
-    """Train one system on every data set, printing one JSON line per set."""
+    """Train one system on every data set, ``--rounds`` times over (a fresh trainer and model each
+    time), printing one JSON line per set and round. Several short rounds per worker give more
+    repeats for the same number of process starts (each pays ~15 s of imports)."""
     work = Path(args.workdir)
     _preimport(args.system)
-    for name in args.sets:
-        data, eval_data = work / f"{name}.jsonl", work / "eval.jsonl"
-        out = Path(tempfile.mkdtemp(dir=work))
-        if args.system == "rmlib":
-            res = run_rmlib(args.model, data, eval_data, args, out, args.mode)
-        else:
-            res = run_trl(args.model, data, args, out, args.mode)
-        print("RESULT " + json.dumps({"set": name, **res}), flush=True)
+    for rnd in range(args.rounds):
+        for name in args.sets:
+            data, eval_data = work / f"{name}.jsonl", work / "eval.jsonl"
+            out = Path(tempfile.mkdtemp(dir=work))
+            if args.system == "rmlib":
+                res = run_rmlib(args.model, data, eval_data, args, out, args.mode)
+            else:
+                res = run_trl(args.model, data, args, out, args.mode)
+            print("RESULT " + json.dumps({"set": name, "round": rnd, **res}), flush=True)
 
 
 # -- driver --------------------------------------------------------------------------------------
@@ -373,7 +401,7 @@ def _pair_tokens(model_dir: str, rows: list[dict]) -> int:
     from rmlib.data.schema import PreferencePair, ValidationReport
     from rmlib.data.tokenize import Featurizer
 
-    feat = Featurizer(AutoTokenizer.from_pretrained(model_dir), 4096)
+    feat = Featurizer(AutoTokenizer.from_pretrained(model_dir), MAX_LENGTH)
     pairs = [PreferencePair(prompt=r["prompt"], chosen=r["chosen"][0]["content"],
                             rejected=r["rejected"][0]["content"]) for r in rows]
     return sum(f.n_tokens for f in feat.pairs(pairs, ValidationReport("bench")))
@@ -388,6 +416,14 @@ def _count_params(model_dir: str) -> int:
             for k in st.keys():
                 n += math.prod(st.get_slice(k).get_shape())
     return n
+
+
+def _loadavg() -> list[float] | None:
+    """1/5/15-minute load averages at the end of the run: how busy the machine was."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 # dense bf16 tensor-core peak (FLOP/s) by device name, for MFU; --peak-tflops overrides
@@ -405,16 +441,25 @@ def _peak_flops(args: argparse.Namespace) -> float | None:
     return next((v for k, v in PEAK_BF16.items() if k in name), None)
 
 
-def _worker_env(device: str, base: dict[str, str] | None = None) -> dict[str, str]:
+def _worker_env(device: str, base: dict[str, str] | None = None, threads: int | None = None) -> dict[str, str]:
     """A worker's environment: CPU-only for ``--device cpu``, so both trainers use the same device.
 
     TRL gets ``use_cpu=True``, but rmlib's Accelerator has no CPU flag and would take a visible
     GPU; hiding the GPUs and setting accelerate's own flag puts both on the CPU (and keeps
     CUDA allocations out of the CPU memory measure).
+
+    ``threads`` sets torch's intra-op threads for both trainers (OMP/MKL). On a machine shared with
+    other jobs, two OpenMP threads wait for each other at the end of every op and spin while they
+    wait: a descheduled partner then costs wall time *and* CPU time, so neither measure holds (a
+    --quick run measured 0.2 pairs/s and 0.7 pairs per CPU-second for rmlib on a 2-core VM at load
+    13, against 14 and ~7 on the idle VM). With one thread there is no barrier: the CPU time is the
+    work, and other jobs only stretch the wall clock.
     """
     env = {**(os.environ if base is None else base), "WANDB_MODE": "disabled"}
     if device == "cpu":
         env.update(CUDA_VISIBLE_DEVICES="", ACCELERATE_USE_CPU="true")
+        if threads:
+            env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     else:
         env.pop("ACCELERATE_USE_CPU", None)  # a stray flag would put rmlib on the CPU
     return env
@@ -424,10 +469,11 @@ def _start(args: argparse.Namespace, system: str, mode: str, grad_ckpt: bool, wo
            sets: list[str]) -> tuple:
     cmd = [sys.executable, __file__, "--worker", system, "--mode", mode, "--workdir", str(work), "--model", model_dir,
            "--batch", str(args.batch), "--device", args.device, "--gradient-checkpointing", "on" if grad_ckpt else "off",
-           "--sets", *sets]
+           "--rounds", str(args.rounds if mode == "time" else 1), "--sets", *sets]
     # output goes to files, not pipes: two workers side by side must never block on a full pipe
     log = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
-    return system, subprocess.Popen(cmd, stdout=log[0], stderr=log[1], text=True, env=_worker_env(args.device)), log
+    return system, subprocess.Popen(cmd, stdout=log[0], stderr=log[1], text=True,
+                                     env=_worker_env(args.device, threads=args.threads)), log
 
 
 def _results(args: argparse.Namespace, started: tuple) -> list[dict]:
@@ -445,16 +491,33 @@ def _results(args: argparse.Namespace, started: tuple) -> list[dict]:
     return results
 
 
+def spread(values: list[float]) -> dict[str, float]:
+    """min / median / max, and the half-range relative to the median (how far a single repeat
+    can be from the reported median)."""
+    med = statistics.median(values)
+    return {"min": min(values), "median": med, "max": max(values),
+            "half_range_rel": (max(values) - min(values)) / 2 / med}
+
+
+def repeat_ratios(a: list[float], b: list[float]) -> list[float]:
+    """rmlib/TRL ratio of each repeat: the i-th measurement of one with the i-th of the other
+    (same worker slot and round, run back to back)."""
+    return [x / y for x, y in zip(a, b)]
+
+
 def _summarise(runs: dict, mem: dict, tokens: int, n_pairs: int, params: int,
                peak_flops: float | None) -> dict:
     row: dict = {}
     for system in ("rmlib", "trl"):
         rs = runs[system]
         pps = [r["pairs"] / r["seconds"] for r in rs]
+        ppc = [r["pairs"] / r["cpu_seconds"] for r in rs]
         secs = statistics.median(r["seconds"] for r in rs)
         computed = statistics.median(r["computed_tokens"] for r in rs)
         row[system] = {
             "pairs_per_s": statistics.median(pps), "pairs_per_s_all": pps,
+            "pairs_per_cpu_s": statistics.median(ppc), "pairs_per_cpu_s_all": ppc,
+            "cpu_per_wall": statistics.median(r["cpu_seconds"] / r["seconds"] for r in rs),
             "tokens_per_s": statistics.median(pps) * tokens / n_pairs,
             "computed_tokens_per_epoch": computed,
             "padding_fraction": statistics.median(r["padding_fraction"] for r in rs),
@@ -466,7 +529,13 @@ def _summarise(runs: dict, mem: dict, tokens: int, n_pairs: int, params: int,
         if peak_flops:
             row[system]["mfu"] = 6 * params * computed / secs / peak_flops
     a, b = row["rmlib"], row["trl"]
-    return {"pairs_per_s_ratio": a["pairs_per_s"] / b["pairs_per_s"],
+    wall = repeat_ratios(a["pairs_per_s_all"], b["pairs_per_s_all"])
+    cpu = repeat_ratios(a["pairs_per_cpu_s_all"], b["pairs_per_cpu_s_all"])
+    return {"pairs_per_s_ratio": statistics.median(wall),
+            "pairs_per_cpu_s_ratio": statistics.median(cpu),
+            "pairs_per_s_ratio_spread": spread(wall), "pairs_per_cpu_s_ratio_spread": spread(cpu),
+            "ratio_of_medians": {"pairs_per_s": a["pairs_per_s"] / b["pairs_per_s"],
+                                 "pairs_per_cpu_s": a["pairs_per_cpu_s"] / b["pairs_per_cpu_s"]},
             "peak_memory_ratio": a["peak_memory_mb"] / b["peak_memory_mb"],
             "padding_fraction": a["padding_fraction"],
             "tokens_per_s_ratio": a["tokens_per_s"] / b["tokens_per_s"],
@@ -475,10 +544,13 @@ def _summarise(runs: dict, mem: dict, tokens: int, n_pairs: int, params: int,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small sets, 2 repeats: < 3 min on 2 CPU cores")
+    ap.add_argument("--quick", action="store_true",
+                    help="32 pairs per set, 3 alternating workers per trainer: ~3 min on 2 idle CPU cores")
     ap.add_argument("--pairs", type=int, default=256)
     ap.add_argument("--batch", type=int, default=8, help="pairs per optimizer step (the global batch)")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3, help="worker processes per trainer, alternating")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="epochs per worker, each with a fresh trainer and model (repeats x rounds measurements)")
     ap.add_argument("--scale", type=float, default=1.0, help="multiplies every length")
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--layers", type=int, default=4)
@@ -486,6 +558,9 @@ def main() -> None:
                     help="cuda: bf16 autocast for both trainers, CUDA allocator peak, MFU")
     ap.add_argument("--gradient-checkpointing", choices=["on", "off", "both"], default=None,
                     help="the same setting for both trainers (default: both; --quick: on, TRL's default)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="CPU: intra-op threads per worker, the same for both trainers (default 1: steady on a "
+                         "shared machine, see _worker_env; 0 = torch's default)")
     ap.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak for MFU (default: by GPU name)")
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--worker", choices=["rmlib", "trl"], help=argparse.SUPPRESS)
@@ -499,7 +574,8 @@ def main() -> None:
         worker(args)
         return
     if args.quick:
-        args.pairs, args.repeats, args.scale = 48, 2, 0.3
+        # more, shorter repeats than before (3 x 32 pairs instead of 2 x 48): ratios are medians of 3
+        args.pairs, args.repeats, args.rounds, args.scale = 32, 3, 1, 0.3
         args.gradient_checkpointing = args.gradient_checkpointing or "on"
     gc_settings = {"on": [True], "off": [False], "both": [True, False], None: [True, False]}[args.gradient_checkpointing]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -528,8 +604,10 @@ def main() -> None:
                 t0 = time.perf_counter()
                 for r in _results(args, _start(args, system, "time", grad_ckpt, work, model_dir, list(sets))):
                     runs[r["set"]][system].append(r)
+                last = {n: runs[n][system][-args.rounds:] for n in sets}
                 print(f"[{key}] repeat {rep + 1}/{args.repeats} {system}: "
-                      + ", ".join(f"{n} {runs[n][system][-1]['pairs'] / runs[n][system][-1]['seconds']:.1f} pairs/s"
+                      + "; ".join(f"{n} " + ", ".join(f"{r['pairs'] / r['seconds']:.1f}" for r in last[n]) + " pairs/s, "
+                                  + ", ".join(f"{r['pairs'] / r['cpu_seconds']:.1f}" for r in last[n]) + " per CPU-s"
                                   for n in sets) + f" (run {time.perf_counter() - t0:.0f} s)", flush=True)
         mem: dict[str, dict[str, dict]] = {n: {} for n in sets}
         # one memory run each, apart from the timed runs and side by side: what they measure (the
@@ -549,7 +627,8 @@ def main() -> None:
     head_key = "gradient_checkpointing" if "gradient_checkpointing" in report else "no_gradient_checkpointing"
     report["meta"] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]), "pairs": args.pairs, "batch": args.batch,
-        "repeats": args.repeats, "length_scale": args.scale, "device": args.device,
+        "repeats": args.repeats, "rounds": args.rounds, "threads": args.threads if args.device == "cpu" else None,
+        "load": _loadavg(), "length_scale": args.scale, "device": args.device,
         "headline": head_key,
         "model": {"hidden": args.hidden, "layers": args.layers, "params": params,
                   "type": f"Llama, random init, fp32 weights{', bf16 autocast' if args.device == 'cuda' else ''}"},
@@ -567,20 +646,26 @@ def main() -> None:
         report["meta"]["peak_flops"] = peak_flops
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    headline = {n: {k: report[head_key][n][k] for k in ("pairs_per_s_ratio", "peak_memory_ratio", "padding_fraction")}
+    headline = {n: {k: report[head_key][n][k] for k in ("pairs_per_s_ratio", "pairs_per_cpu_s_ratio",
+                                                         "peak_memory_ratio", "padding_fraction")}
                 for n in sets}
     out.write_text(json.dumps(headline, indent=2) + "\n")  # the issue's exact shape (ratios rmlib/TRL)
     detail = out.with_name(out.stem + "_detail.json")
     detail.write_text(json.dumps(report, indent=2) + "\n")
     for key in (k for k in report if k != "meta"):
         print(f"\n{key} (both trainers)")
-        print(f"{'set':<12} {'rmlib pairs/s':>14} {'TRL pairs/s':>12} {'ratio':>6} {'mem MB rmlib/TRL':>17} "
+        print(f"{'set':<12} {'rmlib pairs/s':>14} {'TRL pairs/s':>12} {'ratio (min-max)':>17} "
+              f"{'per CPU-s rmlib/TRL':>20} {'ratio (min-max)':>17} {'mem MB rmlib/TRL':>17} "
               f"{'ratio':>6} {'RSS ratio':>9} {'rmlib pad':>9} {'TRL pad':>8}" + (" MFU rmlib/TRL" if peak_flops else ""))
         for name in sets:
             r = report[key][name]
+            w, c = r["pairs_per_s_ratio_spread"], r["pairs_per_cpu_s_ratio_spread"]
             mfu = f" {r['rmlib']['mfu']:.1%}/{r['trl']['mfu']:.1%}" if peak_flops else ""
             print(f"{name:<12} {r['rmlib']['pairs_per_s']:>14.2f} {r['trl']['pairs_per_s']:>12.2f} "
-                  f"{r['pairs_per_s_ratio']:>6.2f} {r['rmlib']['peak_memory_mb']:>8.0f}/{r['trl']['peak_memory_mb']:<8.0f} "
+                  f"{w['median']:>5.2f} ({w['min']:.2f}-{w['max']:.2f}) "
+                  f"{r['rmlib']['pairs_per_cpu_s']:>9.2f}/{r['trl']['pairs_per_cpu_s']:<10.2f} "
+                  f"{c['median']:>5.2f} ({c['min']:.2f}-{c['max']:.2f}) "
+                  f"{r['rmlib']['peak_memory_mb']:>8.0f}/{r['trl']['peak_memory_mb']:<8.0f} "
                   f"{r['peak_memory_ratio']:>6.2f} {r['peak_rss_delta_ratio']:>9.2f} {r['padding_fraction']:>9.3f} "
                   f"{r['trl']['padding_fraction']:>8.3f}{mfu}")
     print(f"wrote {out} ({head_key}) and {detail.name} ({report['meta']['wall_seconds']} s)")

@@ -24,7 +24,11 @@ saved-tensor hooks (see ``docs/lora.md``). All terms are in bytes:
   kept: ``L * T * A``. With it only each block's input is kept (``L * T * h * b``, ``b`` bytes
   per activation element) plus one block recomputed during backward (``T * A``). Another
   ``T * (4 h + 2 I) * b`` covers the backward's transient activation gradients, and
-  ``T * h * b`` the embedding output. fp32 compute doubles the ``h``/``I`` terms.
+  ``T * h * b`` the embedding output. fp32 compute doubles the ``h``/``I`` terms. Under the
+  trainer's bf16 autocast over fp32 adapters (``mixed_precision=True``, the default) ``A`` is
+  ``15.25 h + 11.93 I + 4 kv_dim + 19 r`` (bf16 base) or ``15.25 h + 17.93 I + ...`` (QLoRA), measured
+  at the 8B width; under QLoRA the residual stream is fp32, so the checkpointed block inputs and
+  the embedding output take 4 bytes per element.
 * ``overhead``: CUDA context and cuBLAS workspaces (512 MiB) plus 5 % allocator fragmentation.
 
 ``total`` is the sum. ``peak_allocated`` (``total`` without ``overhead``) is what
@@ -171,14 +175,33 @@ def _shape(cfg, target_modules: list[str] | None) -> _Shape:
                   head)
 
 
+# Per-token, per-block bytes under the trainer's bf16 autocast with fp32 adapters and head (see
+# block_activation_bytes): (h, I) coefficients for a bf16 base and for a 4-bit (QLoRA) base; 8-bit
+# takes the 4-bit values (same fp32 stream and input casts), not measured.
+AUTOCAST_COEFFS = {"none": (15.25, 11.93), "4bit": (15.25, 17.93), "8bit": (15.25, 17.93)}
+
+
 def block_activation_bytes(hidden: int, intermediate: int, kv_dim: int, lora_rank: int, dtype_bytes: int = 2, *,
-                           lora_dropout: bool = False) -> float:
+                           lora_dropout: bool = False, autocast: str | None = None) -> float:
     """Bytes autograd keeps per token for one transformer block with LoRA on every projection.
 
     Measured with ``torch.autograd.graph.saved_tensors_hooks`` on Llama-style blocks in bf16
     (least squares over five shapes, residual < 3 bytes): ``16 h + 8 I + 4 kv_dim + 19 r``, or
     ``36 h + 10 I + ...`` with LoRA dropout. The ``h``/``I`` terms scale with the activation dtype.
+
+    ``autocast`` (the base's quantization: ``"none"``, ``"4bit"``, ``"8bit"``) selects the
+    trainer's real setting instead: bf16 autocast over fp32 LoRA weights (every adapter input gets
+    its own bf16 cast) and, under QLoRA, fp32 embeddings and norms (the residual stream is fp32).
+    Measured the same way at the Llama-3.1-8B width (h 4096, I 14336) and at h 256 / I 704, both
+    exactly fitted: ``15.25 h + 11.93 I`` (bf16 base) and ``15.25 h + 17.93 I`` (4-bit base), plus
+    the same ``4 kv_dim + 19 r``: 1.29x and 1.75x the plain-bf16 formula at the 8B width
+    (``bench/memory_shapes.py``, docs/lora.md). LoRA dropout adds the plain formula's difference
+    (``20 h + 2 I``), not re-measured under autocast.
     """
+    if autocast is not None:
+        a_h, a_i = AUTOCAST_COEFFS[autocast]
+        extra = (20 * hidden + 2 * intermediate) if lora_dropout else 0  # the plain formula's dropout copies
+        return a_h * hidden + a_i * intermediate + extra + 4 * kv_dim + 19 * lora_rank
     scale = dtype_bytes / 2
     return (((36 if lora_dropout else 16) * hidden + (10 if lora_dropout else 8) * intermediate) * scale
             + 4 * kv_dim + 19 * lora_rank)
@@ -187,12 +210,15 @@ def block_activation_bytes(hidden: int, intermediate: int, kv_dim: int, lora_ran
 def estimate_memory(config_or_dict: Any, lora_rank: int = 16, quantization: str = "none", seq_len: int = 4096,
                     micro_batch: int = 1, gradient_checkpointing: bool = True, *, dtype: str = "bfloat16",
                     sequences_per_item: int = 2, lora_dropout: bool = False, double_quant: bool = True,
-                    target_modules: list[str] | None = None, num_labels: int = 1) -> Estimate:
+                    target_modules: list[str] | None = None, num_labels: int = 1,
+                    mixed_precision: bool = True) -> Estimate:
     """Peak memory of one process training a LoRA (``quantization="none"``) or QLoRA reward model.
 
     ``micro_batch`` counts items (pairs for pairwise losses: ``sequences_per_item=2``; rows for
     regression: 1); ``seq_len`` is the padded length of each sequence. ``dtype`` is the compute
-    and base-weight dtype (bf16 on GPU). Formulas: see the module docstring.
+    and base-weight dtype (bf16 on GPU). ``mixed_precision``: the trainer's bf16 autocast over fp32
+    adapters (``train.mixed_precision: bf16``), whose activation coefficients were measured at
+    8B width; applies when ``dtype`` is 16-bit. Formulas: see the module docstring.
     """
     if quantization not in ("none", "4bit", "8bit"):
         raise ValueError(f"quantization must be none, 4bit or 8bit, got {quantization!r}")
@@ -211,12 +237,16 @@ def estimate_memory(config_or_dict: Any, lora_rank: int = 16, quantization: str 
     trainable = lora + s.head
     tokens = micro_batch * sequences_per_item * seq_len
     h, inter, kv = s.hidden, s.intermediate, s.kv_dim
-    per_block = block_activation_bytes(h, inter, kv, lora_rank, b, lora_dropout=lora_dropout)
+    autocast = quantization if mixed_precision and b == 2 else None
+    per_block = block_activation_bytes(h, inter, kv, lora_rank, b, lora_dropout=lora_dropout, autocast=autocast)
+    # QLoRA: prepare_model_for_kbit_training keeps embeddings and norms in fp32, so the residual
+    # stream (each checkpointed block input, the embedding output) is fp32 whatever the compute dtype
+    stream = 4 if quantization != "none" else b
     if gradient_checkpointing:
-        acts = s.layers * tokens * h * b + tokens * per_block
+        acts = s.layers * tokens * h * stream + tokens * per_block
     else:
         acts = s.layers * tokens * per_block
-    acts += tokens * (4 * h + 2 * inter) * b + tokens * h * b
+    acts += tokens * (4 * h + 2 * inter) * b + tokens * h * stream
     sub = weights + trainable * 4 + trainable * 4 + trainable * 8 + acts
     return Estimate(weights=int(weights), lora_params=int(trainable * 4), grads=int(trainable * 4),
                     optimizer=int(trainable * 8), activations=int(acts),
@@ -224,7 +254,7 @@ def estimate_memory(config_or_dict: Any, lora_rank: int = 16, quantization: str 
                     settings={"lora_rank": lora_rank, "quantization": quantization, "seq_len": seq_len,
                               "micro_batch": micro_batch, "gradient_checkpointing": gradient_checkpointing,
                               "dtype": dtype, "sequences_per_item": sequences_per_item,
-                              "lora_dropout": lora_dropout})
+                              "lora_dropout": lora_dropout, "mixed_precision": mixed_precision})
 
 
 def recommend(model_config: Any, budget_gib: float, seq_len: int = 4096, *, ranks: tuple[int, ...] = (16, 32, 64),
@@ -275,7 +305,8 @@ def estimate_for_config(train_config: str | Path, sequences_per_item: int = 2) -
     return estimate_memory(c.model.name_or_path, lo.r, lo.quantization, c.data.max_length,
                            c.train.per_device_batch_size, c.model.gradient_checkpointing, dtype=c.model.dtype,
                            sequences_per_item=sequences_per_item, lora_dropout=lo.dropout > 0,
-                           double_quant=lo.double_quant, target_modules=lo.target_modules)
+                           double_quant=lo.double_quant, target_modules=lo.target_modules,
+                           mixed_precision=c.train.mixed_precision in ("bf16", "fp16"))
 
 
 def add_cli_arguments(p) -> None:

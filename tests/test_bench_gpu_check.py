@@ -1,0 +1,77 @@
+"""bench/gpu_check.py on a CPU machine: the dry run checks the plan (scripts exist, they accept the
+options passed, limits fit the 8-minute budget) and reports why GPU steps are skipped. The GPU
+itself cannot exist here; nothing is mocked, the steps are simply not run."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+gc = _load("gpu_check")
+
+
+def test_plan_fits_the_budget_and_every_step_has_its_own_limit(tmp_path):
+    steps = gc.plan(tmp_path, tmp_path)
+    assert [s.name for s in steps] == ["env", "gpu_tests", "train_mfu", "score", "memory_8b"]
+    assert all(s.limit_s > 0 for s in steps)
+    assert sum(s.limit_s for s in steps) <= gc.BUDGET_S == 480
+    tests = next(s for s in steps if s.name == "gpu_tests").cmd
+    assert "tests/test_deepspeed.py" in tests and "tests/test_shared_prompt.py" in tests  # found by their mark
+    assert gc.check_plan(steps, check_options=False) == []
+
+
+def test_check_plan_finds_an_over_budget_plan_and_an_option_a_script_refuses(tmp_path):
+    steps = gc.plan(tmp_path, tmp_path)
+    steps[1].limit_s = 400
+    assert any("over the 480 s budget" in p for p in gc.check_plan(steps, check_options=False))
+    bad = gc.Step("mem", "x", [sys.executable, "bench/memory_shapes.py", "--no-such-option"], 10)
+    (problem,) = gc.check_plan([bad])
+    assert "does not accept ['--no-such-option']" in problem
+    gone = gc.Step("gone", "x", [sys.executable, "bench/no_such_bench.py"], 10)
+    assert any("does not exist" in p for p in gc.check_plan([gone], check_options=False))
+
+
+def test_dry_run_on_cpu_checks_options_and_names_each_skip(capsys):
+    assert gc.main(["--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "plan OK" in out
+    for step in ("gpu_tests", "train_mfu", "memory_8b"):
+        assert f"{step}" in out
+    assert "[SKIP: no CUDA device]" in out
+    assert "expected test skip: FSDP test: needs 2 GPUs" in out
+
+
+def test_summaries_read_what_the_steps_write(tmp_path):
+    """The junit report of the gpu tests is read into passed / failed / skipped-with-reason."""
+    (tmp_path / "gpu_tests.xml").write_text(
+        '<testsuites><testsuite name="pytest">'
+        '<testcase classname="tests.test_deepspeed" name="test_fsdp"><skipped message="needs 2 GPUs"/></testcase>'
+        '<testcase classname="tests.test_shared_prompt" name="test_flex"/>'
+        '<testcase classname="tests.test_shared_prompt" name="test_flash"><failure message="x"/></testcase>'
+        '</testsuite></testsuites>')
+    step = gc.Step("gpu_tests", "t", [], 10)
+    s = gc.summarise(step, tmp_path, "")
+    assert s == {"passed": ["test_shared_prompt::test_flex"], "failed": ["test_shared_prompt::test_flash"],
+                 "skipped": ["test_deepspeed::test_fsdp: needs 2 GPUs"]}
+    step.summary, step.status = s, "failed"
+    md = gc.markdown([step], {"torch": "x"}, 1.0)
+    assert "1 passed, 1 failed, 1 skipped; test_deepspeed::test_fsdp: needs 2 GPUs" in md
+
+
+def test_a_step_over_its_limit_is_stopped_and_reported(tmp_path):
+    slow = gc.Step("slow", "sleeps", [sys.executable, "-c", "import time; time.sleep(30)"], 1)
+    fast = gc.Step("fast", "prints", [sys.executable, "-c", "print('ok')"], 20)
+    gc.run_step(slow, tmp_path)
+    gc.run_step(fast, tmp_path)
+    assert slow.status == "timeout" and slow.seconds < 10 and "1 s limit" in slow.reason
+    assert fast.status == "passed"
