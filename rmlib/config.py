@@ -119,9 +119,8 @@ class DataConfig:
                                          "held-out slice) and logged under `eval/<name>/`.", factory=dict)
     cache_dir: str | None = opt(None, "Where tokenized features are cached (Arrow, memory-mapped by every rank and "
                                       "later run); null: $RMLIB_CACHE/features or ~/.cache/rmlib/features.")
-    num_proc: int | None = opt(None, "Processes that tokenize a new source; null: this process with the "
-                                     "tokenizer's threads, or up to 16 processes for 20k+ records on more than 4 "
-                                     "cores; 0 or 1: this process.")
+    num_proc: int | None = opt(None, "Processes that tokenize a new source; null: up to 16 (the CPU count) "
+                                     "for 20k+ records, else this process; 0 or 1: this process.")
 
 
 @dataclass

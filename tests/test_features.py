@@ -134,16 +134,16 @@ def test_worker_processes_and_the_in_process_map_write_the_same_features(tmp_pat
     assert forked.report.to_dict() == here.report.to_dict()
 
 
-def test_tokenize_processes_default_to_this_process_on_small_machines(monkeypatch):
+def test_tokenize_processes_use_every_core_for_large_sources(monkeypatch):
     from rmlib.data.features import PARALLEL_MIN_ROWS, tokenize_processes
 
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    assert tokenize_processes(10**7, None) is None  # 2 cores: the tokenizer's threads beat forked workers
-    assert tokenize_processes(100, 4) == 4 and tokenize_processes(100, 1) is None
+    assert tokenize_processes(PARALLEL_MIN_ROWS, None) == 2
+    assert tokenize_processes(PARALLEL_MIN_ROWS - 1, None) is None  # small: workers cost more than they save
+    assert tokenize_processes(100, 4) == 4 and tokenize_processes(100, 1) is None and tokenize_processes(100, 0) is None
     assert tokenize_processes(1, 4) is None  # one record cannot be split
     monkeypatch.setattr(os, "cpu_count", lambda: 64)
-    assert tokenize_processes(PARALLEL_MIN_ROWS, None) == 16
-    assert tokenize_processes(PARALLEL_MIN_ROWS - 1, None) is None
+    assert tokenize_processes(10**7, None) == 16
 
 
 def test_drops_are_counted_with_file_and_record(tmp_path):

@@ -8,8 +8,8 @@ directory per *key*:
    Arrow file: texts, hashes of the prompt and of the whole example (``uint64``), and the value of
    every label the loss consumes. Nothing but the current record is held in memory, so a source
    larger than RAM streams.
-2. **tokenized**: a batched ``map`` (in this process with the tokenizer's threads, or ``num_proc``
-   worker processes: :func:`tokenize_processes`) renders and tokenizes each prompt once
+2. **tokenized**: a batched ``map`` (in this process, or ``num_proc`` worker processes:
+   :func:`tokenize_processes`) renders and tokenizes each prompt once
    (:meth:`Featurizer.split_many`) and stores its tokens once per pair beside each response's
    tokens and how many prompt tokens each sequence keeps. Dropped pairs (too long, identical after
    tokenization) keep their row with the reason, and are counted in the report.
@@ -427,18 +427,18 @@ def _tokenize_batch(batch: dict, *, featurizer: Featurizer, kind: str, attribute
 
 
 def tokenize_processes(n: int, num_proc: int | None) -> int | None:
-    """Worker processes for the tokenize ``map``; None: this process, with the tokenizer's own threads.
+    """Worker processes for the tokenize ``map``; None: this process.
 
-    Why in-process by default on small machines: the Rust tokenizer already encodes a batch on every
-    core, and a forked ``map`` worker gets a single-threaded tokenizer (``tokenizers`` turns its
-    threads off after a fork) plus the cost of starting, pickling the featurizer and merging shards.
-    Processes pay off once the Python around the tokenizer (about a tenth of the time) limits the
-    threads: from ``PARALLEL_MIN_ROWS`` records on machines with more than 4 cores. ``datasets``
-    starts a pool even for ``num_proc=1``, so 0 and 1 both mean "this process" here.
+    Why processes: the fast tokenizer's ``encode_batch`` ran on one core here (its CPU time equals
+    its wall time, with ``TOKENIZERS_PARALLELISM=true`` and from two Python threads alike), so
+    worker processes are the only way to use more cores. Below ``PARALLEL_MIN_ROWS`` records,
+    starting workers costs more than it saves, and the build stays in this process (reading the
+    canonical file without memory-mapping it, so RSS stays flat: :func:`_map_here`).
+    ``datasets`` starts a pool even for ``num_proc=1``, so 0 and 1 both mean "this process".
     """
     if num_proc is None:
         cores = os.cpu_count() or 1
-        num_proc = min(cores, 16) if n >= PARALLEL_MIN_ROWS and cores > 4 else 1
+        num_proc = min(cores, 16) if n >= PARALLEL_MIN_ROWS else 1
     return num_proc if num_proc > 1 and n > 1 else None
 
 
