@@ -27,7 +27,7 @@ from rmlib.data.collate import Batch, iterate_in_length_order
 from rmlib.data.judge import JudgeEncoder, judge_input
 from rmlib.data.schema import Message
 from rmlib.io import resolve_model, torch_dtype
-from rmlib.models.reward_model import as_messages, load_tokenizer, resolve_max_length
+from rmlib.models.reward_model import HFWrapper, as_messages, load_tokenizer, resolve_max_length
 
 ADAPTER_CONFIG = "adapter_config.json"
 INFO_FILE = "rmlib.json"
@@ -45,7 +45,7 @@ def is_causal_lm_dir(path: str | Path) -> bool:
     return False
 
 
-class JustifierModel(nn.Module):
+class JustifierModel(HFWrapper):
     """A causal LM with the tokenizer and length budget it was trained with."""
 
     #: the trainer saves this model with :meth:`save_pretrained` also under LoRA (a PEFT adapter directory
@@ -88,29 +88,6 @@ class JustifierModel(nn.Module):
             model = PeftModel.from_pretrained(model, src).merge_and_unload()
         model.config.pad_token_id = tok.pad_token_id
         return cls(model, tok, max_length=resolve_max_length(max_length, config))
-
-    @property
-    def _hf(self) -> nn.Module:
-        m = self.model
-        return m.get_base_model() if hasattr(m, "get_base_model") else m
-
-    @property
-    def config(self):
-        return self._hf.config
-
-    @property
-    def _no_split_modules(self) -> list[str] | None:
-        return getattr(self._hf, "_no_split_modules", None)
-
-    base_model_prefix = "backbone"
-
-    @property
-    def backbone(self) -> nn.Module:
-        hf = self._hf
-        return getattr(hf, hf.base_model_prefix)
-
-    def get_input_embeddings(self) -> nn.Module:
-        return self._hf.get_input_embeddings()
 
     def encoder(self, max_length: int | None = None) -> JudgeEncoder:
         return JudgeEncoder(self.tokenizer, max_length or self.max_length)

@@ -75,7 +75,43 @@ def as_messages(prompt: str | Sequence[Message]) -> list[Message]:
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
 
 
-class RewardModel(nn.Module):
+class HFWrapper(nn.Module):
+    """What a module wrapping a transformers model (``self.model``) shows of it: the reward model
+    and the Pairwise Justifier's causal LM both wrap one, and Accelerate prepares the wrapper."""
+
+    @property
+    def _hf(self) -> nn.Module:
+        """The transformers module, looking through a PEFT wrapper if there is one."""
+        m = self.model
+        return m.get_base_model() if hasattr(m, "get_base_model") else m
+
+    @property
+    def config(self):
+        return self._hf.config
+
+    # -- what FSDP's auto-wrap reads ---------------------------------------------------------
+    # Accelerate prepares *this* module, and its FSDP1/FSDP2 transformer auto-wrap policy looks for
+    # `_no_split_modules`, `get_input_embeddings()` and `getattr(model, model.base_model_prefix)` on
+    # it. Without them every FSDP unit collapses into one (the root): correct results, but each GPU
+    # gathers the whole model at once, which defeats sharding.
+
+    @property
+    def _no_split_modules(self) -> list[str] | None:
+        return getattr(self._hf, "_no_split_modules", None)
+
+    base_model_prefix = "backbone"
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The transformer body (``LlamaModel``, ``BertModel``, ...) under the head."""
+        hf = self._hf
+        return getattr(hf, hf.base_model_prefix)
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self._hf.get_input_embeddings()
+
+
+class RewardModel(HFWrapper):
     """Backbone + linear head, one output per attribute (names in ``config.id2label``)."""
 
     def __init__(self, model: nn.Module, tokenizer, max_length: int = DEFAULT_MAX_LENGTH):
@@ -133,36 +169,6 @@ class RewardModel(nn.Module):
         model.config.pad_token_id = tok.pad_token_id
         return cls(model, tok, max_length=max_length)
 
-    @property
-    def _hf(self) -> nn.Module:
-        """The transformers module, looking through a PEFT wrapper if there is one."""
-        m = self.model
-        return m.get_base_model() if hasattr(m, "get_base_model") else m
-
-    @property
-    def config(self):
-        return self._hf.config
-
-    # -- what FSDP's auto-wrap reads ---------------------------------------------------------
-    # Accelerate prepares *this* module, and its FSDP1/FSDP2 transformer auto-wrap policy looks for
-    # `_no_split_modules`, `get_input_embeddings()` and `getattr(model, model.base_model_prefix)` on
-    # it. Without them every FSDP unit collapses into one (the root): correct results, but each GPU
-    # gathers the whole model at once, which defeats sharding.
-
-    @property
-    def _no_split_modules(self) -> list[str] | None:
-        return getattr(self._hf, "_no_split_modules", None)
-
-    base_model_prefix = "backbone"
-
-    @property
-    def backbone(self) -> nn.Module:
-        """The transformer body (``LlamaModel``, ``BertModel``, ...) under the head."""
-        hf = self._hf
-        return getattr(hf, hf.base_model_prefix)
-
-    def get_input_embeddings(self) -> nn.Module:
-        return self._hf.get_input_embeddings()
 
     @property
     def attributes(self) -> list[str]:
