@@ -71,3 +71,26 @@ def test_two_process_generation_gives_the_one_process_report(tmp_path, tiny_llam
     assert two["meta"]["num_processes"] == 2 and one["meta"]["num_processes"] == 1
     assert two["meta"]["justifier"] == one["meta"]["justifier"] and two["metrics"] == one["metrics"]
     assert two["meta"]["justifier"]["n"] == 13
+
+
+@pytest.mark.parametrize("backend", ["deepspeed_zero2", "deepspeed_zero3"])
+def test_deepspeed_trains_the_justifier_like_one_process(tmp_path, tiny_llama, backend):
+    """The unchanged trainer under DeepSpeed ZeRO-2/3 (2 CPU processes): the same weights as one process
+    holding the whole global batch, and ZeRO-3's gathered save is a plain causal LM."""
+    pytest.importorskip("deepspeed")
+    from transformers import AutoModelForCausalLM
+
+    from rmlib.training import train
+    from tests.test_deepspeed import CONFIGS
+
+    model = build_tiny_causal_lm(tmp_path / "base", tiny_llama)
+    cfg = _config(tmp_path, model, backend, micro=2, accum=1)
+    proc = subprocess.run([*LAUNCH, "--config_file", str(CONFIGS / f"{backend}.yaml"), "--num_processes", "2",
+                           "-m", "rmlib", "train", str(cfg)], env=_env(), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((tmp_path / backend / "summary.json").read_text())
+    assert summary["num_processes"] == 2 and summary["distributed_type"].endswith("DEEPSPEED")
+    big = train(str(_config(tmp_path, model, "big", micro=4, accum=1)))
+    assert _max_diff(tmp_path / backend, tmp_path / "big") < 5e-5
+    assert abs(summary["eval"]["loss"] - big["eval"]["loss"]) < 1e-3
+    assert type(AutoModelForCausalLM.from_pretrained(tmp_path / backend / "model")).__name__ == "LlamaForCausalLM"
