@@ -7,15 +7,7 @@
 # No logic here: every step is an rmlib command (see README.md next to this file). Run from the repository root.
 set -euo pipefail
 HERE=recipes/helpsteer2_preference
-SMOKE=0
-OUT=""
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --smoke) SMOKE=1; shift ;;
-    --out) OUT="$2"; shift 2 ;;
-    *) break ;;
-  esac
-done
+. recipes/options.sh  # --smoke, --out DIR
 
 if [[ ${SMOKE} == 1 ]]; then
   OUT="${OUT:-runs/helpsteer2_preference-smoke}"

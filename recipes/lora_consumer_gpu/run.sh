@@ -4,15 +4,7 @@
 #   smoke (bundled samples, MiniLM with LoRA, CPU, a few minutes): recipes/lora_consumer_gpu/run.sh --smoke
 # No logic here: every step is an rmlib command (see README.md next to this file). Run from the repository root.
 set -euo pipefail
-SMOKE=0
-OUT=""
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --smoke) SMOKE=1; shift ;;
-    --out) OUT="$2"; shift 2 ;;
-    *) break ;;
-  esac
-done
+. recipes/options.sh  # --smoke, --out DIR
 NAME="${1:-lora_llama3_8b_24gb}"
 shift || true
 CONFIG="configs/train/${NAME}.yaml"

@@ -8,15 +8,7 @@
 #     (no causal LM ships with rmlib: without the override the smoke loads Qwen/Qwen2.5-0.5B-Instruct)
 # No logic here: every step is an rmlib command (see README.md next to this file). Run from the repository root.
 set -euo pipefail
-SMOKE=0
-OUT=""
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --smoke) SMOKE=1; shift ;;
-    --out) OUT="$2"; shift 2 ;;
-    *) break ;;
-  esac
-done
+. recipes/options.sh  # --smoke, --out DIR
 
 if [[ ${SMOKE} == 1 ]]; then
   OUT="${OUT:-runs/pairwise_justifier-smoke}"

@@ -11,15 +11,7 @@
 # No logic here: every step is an rmlib command (see README.md next to this file). Run from the repository root.
 set -euo pipefail
 HERE=recipes/skywork_bt
-SMOKE=0
-OUT=""
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --smoke) SMOKE=1; shift ;;
-    --out) OUT="$2"; shift 2 ;;
-    *) break ;;
-  esac
-done
+. recipes/options.sh  # --smoke, --out DIR
 
 if [[ ${SMOKE} == 1 ]]; then
   OUT="${OUT:-runs/skywork_bt-smoke}"
