@@ -10,7 +10,8 @@ run), and the results land in one JSON and one Markdown table under ``bench/resu
    and are listed with their reasons;
 3. ``train_mfu``: ``bench/train_throughput.py --device cuda`` at a ~0.7B Llama config (hidden 2048,
    16 layers, bf16 autocast), reporting MFU for rmlib and TRL;
-4. ``score``: ``bench/score_throughput.py`` (skipped, with the reason, if it cannot target CUDA);
+4. ``score``: ``bench/score_throughput.py --device cuda --dtype bfloat16`` (length-sorted scoring
+   and shared-prompt best-of-N against fixed unsorted batches);
 5. ``memory_8b``: ``bench/memory_shapes.py --device cuda``: LoRA/QLoRA peak memory at the
    Llama-3.1-8B layer shape and 4k tokens per sequence, 1/2/4 layers extrapolated to 32, against
    the ``rmlib plan`` estimator (``torch.cuda.max_memory_allocated`` instead of CPU profiler events).
@@ -74,8 +75,8 @@ def plan(out_dir: Path, work: Path) -> list[Step]:
               "--pairs", "256", "--batch", "16", "--scale", "1.0", "--repeats", "1", "--rounds", "2",
               "--gradient-checkpointing", "off", "--out", str(out_dir / "train_throughput.json")], 140, ["cuda"]),
         Step("score", "scoring throughput (RewardModel.score vs fixed batches)",
-             [PY, "bench/score_throughput.py", "--quick", "--device", "cuda",
-              "--out", str(out_dir / "score_throughput.json")], 40, ["cuda", "score_device"]),
+             [PY, "bench/score_throughput.py", "--quick", "--device", "cuda", "--dtype", "bfloat16",
+              "--out", str(out_dir / "score_throughput.json")], 40, ["cuda"]),
         Step("memory_8b", "LoRA/QLoRA peak memory, Llama-3.1-8B layer shape, 4k tokens, 1/2/4 layers",
              [PY, "bench/memory_shapes.py", "--device", "cuda", "--archs", "llama8b", "--layers", "1", "2", "4",
               "--modes", "qlora", "lora", "--gc", "on", "off", "--seq-len", "4096",
@@ -96,8 +97,7 @@ def _help(cmd: list[str]) -> str | None:
 
 def check_plan(steps: list[Step], budget_s: int = BUDGET_S, *, check_options: bool = True) -> list[str]:
     """Problems with the plan (empty when it is runnable): missing scripts, options a script does
-    not accept, non-positive limits, limits over the budget. Options a step marks with the need
-    ``score_device`` are allowed to be missing (the step is then skipped with that reason)."""
+    not accept, non-positive limits, limits over the budget."""
     problems = []
     names = [s.name for s in steps]
     if len(set(names)) != len(names):
@@ -112,7 +112,7 @@ def check_plan(steps: list[Step], budget_s: int = BUDGET_S, *, check_options: bo
             text = _help(s.cmd)
             if text is not None:
                 missing = [o for o in s.cmd[2:] if o.startswith("--") and "=" not in o and o not in text]
-                if missing and "score_device" not in s.needs:
+                if missing:
                     problems.append(f"{s.name}: {s.cmd[1]} does not accept {missing}")
     total = sum(s.limit_s for s in steps)
     if total > budget_s:
@@ -142,15 +142,13 @@ def environment() -> dict:
     return info
 
 
-def plan_skips(steps: list[Step], env: dict, score_help: str | None) -> None:
+def plan_skips(steps: list[Step], env: dict) -> None:
     """Mark the steps the machine cannot run, with why (before anything runs)."""
     for s in steps:
         if "cuda" in s.needs and not env.get("cuda_available"):
             s.status, s.reason = "skipped", "no CUDA device"
         elif "bitsandbytes" in s.needs and not env.get("bitsandbytes"):
             s.status, s.reason = "skipped", "bitsandbytes not installed (QLoRA points need it)"
-        elif "score_device" in s.needs and (score_help is None or "--device" not in score_help):
-            s.status, s.reason = "skipped", "bench/score_throughput.py has no --device option (it scores on CPU only)"
 
 
 def expected_test_skips(env: dict) -> list[str]:
@@ -270,8 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         steps = [s for s in steps if s.name in args.only]
     problems = check_plan(steps, args.budget)
     env = environment()
-    score = next((s for s in steps if s.name == "score"), None)
-    plan_skips(steps, env, _help(score.cmd) if score else None)
+    plan_skips(steps, env)
     print(f"GPU check plan: {len(steps)} steps, limits {sum(s.limit_s for s in steps)} s of {args.budget} s")
     for s in steps:
         print(f"  {s.name:<10} {s.limit_s:>4} s  {s.what}" + (f"  [SKIP: {s.reason}]" if s.status == "skipped" else ""))

@@ -10,6 +10,9 @@ rounds; the median is reported. Tokens are the real (non-pad) tokens of the scor
 padding is the pad share of the positions each scorer's model calls compute (one extra, untimed run).
 
     python bench/score_throughput.py --quick
+    python bench/score_throughput.py --quick --device cuda --dtype bfloat16   # on a GPU (bench/gpu_check.py)
+
+On CUDA each timed call ends with ``torch.cuda.synchronize()``, so queued kernels are not left out.
 """
 
 from __future__ import annotations
@@ -42,9 +45,11 @@ def fixed_batch_scores(model, prompts, responses, batch: int) -> torch.Tensor:
     feat = model.featurizer()
     seqs = [feat.encode(as_messages(p), r) for p, r in zip(prompts, responses)]
     model.eval()
+    device = next(model.parameters()).device
     out = []
     for i in range(0, len(seqs), batch):
-        out.append(model(collate_sequences(seqs[i:i + batch], model.tokenizer.pad_token_id))[:, 0])
+        out.append(model(collate_sequences(seqs[i:i + batch], model.tokenizer.pad_token_id).to(device))[:, 0]
+                   .float().cpu())
     return torch.cat(out)
 
 
@@ -76,8 +81,13 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                    help="weights' dtype (bfloat16 is what a GPU serves)")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch sees no CUDA device")
     if args.quick:
         args.n_seqs, args.repeats, args.scale = 192, 2, 0.5
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -87,7 +97,15 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="rmlib_score_bench_"))
     model_dir = build_tiny_llama(work / "model", hidden_size=args.hidden, layers=args.layers, heads=4, kv_heads=2,
                                  intermediate_size=int(args.hidden * 8 / 3))
-    model = RewardModel.from_pretrained(model_dir, max_length=4096)
+    model = RewardModel.from_pretrained(model_dir, max_length=2048, dtype=args.dtype).to(args.device)
+
+    def synced(fn):
+        def call():
+            out = fn()
+            if args.device == "cuda":
+                torch.cuda.synchronize()
+            return out.float().cpu()
+        return call
     rng = random.Random(0)
     mixed_p, mixed_r = [], []
     for _ in range(args.n_seqs):
@@ -120,10 +138,13 @@ def main() -> None:
         tokens = n_tokens(ps, rs)
         times: dict[str, list[float]] = {k: [] for k in fns}
         results = {}
+        if args.device == "cuda":  # CUDA context, cuBLAS handles and kernel choice stay out of the timing
+            for fn in fns.values():
+                synced(fn)()
         for rep in range(args.repeats):
             for key in (list(fns) if rep % 2 == 0 else list(fns)[::-1]):
                 t0 = time.perf_counter()
-                results[key] = fns[key]()
+                results[key] = synced(fns[key])()
                 times[key].append(time.perf_counter() - t0)
         ref = results["fixed_batch_unsorted"]
         row = {k: {"tokens_per_s": tokens / statistics.median(v), "seconds_all": v,
@@ -139,7 +160,9 @@ def main() -> None:
 
     report["meta"] = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "batch": args.batch,
                       "repeats": args.repeats, "length_scale": args.scale, "words": len(WORDS),
-                      "model": {"hidden": args.hidden, "layers": args.layers, "type": "Llama, random init, fp32"},
+                      "model": {"hidden": args.hidden, "layers": args.layers,
+                                "type": f"Llama, random init, {args.dtype}"},
+                      "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
                       "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
                       "versions": {"torch": torch.__version__, "transformers": transformers.__version__}}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

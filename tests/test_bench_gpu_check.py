@@ -75,3 +75,25 @@ def test_a_step_over_its_limit_is_stopped_and_reported(tmp_path):
     gc.run_step(fast, tmp_path)
     assert slow.status == "timeout" and slow.seconds < 10 and "1 s limit" in slow.reason
     assert fast.status == "passed"
+
+
+def test_the_score_step_runs_on_cpu_and_agrees_with_its_baseline(tmp_path):
+    """The GPU plan's scoring bench, shrunk to seconds on CPU (the option set the plan passes, less
+    ``--device cuda``): every scorer's rewards match the fixed-batch baseline's."""
+    import json
+    import os
+    import subprocess
+
+    out = tmp_path / "score.json"
+    subprocess.run([sys.executable, str(BENCH / "score_throughput.py"), "--n-seqs", "24", "--repeats", "1",
+                    "--scale", "0.1", "--hidden", "32", "--layers", "1", "--dtype", "float32", "--out", str(out)],
+                   check=True, capture_output=True, text=True, timeout=300,
+                   env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    report = json.loads(out.read_text())
+    assert report["meta"]["device"] == "cpu"
+    for suite in ("mixed", "best_of_n"):
+        scorers = {k: v for k, v in report[suite].items() if isinstance(v, dict)}
+        assert {"fixed_batch_unsorted", "rmlib_score"} <= set(scorers)
+        for name, row in scorers.items():
+            assert row["max_abs_diff_vs_baseline"] < 1e-4, (suite, name)
+            assert row["tokens_per_s"] > 0
