@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rmlib.data.features import SourceSpec, build_features
+from rmlib.data.features import COLUMNS_FILE, SourceSpec, build_features
 from rmlib.data.formats import load
 from rmlib.data.schema import DataError
 from rmlib.data.tokenize import Featurizer
@@ -123,14 +123,38 @@ def test_cache_hits_and_every_key_component_invalidates(tmp_path):
     assert not list(cache.glob("*.tmp"))  # every build was published whole
 
 
+def test_scalar_columns_live_contiguous_in_a_side_file(tmp_path):
+    """The epoch plan's lengths, the hold-out's hashes and the drop/split masks are read from
+    ``columns.arrow``, where each column is one contiguous buffer, not from the token-id file's
+    512-row record batches (where a whole-column read pulls token pages into memory)."""
+    import pyarrow as pa
+
+    data = write_pairs(tmp_path / "pairs.jsonl", 1300)
+    table = build_features(SourceSpec(str(data)), Featurizer(build_tokenizer(), 64), cache_dir=tmp_path / "c")
+    with pa.memory_map(str(table.directory / COLUMNS_FILE)) as f:
+        side = pa.ipc.open_file(f)
+        assert side.num_record_batches == 1
+        assert "head" not in side.schema.names and "resp_0" not in side.schema.names  # no token ids
+    assert table.ds.data.column("n_tokens").num_chunks > 1  # the feature file: many small batches
+    for name in ("n_tokens", "index", "prompt_hash", "content_hash"):
+        assert table.column(name).tolist() == table.ds.data.column(name).to_pylist(), name
+    assert table.equals("drop", "").tolist() == [d == "" for d in table.ds.data.column("drop").to_pylist()]
+    assert table.equals("split", None).all()
+
+
 def test_worker_processes_and_the_in_process_map_write_the_same_features(tmp_path):
     """``num_proc=2`` forks map workers, the default tokenizes here: the stored tables are identical."""
     data = write_pairs(tmp_path / "pairs.jsonl", 300)
     tok = build_tokenizer()
     here = build_features(SourceSpec(str(data)), Featurizer(tok, 64), cache_dir=tmp_path / "a")
     forked = build_features(SourceSpec(str(data)), Featurizer(tok, 64), cache_dir=tmp_path / "b", num_proc=2)
-    assert len(list((tmp_path / "b").glob("*/*.arrow"))) == 2  # one shard per worker
+    shards = [f for f in (tmp_path / "b").glob("*/*.arrow") if f.name != COLUMNS_FILE]
+    assert len(shards) == 2  # one shard per worker
     assert forked.ds.data.to_pydict() == here.ds.data.to_pydict()
+    assert forked.side.to_pydict() == here.side.to_pydict()  # the scalar side file, gathered over shards
+    assert forked.side.column_names == [c for c in here.ds.column_names if c in forked.side.column_names]
+    assert set(forked.side.column_names) >= {"n_tokens", "drop", "index", "prompt_hash", "content_hash", "split"}
+    assert (forked.side.column("n_tokens").to_pylist() == forked.ds.data.column("n_tokens").to_pylist())
     assert forked.report.to_dict() == here.report.to_dict()
 
 

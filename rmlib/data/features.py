@@ -42,10 +42,11 @@ from rmlib.data.schema import ValidationReport
 from rmlib.data.tokenize import DROP_REASONS, Encoded, Featurizer, PairFeatures, RatedFeatures, drop_reason
 from rmlib.io import publish_dir, staging_dir
 
-FEATURE_VERSION = "3"  # bump when the stored columns change: old caches become other keys
+FEATURE_VERSION = "4"  # bump when the stored columns change: old caches become other keys
 MANIFEST = "manifest.json"
+COLUMNS_FILE = "columns.arrow"  # the per-row scalar columns, contiguous (see _write_scalar_columns)
 #: below this many records the tokenize stage runs in-process (forking workers costs more)
-PARALLEL_MIN_ROWS = 20_000
+PARALLEL_MIN_ROWS = 4_000
 
 
 def default_cache_dir() -> Path:
@@ -112,21 +113,26 @@ class FeatureTable:
     types: tuple[int, int] | None = None  # encoder segment ids (first, second); None for decoders
     middle_len: int = 0
 
+    side: Any = None  # pyarrow.Table of the per-row scalar columns (COLUMNS_FILE), memory-mapped
+
     _columns: dict = field(default_factory=dict, repr=False)
+
+    def _scalar(self, name: str):
+        return (self.side if self.side is not None else self.ds.data).column(name)
 
     def equals(self, name: str, value: str | None) -> np.ndarray:
         """Boolean mask of rows whose string column ``name`` is ``value`` (computed in Arrow: a string
         column is never turned into millions of Python strings)."""
         import pyarrow.compute as pc
 
-        col = self.ds.data.column(name)
+        col = self._scalar(name)
         mask = pc.is_null(col) if value is None else pc.fill_null(pc.equal(col, value), False)
         return mask.to_numpy(zero_copy_only=False)
 
     def column(self, name: str) -> np.ndarray:
-        """One numeric column as a numpy array (read once from the memory-mapped table, then kept)."""
+        """One numeric column as a numpy array (read once from the scalar-column file, then kept)."""
         if name not in self._columns:
-            self._columns[name] = self.ds.data.column(name).to_numpy(zero_copy_only=False)
+            self._columns[name] = self._scalar(name).to_numpy(zero_copy_only=False)
         return self._columns[name]
 
 
@@ -300,15 +306,18 @@ def build_features(spec: SourceSpec, featurizer: Featurizer, *, labels: Sequence
     kind, fmt, report, attrs, n = _write_canonical(spec, tmp / "canonical.arrow", labels, attributes, max_examples,
                                                    expect_kind)
     tokenized = _tokenize(tmp, kind, featurizer, attrs, n, num_proc, data_options)
+    files = [Path(f["filename"]).name for f in tokenized.cache_files]
+    del tokenized
+    side = _write_scalar_columns([tmp / f for f in files], tmp / COLUMNS_FILE)
     manifest = {"version": FEATURE_VERSION, "key": key, "kind": kind, "format": fmt, "attributes": attrs,
-                "labels": list(labels), "rows": n, "files": [Path(f["filename"]).name for f in tokenized.cache_files],
+                "labels": list(labels), "rows": n, "files": files, "columns_file": COLUMNS_FILE,
                 "types": list(featurizer._types) if featurizer._types else None,
                 "middle_len": len(getattr(featurizer, "_middle", []) or []),
-                "truncated_prompts": int(np.count_nonzero(_col(tokenized, "truncated"))),
-                "report": _report_with_drops(report, tokenized, spec.path, max_examples, featurizer.max_length).to_dict()}
+                "truncated_prompts": int(np.count_nonzero(side.column("truncated").to_numpy(zero_copy_only=False))),
+                "report": _report_with_drops(report, side, spec.path, max_examples, featurizer.max_length).to_dict()}
+    del side
     (tmp / "canonical.arrow").unlink()
     (tmp / MANIFEST).write_text(json.dumps(manifest))
-    del tokenized
     publish_dir(tmp, final)
     return _open(final, built=True, tokenize_seconds=time.perf_counter() - t0)
 
@@ -325,11 +334,59 @@ def _open(directory: Path, *, built: bool, tokenize_seconds: float) -> FeatureTa
     report.filtered.update(r["filtered"])
     report.examples = {k: list(v) for k, v in r["examples"].items()}
     return FeatureTable(ds, m["kind"], m["format"], report, list(m["attributes"]), tuple(m["labels"]), directory,
-                        built, tokenize_seconds, tuple(m["types"]) if m["types"] else None, m["middle_len"])
+                        built, tokenize_seconds, tuple(m["types"]) if m["types"] else None, m["middle_len"],
+                        side=_read_scalar_columns(directory / m["columns_file"]))
 
 
-def _col(ds, name: str) -> np.ndarray:
-    return ds.data.column(name).to_numpy(zero_copy_only=False)
+def _read_scalar_columns(path: Path):
+    import pyarrow as pa
+
+    return pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
+
+
+def _write_scalar_columns(files: Sequence[Path], out: Path):
+    """Copy every per-row scalar column (lengths, hashes, split, drop, labels, ...) of the feature
+    files into one side file, in large record batches; returns it opened.
+
+    Why a side file: in the feature files these columns sit between token-id lists in record
+    batches of 512 rows, so reading one of them for the whole table (the epoch plan's lengths, the
+    hold-out's hashes) faults in the kernel's read-around window of each batch, and resident
+    memory grew with N (+21 % from 20k to 300k pairs). Here each column is contiguous. The feature
+    files are read with plain reads, not memory-mapped, so building this leaves RSS flat too.
+    """
+    import pyarrow as pa
+
+    chunk_rows = 1 << 20  # one record batch per ~1M rows: a column's bytes stay contiguous
+    writer, pending, held = None, [], 0
+    with pa.OSFile(str(out), "wb") as sink:
+        for f in files:
+            with pa.OSFile(str(f), "rb") as src:
+                reader = pa.ipc.open_stream(src)
+                names = [fl.name for fl in reader.schema if not (pa.types.is_list(fl.type)
+                                                                  or pa.types.is_large_list(fl.type))]
+                for batch in reader:
+                    pending.append(batch.select(names))
+                    held += batch.num_rows
+                    if held >= chunk_rows:
+                        table = pa.Table.from_batches(pending).combine_chunks()
+                        writer = writer or pa.ipc.new_file(sink, table.schema)
+                        writer.write_table(table)
+                        pending, held = [], 0
+        if pending or writer is None:
+            table = pa.Table.from_batches(pending, schema=None if pending else _empty_scalar_schema(files))
+            table = table.combine_chunks()
+            writer = writer or pa.ipc.new_file(sink, table.schema)
+            writer.write_table(table)
+        writer.close()
+    return _read_scalar_columns(out)
+
+
+def _empty_scalar_schema(files: Sequence[Path]):
+    import pyarrow as pa
+
+    with pa.OSFile(str(files[0]), "rb") as src:
+        schema = pa.ipc.open_stream(src).schema
+    return pa.schema([f for f in schema if not (pa.types.is_list(f.type) or pa.types.is_large_list(f.type))])
 
 
 def _canonical_features(kind: str, labels: Sequence[str]):
@@ -520,13 +577,13 @@ def _write_mapped(writer, part, fn, fn_kwargs: dict, schema, keep: list[str]) ->
     writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
 
 
-def _report_with_drops(report: ValidationReport, ds, source: str, max_examples: int,
+def _report_with_drops(report: ValidationReport, side, source: str, max_examples: int,
                        max_length: int) -> ValidationReport:
     """The reader's report plus the rows tokenization dropped, counted by reason, a few named."""
     import pyarrow.compute as pc
 
-    drop = ds.data.column("drop")
-    index = _col(ds, "index")
+    drop = side.column("drop")
+    index = side.column("index").to_numpy(zero_copy_only=False)
     reasons = [r.as_py() for r in pc.unique(drop) if r.as_py()]
     for reason in sorted(reasons):
         where = np.nonzero(pc.equal(drop, reason).to_numpy(zero_copy_only=False))[0]
