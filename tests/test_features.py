@@ -123,19 +123,23 @@ def test_cache_hits_and_every_key_component_invalidates(tmp_path):
     assert not list(cache.glob("*.tmp"))  # every build was published whole
 
 
-def test_scalar_columns_live_contiguous_in_a_side_file(tmp_path):
+def test_scalar_columns_live_contiguous_in_a_side_file(tmp_path, monkeypatch):
     """The epoch plan's lengths, the hold-out's hashes and the drop/split masks are read from
     ``columns.arrow``, where each column is one contiguous buffer, not from the token-id file's
-    512-row record batches (where a whole-column read pulls token pages into memory)."""
+    record batches (where a whole-column read pulls token pages into memory). The token file's
+    batches are ``TOKENS_BATCH_ROWS`` rows (shrunk here so 1,300 rows make several)."""
     import pyarrow as pa
 
+    import rmlib.data.features as F
+
+    monkeypatch.setattr(F, "TOKENS_BATCH_ROWS", 500)
     data = write_pairs(tmp_path / "pairs.jsonl", 1300)
     table = build_features(SourceSpec(str(data)), Featurizer(build_tokenizer(), 64), cache_dir=tmp_path / "c")
     with pa.memory_map(str(table.directory / COLUMNS_FILE)) as f:
         side = pa.ipc.open_file(f)
         assert side.num_record_batches == 1
         assert "head" not in side.schema.names and "resp_0" not in side.schema.names  # no token ids
-    assert table.ds.data.column("n_tokens").num_chunks > 1  # the feature file: many small batches
+    assert [len(b) for b in table.ds.data.to_batches()] == [512, 512, 276]  # flushed at >= 500 rows
     for name in ("n_tokens", "index", "prompt_hash", "content_hash"):
         assert table.column(name).tolist() == table.ds.data.column(name).to_pylist(), name
     assert table.equals("drop", "").tolist() == [d == "" for d in table.ds.data.column("drop").to_pylist()]
@@ -365,3 +369,31 @@ def test_all_annotations_option_trains_on_every_annotators_label(tiny_llama, tmp
     flipped = sum(tok.decode(f.chosen.ids[f.chosen.prompt_len:]).startswith("no")
                   for f in every.train)
     assert flipped == against > 0  # each vote against the aggregate is a pair with the sides swapped
+
+
+def test_holdout_keeps_the_shuffled_prompt_split_in_numpy():
+    """The hold-out runs ``random.Random(seed).shuffle``'s draws over a numpy array (a Python list
+    of keys cost ~40 bytes a prompt): same prompts held out as the list version, no prompt on both
+    sides, and the fraction is of prompts, not rows."""
+    import random
+
+    import numpy as np
+
+    from rmlib.training.data import holdout, member
+
+    rng = np.random.default_rng(1)
+    for n in (1, 2, 7, 1000):
+        h = rng.integers(-2**63, 2**63 - 1, n, dtype=np.int64)
+        h = np.concatenate([h, h[: n // 3]])  # some prompts twice
+        for seed in (0, 3):
+            keys = np.unique(h).tolist()
+            random.Random(seed).shuffle(keys)
+            n_eval = max(1, round(len(keys) * 0.1))
+            expected = np.isin(h, np.asarray(keys[:n_eval], dtype=h.dtype))
+            got = holdout(h, 0.1, seed)
+            assert (got == expected).all(), (n, seed)
+            assert not set(h[got]) & set(h[~got])  # a prompt is on one side only
+            assert len(set(h[got])) == n_eval
+    values, wanted = rng.integers(0, 100, 5000), np.unique(rng.integers(0, 100, 30))
+    assert (member(values, wanted, chunk=7) == np.isin(values, wanted)).all()
+    assert not member(values, np.zeros(0, dtype=values.dtype)).any()

@@ -25,6 +25,7 @@ numbers one split uses; a batch materializes only its own rows.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -47,6 +48,8 @@ MANIFEST = "manifest.json"
 COLUMNS_FILE = "columns.arrow"  # the per-row scalar columns, contiguous (see _write_scalar_columns)
 #: below this many records the tokenize stage runs in-process (forking workers costs more)
 PARALLEL_MIN_ROWS = 4_000
+#: rows per record batch of the feature files: few batches, so opening a file touches few pages
+TOKENS_BATCH_ROWS = 8192
 
 
 def default_cache_dir() -> Path:
@@ -305,10 +308,11 @@ def build_features(spec: SourceSpec, featurizer: Featurizer, *, labels: Sequence
     t0 = time.perf_counter()
     kind, fmt, report, attrs, n = _write_canonical(spec, tmp / "canonical.arrow", labels, attributes, max_examples,
                                                    expect_kind)
-    tokenized = _tokenize(tmp, kind, featurizer, attrs, n, num_proc, data_options)
-    files = [Path(f["filename"]).name for f in tokenized.cache_files]
-    del tokenized
-    side = _write_scalar_columns([tmp / f for f in files], tmp / COLUMNS_FILE)
+    shards = _tokenize(tmp, kind, featurizer, attrs, n, num_proc, data_options)
+    files = [f.name for f in shards]
+    side = _write_scalar_columns([_side_path(f) for f in shards], tmp / COLUMNS_FILE)
+    for f in shards:
+        _side_path(f).unlink()
     manifest = {"version": FEATURE_VERSION, "key": key, "kind": kind, "format": fmt, "attributes": attrs,
                 "labels": list(labels), "rows": n, "files": files, "columns_file": COLUMNS_FILE,
                 "types": list(featurizer._types) if featurizer._types else None,
@@ -326,7 +330,7 @@ def _open(directory: Path, *, built: bool, tokenize_seconds: float) -> FeatureTa
     import datasets
 
     m = json.loads((directory / MANIFEST).read_text())
-    parts = [datasets.Dataset.from_file(str(directory / f)) for f in m["files"]]
+    parts = [map_feature_file(directory / f) for f in m["files"]]
     ds = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
     r = m["report"]
     report = ValidationReport(r["source"], seen=r["seen"], kept=r["kept"])
@@ -345,19 +349,23 @@ def _read_scalar_columns(path: Path):
 
 
 def _write_scalar_columns(files: Sequence[Path], out: Path):
-    """Copy every per-row scalar column (lengths, hashes, split, drop, labels, ...) of the feature
-    files into one side file, in large record batches; returns it opened.
+    """Gather the tokenize workers' side shards (per-row scalar columns: lengths, hashes, split,
+    drop, labels, ...) into one file, in record batches of ~1M rows; returns it opened.
 
-    Why a side file: in the feature files these columns sit between token-id lists in record
-    batches of 512 rows, so reading one of them for the whole table (the epoch plan's lengths, the
-    hold-out's hashes) faults in the kernel's read-around window of each batch, and resident
-    memory grew with N (+21 % from 20k to 300k pairs). Here each column is contiguous. The feature
-    files are read with plain reads, not memory-mapped, so building this leaves RSS flat too.
+    Why a side file: in the feature files these columns sit between token-id lists, so reading
+    one of them for the whole table (the epoch plan's lengths, the hold-out's hashes) would fault
+    in token pages around every record batch, and resident memory grew with N (+21 % from 20k to
+    300k pairs). Here each column is contiguous. Shards are read with plain reads, not mapped.
     """
     import pyarrow as pa
 
     chunk_rows = 1 << 20  # one record batch per ~1M rows: a column's bytes stay contiguous
-    writer, pending, held = None, [], 0
+    writer, pending, compact, held = None, [], [], 0
+
+    def copied(batches):  # take() allocates fresh buffers: a selected column alone still pins the
+        table = pa.Table.from_batches(batches)  # whole record-batch body it was read with (token ids too)
+        return table.take(pa.array(np.arange(table.num_rows)))
+
     with pa.OSFile(str(out), "wb") as sink:
         for f in files:
             with pa.OSFile(str(f), "rb") as src:
@@ -367,14 +375,17 @@ def _write_scalar_columns(files: Sequence[Path], out: Path):
                 for batch in reader:
                     pending.append(batch.select(names))
                     held += batch.num_rows
+                    if len(pending) >= 4:  # a few batches' bodies pinned at a time, never the file
+                        compact.append(copied(pending))
+                        pending = []
                     if held >= chunk_rows:
-                        table = pa.Table.from_batches(pending).combine_chunks()
+                        table = pa.concat_tables(compact + ([copied(pending)] if pending else [])).combine_chunks()
                         writer = writer or pa.ipc.new_file(sink, table.schema)
                         writer.write_table(table)
-                        pending, held = [], 0
-        if pending or writer is None:
-            table = pa.Table.from_batches(pending, schema=None if pending else _empty_scalar_schema(files))
-            table = table.combine_chunks()
+                        pending, compact, held = [], [], 0
+        if pending or compact or writer is None:
+            parts = compact + ([copied(pending)] if pending else [])
+            table = pa.concat_tables(parts).combine_chunks() if parts else _empty_scalar_schema(files).empty_table()
             writer = writer or pa.ipc.new_file(sink, table.schema)
             writer.write_table(table)
         writer.close()
@@ -490,7 +501,7 @@ def tokenize_processes(n: int, num_proc: int | None) -> int | None:
     its wall time, with ``TOKENIZERS_PARALLELISM=true`` and from two Python threads alike), so
     worker processes are the only way to use more cores. Below ``PARALLEL_MIN_ROWS`` records,
     starting workers costs more than it saves, and the build stays in this process (reading the
-    canonical file without memory-mapping it, so RSS stays flat: :func:`_map_here`).
+    canonical file without memory-mapping it, so RSS stays flat: :func:`_map_range`).
     ``datasets`` starts a pool even for ``num_proc=1``, so 0 and 1 both mean "this process".
     """
     if num_proc is None:
@@ -500,15 +511,18 @@ def tokenize_processes(n: int, num_proc: int | None) -> int | None:
 
 
 def _tokenize(tmp: Path, kind: str, featurizer: Featurizer, attributes: list[str], n: int, num_proc: int | None,
-              data_options: Mapping[str, Any] | None = None):
+              data_options: Mapping[str, Any] | None = None) -> list[Path]:
+    """Tokenize ``canonical.arrow`` into feature shards (in row order), each with a side shard of
+    its scalar columns (:func:`_side_path`); in this process or in ``num_proc`` forked workers."""
     import datasets
+    import pyarrow as pa
 
-    canonical = datasets.Dataset.from_file(str(tmp / "canonical.arrow"))
+    with pa.OSFile(str(tmp / "canonical.arrow"), "rb") as src:  # the schema only: nothing mapped
+        canonical = datasets.Features.from_arrow_schema(pa.ipc.open_stream(src).schema)
     num_proc = tokenize_processes(n, num_proc)
-    keep = ["index", "prompt_hash", "content_hash", "split"] + [c for c in canonical.column_names
-                                                                   if c.startswith("label_")]
+    keep = ["index", "prompt_hash", "content_hash", "split"] + [c for c in canonical if c.startswith("label_")]
     v, ids = datasets.Value, datasets.Sequence(datasets.Value("int32"))  # int32 ids: half the bytes of int64
-    cols = {c: canonical.features[c] for c in keep}
+    cols = {c: canonical[c] for c in keep}
     if kind == "judge":  # rmlib.data.judge_features: prompt + target ids, prompt length, target count
         cols.update(judge_features.tokenized_columns(datasets))
         fn, fn_kwargs = judge_features.tokenize_batch, {"tokenizer": featurizer.tok,
@@ -521,60 +535,149 @@ def _tokenize(tmp: Path, kind: str, featurizer: Featurizer, attributes: list[str
             cols.update({f"resp_{k}": ids, f"keep_{k}": v("int32")})
         if kind == "ratings":
             cols["targets"] = datasets.Sequence(v("float64"))
+    job = (str(tmp / "canonical.arrow"), fn, fn_kwargs, datasets.Features(cols), keep)
     if num_proc is None:
-        return _map_here(tmp, fn, fn_kwargs, datasets.Features(cols), keep)
-    datasets.disable_progress_bars()
-    try:
-        return canonical.map(fn, batched=True, batch_size=512, num_proc=num_proc,
-                             fn_kwargs=fn_kwargs,
-                             features=datasets.Features(cols),
-                             remove_columns=[c for c in canonical.column_names if c not in keep],
-                             cache_file_name=str(tmp / "features.arrow"), new_fingerprint="rmlib-features",
-                             load_from_cache_file=False)
-    finally:
-        datasets.enable_progress_bars()
+        return [Path(_map_range(job, str(tmp / "features-00000.arrow"), 0, n))]
+    import multiprocessing
+
+    num_proc = min(num_proc, n)
+    bounds = np.linspace(0, n, num_proc + 1).astype(np.int64)
+    tasks = [(str(tmp / f"features-{k:05d}.arrow"), int(a), int(b)) for k, (a, b) in enumerate(zip(bounds, bounds[1:]))]
+    # fork: the workers inherit the featurizer instead of unpickling a tokenizer each (as datasets'
+    # map(num_proc) does too); only file names and row ranges travel
+    with multiprocessing.get_context("fork").Pool(num_proc, initializer=_set_job, initargs=(job,)) as pool:
+        return [Path(f) for f in pool.starmap(_map_job_range, tasks)]
 
 
-def _map_here(tmp: Path, fn, fn_kwargs: dict, features, keep: list[str], batch_size: int = 512):
-    """``Dataset.map(fn, batched=True)`` in this process, reading the canonical file with plain reads.
+_JOB: tuple | None = None  # set in each tokenize worker by the pool initializer
 
-    Why not ``map`` itself: it memory-maps its input, and every page it reads stays in this
-    process's resident set, so RSS grew with the source (+300 MB from 20k to 100k pairs). Read
-    through an ``OSFile`` stream, a batch is freed once written and RSS stays flat in N; the
-    output file is the same table ``map`` writes (``tests/test_features.py`` compares them).
+
+def _set_job(job: tuple) -> None:
+    global _JOB
+    _JOB = job
+
+
+def _map_job_range(out: str, start: int, stop: int) -> str:
+    assert _JOB is not None
+    return _map_range(_JOB, out, start, stop)
+
+
+def _side_path(shard: Path | str) -> Path:
+    return Path(str(shard)[:-len(".arrow")] + ".columns.arrow")
+
+
+def _map_range(job: tuple, out: str, start: int, stop: int, batch_size: int = 512) -> str:
+    """Rows ``[start, stop)`` of the canonical file through ``fn`` in batches of ``batch_size``,
+    written to ``out`` in record batches of ``TOKENS_BATCH_ROWS`` rows, their scalar columns to a
+    side shard. What ``Dataset.map(fn, batched=True)`` does, for a row range.
+
+    Why not ``map`` itself: it memory-maps its input and, with ``num_proc``, opens every output
+    shard in the calling process; each record batch touched faults in the kernel's read-around
+    window, so the builder's RSS grew with N (+300 MB from 20k to 100k pairs before, +20 MB at
+    100k through the shards). Here the canonical file is read through an ``OSFile`` stream (a
+    batch is freed once written), nothing is memory-mapped, and the output has few, large record
+    batches (~25 MB each at HelpSteer2 lengths), so opening it later touches few pages.
     """
-    import datasets
     import pyarrow as pa
     from datasets.arrow_writer import ArrowWriter
 
+    canonical, fn, fn_kwargs, features, keep = job
     schema = features.arrow_schema
-    out = tmp / "features.arrow"
-    with pa.OSFile(str(tmp / "canonical.arrow"), "rb") as src, \
-            ArrowWriter(features=features, path=str(out), writer_batch_size=batch_size) as writer:
-        reader = pa.ipc.open_stream(src)
-        pending: list = []
-        for record_batch in reader:
-            pending.append(record_batch)
+    scalar = [f.name for f in schema if not (pa.types.is_list(f.type) or pa.types.is_large_list(f.type))]
+    done: list = []
+    with pa.OSFile(canonical, "rb") as src, pa.OSFile(str(_side_path(out)), "wb") as side_sink, \
+            open(out, "wb", buffering=0) as raw, \
+            ArrowWriter(features=features, stream=SmallWrites(raw), writer_batch_size=TOKENS_BATCH_ROWS) as writer:
+        side = pa.ipc.new_stream(side_sink, pa.schema([schema.field(c) for c in scalar]))
+
+        def flush() -> None:
+            table = pa.concat_tables(done).combine_chunks()
+            writer.write_table(table, writer_batch_size=table.num_rows)  # one record batch per flush
+            side.write_table(table.select(scalar).take(pa.array(np.arange(table.num_rows))))  # own buffers
+            done.clear()
+
+        row, pending = 0, []
+        for record_batch in pa.ipc.open_stream(src):
+            lo, row = row, row + record_batch.num_rows
+            if row <= start:
+                continue
+            if lo >= stop:
+                break
+            first = max(start, lo)
+            pending.append(record_batch.slice(first - lo, min(stop, row) - first))
             if sum(b.num_rows for b in pending) < batch_size:
                 continue
             table = pa.Table.from_batches(pending)
-            for start in range(0, table.num_rows - table.num_rows % batch_size, batch_size):
-                _write_mapped(writer, table.slice(start, batch_size), fn, fn_kwargs, schema, keep)
+            for at in range(0, table.num_rows - table.num_rows % batch_size, batch_size):
+                done.append(_mapped(table.slice(at, batch_size), fn, fn_kwargs, schema, keep))
             rest = table.num_rows % batch_size
             pending = table.slice(table.num_rows - rest).to_batches() if rest else []
+            if sum(t.num_rows for t in done) >= TOKENS_BATCH_ROWS:
+                flush()
         if pending:
-            _write_mapped(writer, pa.Table.from_batches(pending), fn, fn_kwargs, schema, keep)
+            done.append(_mapped(pa.Table.from_batches(pending), fn, fn_kwargs, schema, keep))
+        if done:
+            flush()
+        side.close()
         writer.finalize()
-    return datasets.Dataset.from_file(str(out))
+    return out
 
 
-def _write_mapped(writer, part, fn, fn_kwargs: dict, schema, keep: list[str]) -> None:
+class SmallWrites(io.RawIOBase):
+    """A write-only file that hands the OS at most ``chunk`` bytes per ``write``.
+
+    Why: on Linux kernels with large page-cache folios (6.x on ext4/xfs), a folio's size follows
+    the size of the write that created it, and a memory-mapped read later maps the whole folio
+    into the reader's resident set. The feature files are written once and then read a few rows
+    at a time through a map: written in 25 MB buffers, reading one row mapped 2 MB; written in
+    64 KB pieces, 64 KB (the kernel's fault-around). Measured: ``bench/data_throughput.py``.
+    """
+
+    def __init__(self, raw, chunk: int = 1 << 16):
+        self.raw, self.chunk = raw, chunk
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        for at in range(0, len(view), self.chunk):
+            piece = view[at:at + self.chunk]
+            while piece:  # a raw write may take fewer bytes than offered
+                piece = piece[self.raw.write(piece):]
+        return len(view)
+
+
+def map_feature_file(path: Path | str):
+    """A ``datasets.Dataset`` over one feature file, memory-mapped with ``MADV_RANDOM``.
+
+    Why not ``Dataset.from_file``: its map uses the kernel's default read-around, which on a
+    cold cache reads (and maps) up to ``read_ahead_kb`` around each touched row, several MB on
+    common VMs, so a run's resident memory grows with the rows it samples. Training reads rows in
+    random order, which is what ``MADV_RANDOM`` tells the kernel. The result pickles like any
+    memory-mapped dataset (by path, re-mapped by ``datasets`` on the other side).
+    """
+    import mmap
+
+    import datasets
+    import pyarrow as pa
+    from datasets.table import MemoryMappedTable
+
+    with open(path, "rb") as f:
+        m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    if hasattr(m, "madvise") and hasattr(mmap, "MADV_RANDOM"):
+        m.madvise(mmap.MADV_RANDOM)
+    table = pa.ipc.open_stream(pa.BufferReader(pa.py_buffer(m))).read_all()
+    return datasets.Dataset(MemoryMappedTable(table, str(path)))
+
+
+def _mapped(part, fn, fn_kwargs: dict, schema, keep: list[str]):
     import pyarrow as pa
 
     made = fn(part.to_pydict(), **fn_kwargs)
     arrays = [part.column(f.name).cast(f.type) if f.name in keep else pa.array(made[f.name], type=f.type)
               for f in schema]
-    writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _report_with_drops(report: ValidationReport, side, source: str, max_examples: int,
