@@ -397,3 +397,32 @@ def test_holdout_keeps_the_shuffled_prompt_split_in_numpy():
     values, wanted = rng.integers(0, 100, 5000), np.unique(rng.integers(0, 100, 30))
     assert (member(values, wanted, chunk=7) == np.isin(values, wanted)).all()
     assert not member(values, np.zeros(0, dtype=values.dtype)).any()
+
+
+_FORK_AFTER_PARALLEL = r"""
+import os, sys
+os.environ["TOKENIZERS_PARALLELISM"] = "true"
+from rmlib.data.features import SourceSpec, build_features
+from rmlib.data.tokenize import Featurizer
+from rmlib.models.reward_model import load_tokenizer
+from rmlib.io import resolve_model
+tok = load_tokenizer(resolve_model("minilm-l6"))
+tok.backend_tokenizer.encode_batch(["warm the thread pool " * 50] * 2000)  # the parent uses Rust threads
+t = build_features(SourceSpec(sys.argv[1]), Featurizer(tok, 256), cache_dir=sys.argv[2], num_proc=2)
+print("rows", len(t.ds))
+"""
+
+
+def test_tokenize_workers_do_not_hang_after_the_parent_used_tokenizer_threads(tmp_path):
+    """A forked worker that enters the Rust tokenizer's thread pool after the parent used it waits
+    forever (the pool's threads are not copied by fork). Run in a subprocess with a timeout, so a
+    regression fails here instead of hanging the suite."""
+    import subprocess
+    import sys
+
+    data = write_pairs(tmp_path / "pairs.jsonl", 600)
+    out = subprocess.run([sys.executable, "-c", _FORK_AFTER_PARALLEL, str(data), str(tmp_path / "cache")],
+                         capture_output=True, text=True, timeout=240,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "rows 600" in out.stdout

@@ -555,6 +555,10 @@ _JOB: tuple | None = None  # set in each tokenize worker by the pool initializer
 def _set_job(job: tuple) -> None:
     global _JOB
     _JOB = job
+    # A forked child must not enter the Rust tokenizer's thread pool: if the parent used it, its
+    # threads do not exist here and encode_batch waits on them forever (seen with MiniLM;
+    # tests/test_features.py). One thread per worker is the plan anyway: workers are the parallelism.
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 
 def _map_job_range(out: str, start: int, stop: int) -> str:
