@@ -539,14 +539,21 @@ def _tokenize(tmp: Path, kind: str, featurizer: Featurizer, attributes: list[str
     if num_proc is None:
         return [Path(_map_range(job, str(tmp / "features-00000.arrow"), 0, n))]
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     num_proc = min(num_proc, n)
     bounds = np.linspace(0, n, num_proc + 1).astype(np.int64)
-    tasks = [(str(tmp / f"features-{k:05d}.arrow"), int(a), int(b)) for k, (a, b) in enumerate(zip(bounds, bounds[1:]))]
+    outs = [str(tmp / f"features-{k:05d}.arrow") for k in range(num_proc)]
     # fork: the workers inherit the featurizer instead of unpickling a tokenizer each (as datasets'
-    # map(num_proc) does too); only file names and row ranges travel
-    with multiprocessing.get_context("fork").Pool(num_proc, initializer=_set_job, initargs=(job,)) as pool:
-        return [Path(f) for f in pool.starmap(_map_job_range, tasks)]
+    # map(num_proc) does too); only file names and row ranges travel. An executor, not a Pool: a
+    # worker killed (out of memory) raises here instead of leaving the build waiting forever.
+    try:
+        with ProcessPoolExecutor(num_proc, mp_context=multiprocessing.get_context("fork"),
+                                 initializer=_set_job, initargs=(job,)) as pool:
+            return [Path(f) for f in pool.map(_map_job_range, outs, bounds[:-1].tolist(), bounds[1:].tolist())]
+    except BrokenProcessPool as e:
+        raise RuntimeError(f"a tokenize worker died (killed for memory?); set data.num_proc lower: {e}") from e
 
 
 _JOB: tuple | None = None  # set in each tokenize worker by the pool initializer
