@@ -120,7 +120,7 @@ class DataConfig:
     cache_dir: str | None = opt(None, "Where tokenized features are cached (Arrow, memory-mapped by every rank and "
                                       "later run); null: $RMLIB_CACHE/features or ~/.cache/rmlib/features.")
     num_proc: int | None = opt(None, "Processes that tokenize a new source; null: up to 16 (the CPU count) "
-                                     "for 20k+ records, else this process; 0 or 1: this process.")
+                                     "for 4,000+ records, else this process; 0 or 1: this process.")
 
 
 @dataclass

@@ -495,14 +495,13 @@ def _tokenize_batch(batch: dict, *, featurizer: Featurizer, kind: str, attribute
 
 
 def tokenize_processes(n: int, num_proc: int | None) -> int | None:
-    """Worker processes for the tokenize ``map``; None: this process.
+    """Worker processes for the tokenize stage; None: this process.
 
-    Why processes: the fast tokenizer's ``encode_batch`` ran on one core here (its CPU time equals
-    its wall time, with ``TOKENIZERS_PARALLELISM=true`` and from two Python threads alike), so
-    worker processes are the only way to use more cores. Below ``PARALLEL_MIN_ROWS`` records,
-    starting workers costs more than it saves, and the build stays in this process (reading the
-    canonical file without memory-mapping it, so RSS stays flat: :func:`_map_range`).
-    ``datasets`` starts a pool even for ``num_proc=1``, so 0 and 1 both mean "this process".
+    Why processes: the Rust tokenizer can spread one ``encode_batch`` over threads, but the
+    rendering, fitting and Arrow conversion around it are Python, one core; forked workers
+    (one tokenizer thread each, :func:`_set_job`) spread both. Below ``PARALLEL_MIN_ROWS``
+    records, starting workers costs more than it saves, and the build stays in this process.
+    0 and 1 both mean "this process".
     """
     if num_proc is None:
         cores = os.cpu_count() or 1
