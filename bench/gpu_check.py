@@ -12,7 +12,9 @@ run), and the results land in one JSON and one Markdown table under ``bench/resu
    16 layers, bf16 autocast), reporting MFU for rmlib and TRL;
 4. ``score``: ``bench/score_throughput.py --device cuda --dtype bfloat16`` (length-sorted scoring
    and shared-prompt best-of-N against fixed unsorted batches);
-5. ``memory_8b``: ``bench/memory_shapes.py --device cuda``: LoRA/QLoRA peak memory at the
+5. ``serve``: ``bench/serve_throughput.py --device cuda --quick``: the reward server at 1, 8 and 64
+   concurrent clients against a one-request-at-a-time server (the 4x target needs a GPU);
+6. ``memory_8b``: ``bench/memory_shapes.py --device cuda``: LoRA/QLoRA peak memory at the
    Llama-3.1-8B layer shape and 4k tokens per sequence, 1/2/4 layers extrapolated to 32, against
    the ``rmlib plan`` estimator (``torch.cuda.max_memory_allocated`` instead of CPU profiler events).
 
@@ -69,19 +71,22 @@ def plan(out_dir: Path, work: Path) -> list[Step]:
         Step("env", "device and library versions", [PY, __file__, "--env"], 20),
         Step("gpu_tests", "every test marked gpu (pytest -m gpu)",
              [PY, "-m", "pytest", "-q", "-m", "gpu", "-rs", "-p", "no:cacheprovider",
-              f"--junitxml={out_dir / 'gpu_tests.xml'}", *gpu_tests], 100, ["cuda"]),
+              f"--junitxml={out_dir / 'gpu_tests.xml'}", *gpu_tests], 90, ["cuda"]),
         Step("train_mfu", "training throughput and MFU, ~0.7B Llama, bf16, rmlib vs TRL",
              [PY, "bench/train_throughput.py", "--device", "cuda", "--hidden", "2048", "--layers", "16",
               "--pairs", "256", "--batch", "16", "--scale", "1.0", "--repeats", "1", "--rounds", "2",
-              "--gradient-checkpointing", "off", "--out", str(out_dir / "train_throughput.json")], 140, ["cuda"]),
+              "--gradient-checkpointing", "off", "--out", str(out_dir / "train_throughput.json")], 130, ["cuda"]),
         Step("score", "scoring throughput (RewardModel.score vs fixed batches)",
              [PY, "bench/score_throughput.py", "--quick", "--device", "cuda", "--dtype", "bfloat16",
               "--out", str(out_dir / "score_throughput.json")], 40, ["cuda"]),
+        Step("serve", "reward server at 1/8/64 clients vs one request at a time (the 4x target)",
+             [PY, "bench/serve_throughput.py", "--device", "cuda", "--quick",
+              "--out", str(out_dir / "serve_throughput.json")], 50, ["cuda"]),
         Step("memory_8b", "LoRA/QLoRA peak memory, Llama-3.1-8B layer shape, 4k tokens, 1/2/4 layers",
              [PY, "bench/memory_shapes.py", "--device", "cuda", "--archs", "llama8b", "--layers", "1", "2", "4",
               "--modes", "qlora", "lora", "--gc", "on", "off", "--seq-len", "4096",
               "--workdir", str(work / "memory_shapes"), "--out", str(out_dir / "memory_shapes.json")],
-             160, ["cuda", "bitsandbytes"]),
+             140, ["cuda", "bitsandbytes"]),
     ]
 
 
@@ -191,6 +196,8 @@ def summarise(step: Step, out_dir: Path, stdout: str) -> dict:
                 "params": d["meta"]["model"]["params"]}
         if step.name == "score":
             return json.loads((out_dir / "score_throughput.json").read_text())
+        if step.name == "serve":
+            return json.loads((out_dir / "serve_throughput.json").read_text())
         if step.name == "memory_8b":
             d = json.loads((out_dir / "memory_shapes.json").read_text())
             return {"max_abs_error_measured": d["analysis"]["max_abs_error_measured"],

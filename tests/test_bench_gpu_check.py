@@ -22,7 +22,7 @@ gc = _load("gpu_check")
 
 def test_plan_fits_the_budget_and_every_step_has_its_own_limit(tmp_path):
     steps = gc.plan(tmp_path, tmp_path)
-    assert [s.name for s in steps] == ["env", "gpu_tests", "train_mfu", "score", "memory_8b"]
+    assert [s.name for s in steps] == ["env", "gpu_tests", "train_mfu", "score", "serve", "memory_8b"]
     assert all(s.limit_s > 0 for s in steps)
     assert sum(s.limit_s for s in steps) <= gc.BUDGET_S == 480
     tests = next(s for s in steps if s.name == "gpu_tests").cmd
