@@ -120,22 +120,19 @@ class FeatureTable:
 
     _columns: dict = field(default_factory=dict, repr=False)
 
-    def _scalar(self, name: str):
-        return (self.side if self.side is not None else self.ds.data).column(name)
-
     def equals(self, name: str, value: str | None) -> np.ndarray:
         """Boolean mask of rows whose string column ``name`` is ``value`` (computed in Arrow: a string
         column is never turned into millions of Python strings)."""
         import pyarrow.compute as pc
 
-        col = self._scalar(name)
+        col = self.side.column(name)
         mask = pc.is_null(col) if value is None else pc.fill_null(pc.equal(col, value), False)
         return mask.to_numpy(zero_copy_only=False)
 
     def column(self, name: str) -> np.ndarray:
         """One numeric column as a numpy array (read once from the scalar-column file, then kept)."""
         if name not in self._columns:
-            self._columns[name] = self._scalar(name).to_numpy(zero_copy_only=False)
+            self._columns[name] = self.side.column(name).to_numpy(zero_copy_only=False)
         return self._columns[name]
 
 
@@ -360,44 +357,28 @@ def _write_scalar_columns(files: Sequence[Path], out: Path):
     import pyarrow as pa
 
     chunk_rows = 1 << 20  # one record batch per ~1M rows: a column's bytes stay contiguous
-    writer, pending, compact, held = None, [], [], 0
-
-    def copied(batches):  # take() allocates fresh buffers: a selected column alone still pins the
-        table = pa.Table.from_batches(batches)  # whole record-batch body it was read with (token ids too)
-        return table.take(pa.array(np.arange(table.num_rows)))
-
-    with pa.OSFile(str(out), "wb") as sink:
+    with pa.OSFile(str(files[0]), "rb") as src:
+        schema = pa.ipc.open_stream(src).schema
+    with pa.OSFile(str(out), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+        pending, held = [], 0
         for f in files:
             with pa.OSFile(str(f), "rb") as src:
-                reader = pa.ipc.open_stream(src)
-                names = [fl.name for fl in reader.schema if not (pa.types.is_list(fl.type)
-                                                                  or pa.types.is_large_list(fl.type))]
-                for batch in reader:
-                    pending.append(batch.select(names))
+                for batch in pa.ipc.open_stream(src):
+                    pending.append(batch)
                     held += batch.num_rows
-                    if len(pending) >= 4:  # a few batches' bodies pinned at a time, never the file
-                        compact.append(copied(pending))
-                        pending = []
                     if held >= chunk_rows:
-                        table = pa.concat_tables(compact + ([copied(pending)] if pending else [])).combine_chunks()
-                        writer = writer or pa.ipc.new_file(sink, table.schema)
-                        writer.write_table(table)
-                        pending, compact, held = [], [], 0
-        if pending or compact or writer is None:
-            parts = compact + ([copied(pending)] if pending else [])
-            table = pa.concat_tables(parts).combine_chunks() if parts else _empty_scalar_schema(files).empty_table()
-            writer = writer or pa.ipc.new_file(sink, table.schema)
-            writer.write_table(table)
-        writer.close()
+                        writer.write_table(pa.Table.from_batches(pending, schema).combine_chunks())
+                        pending, held = [], 0
+        if pending:
+            writer.write_table(pa.Table.from_batches(pending, schema).combine_chunks())
     return _read_scalar_columns(out)
 
 
-def _empty_scalar_schema(files: Sequence[Path]):
+def _scalar_fields(schema) -> list[str]:
+    """The per-row scalar columns of a feature schema: everything but the token-id lists."""
     import pyarrow as pa
 
-    with pa.OSFile(str(files[0]), "rb") as src:
-        schema = pa.ipc.open_stream(src).schema
-    return pa.schema([f for f in schema if not (pa.types.is_list(f.type) or pa.types.is_large_list(f.type))])
+    return [f.name for f in schema if not (pa.types.is_list(f.type) or pa.types.is_large_list(f.type))]
 
 
 def _canonical_features(kind: str, labels: Sequence[str]):
@@ -593,7 +574,7 @@ def _map_range(job: tuple, out: str, start: int, stop: int, batch_size: int = 51
 
     canonical, fn, fn_kwargs, features, keep = job
     schema = features.arrow_schema
-    scalar = [f.name for f in schema if not (pa.types.is_list(f.type) or pa.types.is_large_list(f.type))]
+    scalar = _scalar_fields(schema)
     done: list = []
     with pa.OSFile(canonical, "rb") as src, pa.OSFile(str(_side_path(out)), "wb") as side_sink, \
             open(out, "wb", buffering=0) as raw, \
@@ -603,7 +584,7 @@ def _map_range(job: tuple, out: str, start: int, stop: int, batch_size: int = 51
         def flush() -> None:
             table = pa.concat_tables(done).combine_chunks()
             writer.write_table(table, writer_batch_size=table.num_rows)  # one record batch per flush
-            side.write_table(table.select(scalar).take(pa.array(np.arange(table.num_rows))))  # own buffers
+            side.write_table(table.select(scalar))
             done.clear()
 
         row, pending = 0, []
