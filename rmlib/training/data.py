@@ -68,8 +68,8 @@ def holdout(prompt_hash: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """A seeded evaluation mask, split by prompt so that no prompt appears on both sides.
 
     The prompts are ordered by ``random.Random(seed).shuffle`` (the split every rmlib version
-    made), run here over a numpy array: a Python list of the keys cost ~40 bytes per prompt,
-    1 GB at 26M pairs.
+    made), run here over an ``array('q')`` of 8 bytes a key: a Python list of the keys cost
+    ~40 bytes per prompt, 1 GB at 26M pairs.
     """
     keys = array.array("q", np.unique(prompt_hash).astype(np.int64).tobytes())  # 8 bytes a key, fast items
     draw = random.Random(seed).randrange
@@ -98,9 +98,7 @@ def drop_eval_overlap(train: FeatureSet, held: FeatureSet, report: ValidationRep
     """Training rows identical to an evaluation row (meta aside) are removed and counted, so an
     evaluation file that shares rows with the training file cannot inflate held-out scores."""
     held_hashes = np.sort(held.table.column("content_hash")[held.rows])
-    hashes = train.table.column("content_hash")
-    same = np.concatenate([member(hashes[train.rows[at:at + (1 << 20)]], held_hashes)
-                           for at in range(0, len(train.rows), 1 << 20)] or [np.zeros(0, dtype=bool)])
+    same = member(train.table.column("content_hash")[train.rows], held_hashes)
     n = int(np.count_nonzero(same))
     if n:
         report.filtered["in_eval_set"] += n
