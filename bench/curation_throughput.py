@@ -90,8 +90,8 @@ def run_step(step: str, root: Path, num_proc: int | None) -> dict:
     """One measurement (runs in a child process)."""
     import numpy as np
 
-    from rmlib.data.curation import consistency_filter, decontaminate, dedup_pairs, search
-    from rmlib.data.curation.table import read_pairs, write_rows
+    from rmlib.curation.rules import decontaminate, dedup_pairs, filter_on_scores, search
+    from rmlib.curation.rules.table import read_pairs, write_rows
 
     out = root / f"out_{step}"
     t0 = time.perf_counter()
@@ -111,8 +111,8 @@ def run_step(step: str, root: Path, num_proc: int | None) -> dict:
         rep = decontaminate(root / "pairs.jsonl", out, index, num_proc=num_proc)
         n, extra["removed"] = rep.n_in, dict(rep.removed)
     elif step == "filter":
-        rep = consistency_filter(root / "pairs.jsonl", out, {"gold": root / "gold.jsonl", "best": root / "best.jsonl"},
-                                 rules=["agrees:model=gold", "max_confidence:model=best,threshold=0.9"])
+        rep = filter_on_scores(root / "pairs.jsonl", out, {"gold": root / "gold.jsonl", "best": root / "best.jsonl"},
+                               rules=["agrees:model=gold", "max_confidence:model=best,threshold=0.9"])
         n, extra = rep.n_in, {"removed": dict(rep.removed)}
     elif step.startswith("search_"):
         m = sum(1 for _ in open(root / "pairs.jsonl"))

@@ -32,7 +32,8 @@ _LAZY = {
     "decontaminate": ("rmlib.curation", "decontaminate"),
     "overlap_report": ("rmlib.curation", "overlap_report"),
     "benchmark_index": ("rmlib.curation", "benchmark_index"),
-    "consistency_filter": ("rmlib.curation", "consistency_filter"),
+    "score_and_filter": ("rmlib.curation", "score_and_filter"),
+    "filter_on_scores": ("rmlib.curation", "filter_on_scores"),
     "retrieve_pairs": ("rmlib.curation", "retrieve_pairs"),
 }
 _SUBMODULES = {"data", "eval", "expo", "losses", "models", "training", "config", "testing", "plan", "curation"}
@@ -43,11 +44,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from rmlib.config import Config, load_config  # noqa: F401
     from rmlib.curation import (  # noqa: F401
         benchmark_index,
-        consistency_filter,
         decontaminate,
         dedup_pairs,
+        filter_on_scores,
         overlap_report,
         retrieve_pairs,
+        score_and_filter,
     )
     from rmlib.data.formats import load as load_data  # noqa: F401
     from rmlib.data.judge import justifier_examples  # noqa: F401

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rmlib.data.curation import (
+from rmlib.curation.rules import (
     NgramIndex,
-    consistency_filter,
     decontaminate,
     dedup_masks,
     dedup_pairs,
+    filter_on_scores,
     ngram_hashes,
     normalize_words,
     overlap_report,
@@ -156,9 +156,9 @@ def test_benchmark_prompts_come_from_every_eval_reader():
 
 
 def _filter(tmp_path, **kw):
-    return consistency_filter(FIX / "filter.jsonl", tmp_path / "out",
-                              {"gold": FIX / "filter_gold_scores.jsonl", "best": FIX / "filter_best_scores.jsonl"},
-                              judge=FIX / "filter_judge.jsonl", **kw)
+    return filter_on_scores(FIX / "filter.jsonl", tmp_path / "out",
+                            {"gold": FIX / "filter_gold_scores.jsonl", "best": FIX / "filter_best_scores.jsonl"},
+                            judge=FIX / "filter_judge.jsonl", **kw)
 
 
 def test_skywork_rule_keeps_gold_and_judge_or_best(tmp_path):
@@ -189,15 +189,15 @@ def test_confidence_rule_review_and_recycling(tmp_path):
 def test_score_arrays_and_rule_errors(tmp_path):
     c = np.array([1.0, 0, 0, 1, 1, 0])
     r = np.zeros(6)
-    rep = consistency_filter(FIX / "filter.jsonl", tmp_path / "out", {"gold": (c, r)}, rules=["agrees"])
+    rep = filter_on_scores(FIX / "filter.jsonl", tmp_path / "out", {"gold": (c, r)}, rules=["agrees"])
     assert _ids(tmp_path / "out" / "data.jsonl") == [0, 3, 4] and rep.n_out == 3
     with pytest.raises(ValueError, match="unknown rule 'agree'"):
         parse_rule("agree")
     with pytest.raises(ValueError, match="does not take"):
         parse_rule("max_confidence:modle=best")
     with pytest.raises(ValueError, match="needs scores of model 'best'"):
-        consistency_filter(FIX / "filter.jsonl", tmp_path / "o2", {"gold": (c, r)},
-                           rules=["max_confidence"], judge=np.ones(6, bool))
+        filter_on_scores(FIX / "filter.jsonl", tmp_path / "o2", {"gold": (c, r)},
+                         rules=["max_confidence"], judge=np.ones(6, bool))
     assert not (tmp_path / "o2").exists()  # a failed step publishes nothing
 
 
@@ -205,10 +205,10 @@ def test_a_score_file_of_another_data_file_is_named(tmp_path):
     bad = tmp_path / "s.jsonl"
     bad.write_text("".join(json.dumps({"index": i, "chosen": 1, "rejected": 0}) + "\n" for i in range(5)))
     with pytest.raises(DataError, match="no row for 1 of the data's 6 pairs"):
-        consistency_filter(FIX / "filter.jsonl", tmp_path / "out", {"gold": bad}, rules=["agrees"])
+        filter_on_scores(FIX / "filter.jsonl", tmp_path / "out", {"gold": bad}, rules=["agrees"])
     bad.write_text(json.dumps({"index": 0, "chosen": "x", "rejected": 0}) + "\n")
     with pytest.raises(DataError, match="record 0: field 'chosen'"):
-        consistency_filter(FIX / "filter.jsonl", tmp_path / "out", {"gold": bad}, rules=["agrees"])
+        filter_on_scores(FIX / "filter.jsonl", tmp_path / "out", {"gold": bad}, rules=["agrees"])
 
 
 # ------------------------------------------------------------------------------------------------ retrieval
@@ -278,9 +278,8 @@ def test_retrieve_pairs_with_minilm(tmp_path):
 
 
 def test_chain_dedup_decontaminate_filter_retrieve_on_the_samples(tmp_path, tiny_llama):
-    from rmlib.curation import Embedder, benchmark_index, retrieve_pairs
-    from rmlib.curation import consistency_filter as filter_with_models
-    from rmlib.data.curation.consistency import read_score_file
+    from rmlib.curation import Embedder, benchmark_index, retrieve_pairs, score_and_filter
+    from rmlib.curation.rules.consistency import read_score_file
 
     # the first 60 sample pairs (and a pool of 40) keep the chain to seconds; the tiny Llama is both the
     # reward model and, mean-pooled, the embedder (MiniLM is exercised by test_retrieve_pairs_with_minilm)
@@ -296,8 +295,8 @@ def test_chain_dedup_decontaminate_filter_retrieve_on_the_samples(tmp_path, tiny
     for row in _rows(tmp_path / "2_decon" / "data.jsonl"):
         assert index.lookup(ngram_hashes(row["prompt"][0]["content"], 8)) < 0
 
-    f = filter_with_models(tmp_path / "2_decon" / "data.jsonl", tmp_path / "3_filter", {"gold": tiny_llama},
-                           rules=["agrees:model=gold"], recycle=True)
+    f = score_and_filter(tmp_path / "2_decon" / "data.jsonl", tmp_path / "3_filter", {"gold": tiny_llama},
+                         rules=["agrees:model=gold"], recycle=True)
     gold_c, gold_r = read_score_file(tmp_path / "3_filter" / "scores_gold.jsonl", c.n_out)
     assert f.n_in == c.n_out and f.n_out == int((gold_c > gold_r).sum())
     assert f.extra["recycled"] == int((gold_c < gold_r).sum())
@@ -345,7 +344,7 @@ def test_the_docs_name_every_rule_and_every_command_option_they_use():
     import shlex
 
     from rmlib.cli import build_parser
-    from rmlib.data.curation import RULES
+    from rmlib.curation.rules import RULES
 
     doc = (Path(__file__).parents[1] / "docs" / "curation.md").read_text()
     rules_table = doc.split("| rule | parameters (default) |", 1)[1].split("\n\n", 1)[0]

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from rmlib.data.curation.ngrams import DEFAULT_N, NgramIndex
-from rmlib.data.curation.table import first_user_turn
+from rmlib.curation.rules.ngrams import DEFAULT_N, NgramIndex
+from rmlib.curation.rules.table import first_user_turn
 
 __all__ = ["benchmark_index", "benchmark_prompts", "parse_benchmark"]
 

@@ -90,14 +90,14 @@ def _named(values: list[str], what: str) -> dict[str, str]:
 
 
 def cmd_filter(args: argparse.Namespace) -> int:
-    from rmlib.curation import consistency_filter, parse_rule
+    from rmlib.curation import parse_rule, score_and_filter
 
     for rule in args.rule:  # a typo in a rule is one line naming the choices, before any model is loaded
         try:
             parse_rule(rule)
         except ValueError as e:
             raise SystemExit(f"rmlib data filter: --rule {rule}: {e}") from None
-    return _print(consistency_filter(
+    return _print(score_and_filter(
         args.path, args.out, _named(args.model, "--model"), rules=args.rule or ["gold_and_judge_or_best"],
         judge=args.judge, review_model=args.review_model, review_band=args.review_band, recycle=args.recycle,
         batch_size=args.batch_size, format=args.format, on_invalid=args.on_invalid))
@@ -113,7 +113,7 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
 
 def add_parsers(dsub: Any) -> None:
     """Add the curation subcommands to ``rmlib data``'s subparsers (each sets ``curation_func``)."""
-    from rmlib.data.curation.consistency import RULES
+    from rmlib.curation.rules.consistency import RULES
 
     p = dsub.add_parser("dedup", help="exact dedup on (conversation, chosen, rejected); swapped pairs are conflicts")
     _common(p)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from rmlib.data.curation.table import first_user_turn
+from rmlib.curation.rules.table import first_user_turn
 from rmlib.io import resolve_model
 
 __all__ = ["Embedder", "embed_table", "pair_text"]
@@ -61,7 +61,7 @@ class Embedder:
 
 
 def embed_table(embedder: Embedder, table: Any, path: str | os.PathLike, *, chunk: int = 1024) -> np.memmap:
-    """Embed every pair of a :class:`~rmlib.data.curation.table.PairTable` into a ``.npy`` memory map
+    """Embed every pair of a :class:`~rmlib.curation.rules.table.PairTable` into a ``.npy`` memory map
     (``chunk`` pairs at a time: memory flat in the number of pairs)."""
     n = len(table)
     arr = np.lib.format.open_memmap(Path(path), mode="w+", dtype=np.float32, shape=(n, embedder.dim))

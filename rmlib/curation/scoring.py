@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rmlib.data.curation.table import PairTable
+from rmlib.curation.rules.table import PairTable
 from rmlib.io import write_jsonl
 
 __all__ = ["is_score_file", "score_table"]

@@ -1,5 +1,5 @@
-"""The curation steps that run models: the consistency filter scoring with rmlib models, and error-driven
-retrieval (score, embed, search). Both build on the model-free steps of :mod:`rmlib.data.curation`."""
+"""The curation steps that run models: scoring pairs with rmlib models then filtering them by rules, and
+error-driven retrieval (score, embed, search). Both build on the model-free steps of :mod:`rmlib.curation.rules`."""
 
 from __future__ import annotations
 
@@ -11,11 +11,9 @@ from typing import Any
 import numpy as np
 
 from rmlib.curation.embed import DEFAULT_EMBEDDER, Embedder, embed_table
-from rmlib.curation.scoring import is_score_file, score_table
-from rmlib.data.curation import consistency
-from rmlib.data.curation.consistency import read_score_file
-from rmlib.data.curation.retrieval import DEFAULT_K_MAX, Backend, select_batch
-from rmlib.data.curation.table import (
+from rmlib.curation.rules.consistency import filter_on_scores, read_score_file
+from rmlib.curation.rules.retrieval import DEFAULT_K_MAX, Backend, select_batch
+from rmlib.curation.rules.table import (
     DATA_FILE,
     StepReport,
     check_not_inside,
@@ -24,16 +22,18 @@ from rmlib.data.curation.table import (
     step_output,
     write_rows,
 )
+from rmlib.curation.scoring import is_score_file, score_table
 from rmlib.data.schema import OnInvalid
 
-__all__ = ["consistency_filter", "retrieve_pairs"]
+__all__ = ["retrieve_pairs", "score_and_filter"]
 
 
-def consistency_filter(source: str | os.PathLike, out_dir: str | os.PathLike, models: Mapping[str, Any], *,
-                       batch_size: int = 16, max_length: int | None = None, format: str | None = None,
-                       on_invalid: OnInvalid = "error", **kwargs: Any) -> StepReport:
-    """:func:`rmlib.data.curation.consistency_filter` where each of ``models`` (name → model directory,
-    alias, :class:`rmlib.RewardModel`, score file or (chosen, rejected) arrays) is scored first if needed.
+def score_and_filter(source: str | os.PathLike, out_dir: str | os.PathLike, models: Mapping[str, Any], *,
+                     batch_size: int = 16, max_length: int | None = None, format: str | None = None,
+                     on_invalid: OnInvalid = "error", **kwargs: Any) -> StepReport:
+    """The consistency filter with models: each of ``models`` (name → model directory, alias,
+    :class:`rmlib.RewardModel`, score file or (chosen, rejected) arrays) is scored first if needed, then
+    :func:`rmlib.curation.rules.filter_on_scores` applies the rules (``kwargs`` are its options).
 
     Rewards computed here are kept in the output as ``scores_<name>.jsonl`` (the ``rmlib score`` format), so a
     second run with other rules reads them instead of scoring again.
@@ -52,8 +52,8 @@ def consistency_filter(source: str | os.PathLike, out_dir: str | os.PathLike, mo
             path = os.path.join(tmp, f"scores_{name}.jsonl")
             score_table(m, table, path, batch_size=batch_size, max_length=max_length)
             scores[name] = attach[f"scores_{name}.jsonl"] = path
-        return consistency.consistency_filter(source, out_dir, scores, format=format, on_invalid=on_invalid,
-                                              attach=attach, **kwargs)
+        return filter_on_scores(source, out_dir, scores, format=format, on_invalid=on_invalid, attach=attach,
+                                **kwargs)
 
 
 def retrieve_pairs(labeled: str | os.PathLike, pool: str | os.PathLike, out_dir: str | os.PathLike,
@@ -65,7 +65,7 @@ def retrieve_pairs(labeled: str | os.PathLike, pool: str | os.PathLike, out_dir:
 
     ``scores`` are the current model's rewards of the ``labeled`` pairs: a score file, (chosen, rejected)
     arrays, or a model (scored here; the file is kept as ``scores.jsonl``). Each labelled pair with
-    p = σ(r_c − r_r) ≤ ``max_p`` retrieves its k = :func:`~rmlib.data.curation.retrieval_k` most similar pool
+    p = σ(r_c − r_r) ≤ ``max_p`` retrieves its k = :func:`~rmlib.curation.rules.retrieval_k` most similar pool
     pairs (cosine similarity of :class:`~rmlib.curation.embed.Embedder` embeddings). ``data.jsonl`` holds the
     retrieved pool pairs once each, in pool order, with ``meta.curation = {retrieved_by: [labelled indices],
     similarity: best}``; the pool pairs not retrieved are counted as ``not_retrieved``.

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from rmlib.data.curation.table import (
+from rmlib.curation.rules.table import (
     DATA_FILE,
     StepReport,
     check_not_inside,
@@ -119,7 +119,7 @@ def dedup_pairs(source: str | os.PathLike, out_dir: str | os.PathLike, *, format
 
 
 def _conflict_row(removed: np.ndarray):
-    from rmlib.data.curation.table import pair_row
+    from rmlib.curation.rules.table import pair_row
 
     def make(row: dict[str, Any]) -> dict[str, Any]:
         return pair_row(row, curation={"conflict": True, "input_index": int(row["index"]),

@@ -5,7 +5,7 @@ wrong or unsure: for a labelled pair with p = σ(r_c − r_r) under the current 
 k most similar pairs of the unlabelled pool, k = k_max when p ≤ 0.5 and ⌈k_max·(1 − p)⌉ otherwise
 (k_max = 8), and those become the next batch to annotate. This module is the part that needs no model:
 :func:`retrieval_k` and the nearest-neighbour search over L2-normalised embeddings (cosine similarity =
-inner product). Embedding with a model lives above the data layer (:mod:`rmlib.curation.embed`).
+inner product). Embedding with a model is the layer above (:mod:`rmlib.curation.embed`).
 
 Two search backends, both exact: ``numpy`` (the default: a blocked matrix product and ``argpartition``
 over a memory-mapped pool, bounded memory, no dependency) and ``faiss`` (``faiss.IndexFlatIP``, the exact

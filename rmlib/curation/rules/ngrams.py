@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from rmlib.data.curation.table import (
+from rmlib.curation.rules.table import (
     DATA_FILE,
     StepReport,
     check_not_inside,

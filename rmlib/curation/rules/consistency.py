@@ -4,7 +4,7 @@ Skywork-Reward-V2 (Liu et al., arXiv 2507.01352) keeps a pair when the gold rewa
 label and (the LLM judge or the best reward model agrees), drops pairs its best model is already confident
 about (confidence σ(r_c − r_r) above a threshold: easy pairs teach little), and recycles discarded pairs by
 flipping chosen and rejected. Here the scores come in as arrays (one chosen and one rejected reward per
-pair, from ``rmlib score`` files or from :func:`rmlib.curation.consistency_filter`, which scores with
+pair, from ``rmlib score`` files or from :func:`rmlib.curation.score_and_filter`, which scores with
 rmlib models), and the decision is a list of **named rules** (:data:`RULES`), each with a few parameters,
 written ``name`` or ``name:key=value,key=value``. Every rule must keep a pair for it to stay; a dropped pair
 is counted under the first rule that dropped it. There is no expression language and no ``eval``.
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from rmlib.data.curation.table import (
+from rmlib.curation.rules.table import (
     DATA_FILE,
     StepReport,
     check_not_inside,
@@ -34,7 +34,7 @@ from rmlib.data.curation.table import (
 )
 from rmlib.data.schema import DataError, OnInvalid
 
-__all__ = ["RULES", "Rule", "Signals", "consistency_filter", "parse_rule", "read_judge_file", "read_score_file"]
+__all__ = ["RULES", "Rule", "Signals", "filter_on_scores", "parse_rule", "read_judge_file", "read_score_file"]
 
 PairScores = tuple[np.ndarray, np.ndarray]
 
@@ -202,14 +202,15 @@ def _boolean(value: Any, path: str, i: int, name: str) -> bool:
 # ---------------------------------------------------------------------------------------------- the step
 
 
-def consistency_filter(source: str | os.PathLike, out_dir: str | os.PathLike,
-                       scores: Mapping[str, str | os.PathLike | PairScores], *,
-                       rules: Sequence[str | tuple[str, Mapping[str, Any]]] = ("gold_and_judge_or_best",),
-                       judge: str | os.PathLike | np.ndarray | None = None, review_model: str | None = None,
-                       review_band: float = 0.0, recycle: bool = False, format: str | None = None,
-                       on_invalid: OnInvalid = "error", max_examples: int = 3,
-                       attach: Mapping[str, str | os.PathLike] | None = None) -> StepReport:
-    """Keep the pairs every rule keeps; write ``data.jsonl``, ``report.json`` and optionally:
+def filter_on_scores(source: str | os.PathLike, out_dir: str | os.PathLike,
+                     scores: Mapping[str, str | os.PathLike | PairScores], *,
+                     rules: Sequence[str | tuple[str, Mapping[str, Any]]] = ("gold_and_judge_or_best",),
+                     judge: str | os.PathLike | np.ndarray | None = None, review_model: str | None = None,
+                     review_band: float = 0.0, recycle: bool = False, format: str | None = None,
+                     on_invalid: OnInvalid = "error", max_examples: int = 3,
+                     attach: Mapping[str, str | os.PathLike] | None = None) -> StepReport:
+    """The consistency filter on rewards already computed: keep the pairs every rule keeps; write
+    ``data.jsonl``, ``report.json`` and optionally:
 
     * ``review.jsonl``: kept pairs with ``|σ(r_c − r_r) − 0.5| <= review_band`` under ``review_model``,
       routed to a person instead of the output (reason ``review``);
@@ -218,7 +219,8 @@ def consistency_filter(source: str | os.PathLike, out_dir: str | os.PathLike,
       ``meta.curation.recycled = "flipped"``; a separate output, never mixed into ``data.jsonl``.
 
     ``scores`` maps a model name used by the rules (``gold``, ``best``, ...) to a score file or to a
-    (chosen, rejected) pair of arrays in the order of the valid pairs of ``source``. ``attach`` copies
+    (chosen, rejected) pair of arrays in the order of the valid pairs of ``source``: nothing is scored here
+    (:func:`rmlib.curation.score_and_filter` scores with models first, then calls this). ``attach`` copies
     further files into the output directory under the given names (e.g. the score files a caller computed).
     """
     check_not_inside(source, out_dir)
