@@ -176,14 +176,46 @@ def test_multi_head_model_returns_every_head_and_combines(tiny_llama_5):
     torch.testing.assert_close(torch.tensor(logs["verbosity"]), expected[:, 4], atol=1e-5, rtol=0)
 
 
-def test_encoder_model_serves_plain_requests_and_explains_queries():
-    rm = RewardModel.from_pretrained("minilm-l6", attributes=["reward"]).eval()
-    expected = rm.score(PROMPTS[:2], RESPONSES[:2])
-    with running(create_app(rm)) as url:
+@pytest.fixture(scope="module")
+def minilm():
+    return RewardModel.from_pretrained("minilm-l6", attributes=["reward"]).eval()
+
+
+def test_encoder_model_serves_plain_requests(minilm):
+    expected = minilm.score(PROMPTS[:2], RESPONSES[:2])
+    with running(create_app(minilm)) as url:
         out = httpx.post(f"{url}/score", json=[{"prompt": p, "response": r} for p, r in zip(PROMPTS, RESPONSES)][:2])
-        q = httpx.post(f"{url}/get_reward", json={"query": ["text"]})
     torch.testing.assert_close(torch.tensor([o["reward"] for o in out.json()]), expected, atol=1e-5, rtol=0)
-    assert q.status_code == 422 and "no chat template" in q.json()["error"]
+
+
+def test_openrlhf_queries_on_a_model_without_chat_template(minilm):
+    """MiniLM has no chat template: a query is raw prompt + response text. With `prompts`, prompts[i] is the
+    prompt (scored as RewardModel.score scores a string prompt) and the rest of the query the response;
+    without, the whole query is the response with an empty prompt. Tolerance 1e-5 (same encoding, other
+    batch composition)."""
+    tok = minilm.tokenizer
+    assert not tok.chat_template
+    responses = [" " + r for r in RESPONSES]  # OpenRLHF's query is prompt + generated text, as generated
+    queries = [p + r for p, r in zip(PROMPTS, responses)]
+    with_prompt = minilm.score(PROMPTS, responses)
+    whole = minilm.score([[]] * len(queries), queries)
+    assert (with_prompt - whole).abs().max() > 1e-3  # the two rules score differently: each is checked
+    with running(create_app(minilm)) as url:
+        def rewards(body):
+            r = httpx.post(f"{url}/get_reward", json=body)
+            assert r.status_code == 200, r.text
+            return torch.tensor(r.json()["rewards"])
+
+        torch.testing.assert_close(rewards({"query": queries, "prompts": PROMPTS}), with_prompt, atol=1e-5, rtol=0)
+        torch.testing.assert_close(rewards({"query": queries}), whole, atol=1e-5, rtol=0)
+        # generated text as OpenRLHF decodes it, with this tokenizer's end and pad tokens: removed
+        trailing = [q + tok.sep_token + tok.pad_token * 2 for q in queries]
+        torch.testing.assert_close(rewards({"query": trailing, "prompts": PROMPTS}), with_prompt, atol=1e-5, rtol=0)
+        torch.testing.assert_close(rewards({"query": trailing}), whole, atol=1e-5, rtol=0)
+        bad = httpx.post(f"{url}/get_reward", json={"query": queries, "prompts": [PROMPTS[0], "Another prompt"]
+                                                    + PROMPTS[2:]})
+        assert bad.status_code == 422 and "query[1] does not begin with prompts[1]" in bad.json()["error"], bad.text
+        assert httpx.get(f"{url}/health").json()["status"] == "ok"
 
 
 @pytest.mark.slow  # a CLI subprocess (about 10 s)

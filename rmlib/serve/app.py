@@ -132,8 +132,7 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
     async def get_reward(request: Request):
         with batcher.arriving():
             items = parse_openrlhf(await read_json(request), limits)
-        if items and not queries.ok:
-            queries.check()  # the 422 saying why rendered queries cannot be read
+        queries.check_items(items)  # a template-less model's 422 for a query that lacks its prompt
         out = await batcher.score(items, queries.encode_many, query_error)
         rewards = rewards_of(out).tolist()
         logs = {a: out[:, i].tolist() for i, a in enumerate(attributes)} if len(attributes) > 1 else {}

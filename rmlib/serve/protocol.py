@@ -14,7 +14,8 @@ Every sequence goes through :class:`rmlib.data.tokenize.Featurizer`: the plain s
 ``encode`` (as ``RewardModel.score``), a rendered query by splitting it where the template's
 assistant header ends, tokenizing the two parts as ``encode`` does and keeping the template's
 end-of-turn text (added when the generated text lacks it). So the server reads the reward at the
-token training read it at, with BOS once.
+token training read it at, with BOS once. A model without a chat template reads a query as raw
+prompt + response text (:class:`QueryEncoder` states the rule).
 
 The batcher tokenizes the items of every request it gathers in one call (:func:`plain_sequences`,
 :meth:`QueryEncoder.encode_many`): one fast-tokenizer batch call and one chat-template rendering
@@ -123,13 +124,33 @@ def parse_openrlhf(body: Any, limits: Limits) -> list[tuple[str, str | None]]:
 
 
 class QueryEncoder:
-    """Token ids of chat-template-rendered prompt + response texts, as the Featurizer makes them."""
+    """Token ids of OpenRLHF queries (prompt + response texts), as the Featurizer makes them.
+
+    With a chat template a query is the template's rendering of prompt + response: it is split where
+    the template's assistant header ends (or after ``prompts[i]``), and both parts are tokenized as
+    :meth:`~rmlib.data.tokenize.Featurizer.encode` does.
+
+    Without a chat template (BERT-style encoders such as the bundled MiniLM) a query is raw text, and
+    it is scored exactly as ``RewardModel.score`` scores a (prompt, response) pair:
+
+    * with ``prompts[i]``: the query must begin with that text (a 422 names the query otherwise);
+      ``prompts[i]`` is the prompt, as ``score([prompts[i]], ...)`` takes a string prompt (one user
+      message, rendered "User: ..." as in training), and the rest of the query is the response;
+    * without ``prompts``: the whole query is the response, with an empty prompt (no message), as
+      ``score([[]], [query])``.
+
+    The response's trailing pad, eos and sep token texts (of this model's tokenizer: OpenRLHF decodes
+    generations with special tokens and pads) are removed, since the tokenizer's pair encoding adds
+    its own end token.
+    """
 
     def __init__(self, feat: Featurizer):
         self.feat = feat
         tok = feat.tok
-        self.ok = feat.has_template
-        if not self.ok:
+        self.templated = feat.has_template
+        if not self.templated:
+            specials = (getattr(tok, name, None) for name in ("pad_token", "eos_token", "sep_token"))
+            self.trailing = tuple(sorted({t for t in specials if isinstance(t, str) and t}, key=len, reverse=True))
             return
         user = [{"role": "user", "content": "x"}]
         bare = tok.apply_chat_template(user, tokenize=False)
@@ -159,11 +180,28 @@ class QueryEncoder:
             response = body + self.post
         return query[:cut], response
 
-    def check(self) -> None:
-        """422 when rendered queries cannot be read: the tokenizer has no chat template."""
-        if not self.ok:
-            raise RequestError(422, "this model's tokenizer has no chat template, so rendered queries cannot be "
-                                    "split into prompt and response; POST {prompt, response} to /score instead")
+    def check_items(self, items: Sequence[tuple[str, str | None]]) -> None:
+        """422 naming the first query a template-less model cannot read: one that does not begin with
+        its ``prompts[i]`` (checked in the handler, so the request fails before it is queued)."""
+        if self.templated:
+            return
+        for i, (query, prompt) in enumerate(items):
+            if prompt is not None and not query.startswith(prompt):
+                raise RequestError(422, f"query[{i}] does not begin with prompts[{i}]: this model has no chat "
+                                        "template, so a query is scored as prompts[i] followed by the response; "
+                                        "send the prompt text the query starts with, or no `prompts` to score "
+                                        "the whole query as the response")
+
+    def plain_item(self, query: str, prompt: str | None) -> tuple[list[dict[str, str]], str]:
+        """The ``(prompt messages, response)`` a template-less model scores for one query (see the class)."""
+        if prompt is None:
+            messages, response = [], query
+        else:
+            messages, response = [{"role": "user", "content": prompt}], query[len(prompt):]
+        body, cut = response.rstrip(), False
+        while (end := next((t for t in self.trailing if body.endswith(t)), None)) is not None:
+            body, cut = body[: len(body) - len(end)].rstrip(), True
+        return messages, body if cut else response
 
     def encode(self, query: str, prompt: str | None = None) -> Encoded | None:
         """The sequence of one query (None when its response part alone cannot fit)."""
@@ -172,9 +210,11 @@ class QueryEncoder:
     def encode_many(self, items: Sequence[tuple[str, str | None]]) -> list[Encoded | None]:
         """Sequences of ``(query, prompt or None)`` items (None where a response cannot fit), with
         every prompt and response part tokenized in one batch call."""
-        self.check()
         if not items:
             return []
+        if not self.templated:
+            self.check_items(items)
+            return plain_sequences(self.feat, [self.plain_item(q, p) for q, p in items])
         tok, feat = self.feat.tok, self.feat
         parts = [self.split(q, p) for q, p in items]
         ids = tok([t for pair in parts for t in pair], add_special_tokens=False)["input_ids"]
