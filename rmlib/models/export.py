@@ -1,27 +1,9 @@
-"""The export contract of a final rmlib model, its model card, and the upload to the Hugging Face Hub.
+"""A final model's card and its upload to the Hugging Face Hub, after the export contract.
 
-A final model (a full fine-tune, a merged LoRA or QLoRA run, an ExPO output) is a directory that
-``transformers``, vLLM's pooling runner (``--task classify`` / ``--runner pooling``) and SGLang
-(``--is-embedding``) load as a sequence classifier without conversion.
-:func:`check_export_contract` lists every field that breaks this, naming it:
-
-* ``architectures`` ends in ``ForSequenceClassification`` (vLLM and SGLang pick the model class
-  from it; a ``*ForCausalLM`` name is served as a text generator);
-* ``num_labels`` equals the number of heads, and the names in ``id2label`` are the attributes
-  (not transformers' ``LABEL_0`` placeholders);
-* the head weight is stored under the name the architecture expects (``score.weight`` for
-  Llama/Qwen/Gemma, ``classifier.weight`` for BERT), with ``num_labels`` rows: a head stored under
-  another name is silently re-initialised at load;
-* ``pad_token_id`` is set (sequence classifiers locate the last token of each row with it);
-* ``problem_type`` is ``"regression"``: transformers' ``TextClassificationPipeline`` and vLLM's
-  classify runner apply a sigmoid (softmax for several labels) to classifiers otherwise, which
-  saturates large rewards into ties;
-* no adapter files (``adapter_config.json``) and no ``quantization_config`` left after a merge;
-* the tokenizer (and, for decoders, its chat template) is saved beside the weights.
-
-vLLM's pooling-model documentation (https://docs.vllm.ai/en/latest/models/pooling_models.html)
-and transformers' sequence-classification configs
-(https://huggingface.co/docs/transformers/main_classes/configuration) describe these fields.
+The contract itself (:func:`check_export_contract`, :func:`require_export_contract`) lives in
+:mod:`rmlib.models.contract` and is re-exported here. Imports go one way: ``export`` → ``lora`` →
+``contract`` (the merge that training's push needs is imported from :mod:`rmlib.models.lora`;
+``lora`` checks merged directories against the contract module, never against this one).
 """
 
 from __future__ import annotations
@@ -33,115 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from rmlib.io import write_text
+from rmlib.models.contract import (  # noqa: F401 - re-exported: the contract's public home for users
+    ADAPTER_FILES,
+    TOKENIZER_FILES,
+    ExportContractError,
+    check_export_contract,
+    require_export_contract,
+)
 
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.txt", "vocab.json", "spiece.model")
 CARD = "README.md"
-
-
-class ExportContractError(ValueError):
-    """A model directory that other tools would not load or score as rmlib does."""
-
-
-def _expected_head_keys(config) -> dict[str, tuple[int, ...]]:
-    """The head parameters the architecture's ``from_pretrained`` looks for, with their shapes.
-
-    The class is built on the meta device (no memory, no weights), and the head is every top-level
-    child of the ``*ForSequenceClassification`` other than its backbone, so no model name is read.
-    """
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
-    with torch.device("meta"):
-        model = AutoModelForSequenceClassification.from_config(config)
-    prefix = model.base_model_prefix
-    return {f"{child}.{name}": tuple(p.shape) for child, mod in model.named_children() if child != prefix
-            for name, p in mod.named_parameters()}
-
-
-def _stored_shapes(d: Path) -> dict[str, tuple[int, ...]] | None:
-    """Every tensor name → shape in the directory's safetensors files (None: no safetensors)."""
-    from rmlib.models.safetensors_io import weight_entries
-
-    try:
-        return {name: tuple(e.shape) for name, e in weight_entries(d).items()}
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-def check_export_contract(model_dir: str | Path) -> list[str]:
-    """Problems that keep ``model_dir`` from loading as rmlib scores it elsewhere (empty: none).
-
-    Each problem names the broken field or file and the fix. Reads only JSON and safetensors
-    headers (the architecture is instantiated on the meta device to learn the head's name).
-    """
-    d = Path(model_dir)
-    problems: list[str] = []
-    present = [f for f in ADAPTER_FILES if (d / f).exists()]
-    if present:
-        problems.append(f"{', '.join(present)}: adapter files in a final model; merge them with "
-                        "`rmlib export ADAPTER_DIR --out DIR`")
-    cfg_path = d / "config.json"
-    if not cfg_path.is_file():
-        return problems + [f"config.json: missing in {d}"]
-    raw = json.loads(cfg_path.read_text())
-    archs = raw.get("architectures") or []
-    if not archs or not str(archs[0]).endswith("ForSequenceClassification"):
-        problems.append(f"architectures: {archs} does not end in ForSequenceClassification; servers would load "
-                        "another model class")
-    id2label = {int(k): v for k, v in (raw.get("id2label") or {}).items()}
-    n_labels = raw.get("num_labels", len(id2label) or None)
-    if sorted(id2label) != list(range(len(id2label))) or not id2label:
-        problems.append(f"id2label: {raw.get('id2label')} must name every head 0..n-1")
-    elif n_labels is not None and n_labels != len(id2label):
-        problems.append(f"num_labels: {n_labels} but id2label names {len(id2label)} heads")
-    placeholders = [v for k, v in sorted(id2label.items()) if v == f"LABEL_{k}"]
-    if placeholders:
-        problems.append(f"id2label: {placeholders} are transformers placeholders, not attribute names")
-    if raw.get("pad_token_id") is None:
-        problems.append("pad_token_id: not set; sequence classifiers find each row's last token with it")
-    if raw.get("problem_type") != "regression":
-        problems.append(f"problem_type: {raw.get('problem_type')!r}, must be 'regression' (otherwise servers apply "
-                        "a sigmoid/softmax to the rewards)")
-    if "quantization_config" in raw:
-        problems.append("quantization_config: left in config.json after a merge; the weights are not quantized")
-    stored = _stored_shapes(d)
-    head_is_decoder = False
-    if stored is None:
-        problems.append("model.safetensors: no safetensors weights (pickled weights are not loaded by rmlib)")
-    elif archs and str(archs[0]).endswith("ForSequenceClassification"):
-        try:
-            from transformers import AutoConfig
-
-            expected = _expected_head_keys(AutoConfig.from_pretrained(d))
-        except (ValueError, KeyError, OSError) as e:
-            problems.append(f"config.json: transformers cannot build {archs[0]} from it ({str(e).splitlines()[0]})")
-            expected = {}
-        head_is_decoder = any(k.startswith("score.") for k in expected)
-        for key, shape in expected.items():
-            if key not in stored:
-                near = sorted(k for k in stored if k.endswith(key.split(".", 1)[-1]) and "layers" not in k)[:3]
-                problems.append(f"{key}: the head weight {archs[0]} loads is not in the checkpoint"
-                                + (f" (found {near})" if near else "") + "; it would be re-initialised at load")
-            elif stored[key] != shape:
-                problems.append(f"{key}: shape {list(stored[key])}, expected {list(shape)} for num_labels={n_labels}")
-    tok_cfg = d / "tokenizer_config.json"
-    if not tok_cfg.is_file() or not any((d / f).is_file() for f in TOKENIZER_FILES):
-        problems.append(f"tokenizer: tokenizer_config.json and one of {TOKENIZER_FILES} must be saved beside the "
-                        "weights")
-    elif head_is_decoder:
-        has_template = (d / "chat_template.jinja").is_file() or (d / "chat_template.json").is_file() \
-            or bool(json.loads(tok_cfg.read_text()).get("chat_template"))
-        if not has_template:
-            problems.append("chat_template: not saved with the tokenizer; servers would format prompts differently")
-    return problems
-
-
-def require_export_contract(model_dir: str | Path) -> None:
-    """Raise :class:`ExportContractError` listing every broken field of ``model_dir``."""
-    problems = check_export_contract(model_dir)
-    if problems:
-        raise ExportContractError(f"{model_dir} breaks the export contract:\n  - " + "\n  - ".join(problems))
 
 
 # -- the model card ----------------------------------------------------------------------------

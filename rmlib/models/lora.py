@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from rmlib.io import dtype_name, publish_dir, staging_dir, torch_dtype
-from rmlib.models.export import require_export_contract
+from rmlib.models.contract import require_export_contract
 from rmlib.models.merge import ADAPTER_CONFIG, is_adapter_dir, open_adapter, write_merged
 from rmlib.models.reward_model import RewardModel, as_messages
 from rmlib.runtime import enable_checkpointing, without_zero3_init, zero3_enabled
@@ -515,7 +515,7 @@ def _merged_config(rm: RewardModel, dtype: str):
         if hasattr(config, key):
             delattr(config, key)
     config.dtype = dtype
-    # the export contract (rmlib.models.export): a base saved as *ForCausalLM keeps that name in its
+    # the export contract (rmlib.models.contract): a base saved as *ForCausalLM keeps that name in its
     # config until a model (not a config) is saved, and the outputs are raw rewards
     config.architectures = [type(rm._hf).__name__]
     config.problem_type = "regression"
