@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -306,6 +307,55 @@ def test_chain_dedup_decontaminate_filter_retrieve_on_the_samples(tmp_path, tiny
     batch = _rows(tmp_path / "4_next" / "data.jsonl")
     assert r.n_in == 40 and len(batch) == r.n_out and 0 < r.n_out <= r.extra["requested"]
     assert all(set(b["meta"]["curation"]["retrieved_by"]) <= set(range(f.n_out)) for b in batch)
+
+
+# ------------------------------------------------------------------------------------- worker processes
+
+
+def _pid_batch(batch: dict) -> dict:
+    return {"pid": [os.getpid()] * len(batch["index"]), "index": batch["index"]}
+
+
+def _outputs(out: Path) -> dict:
+    """Every output file of a step's directory, bytes; the report without its timing and its own paths."""
+    files = {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.name != "report.json"}
+    report = {k: v for k, v in _report(out).items() if k not in ("seconds", "outputs")}
+    return {"files": files, "report": report}
+
+
+def test_curation_steps_on_the_feature_cache_workers_write_what_one_process_writes(tmp_path, monkeypatch):
+    """Dedup, decontamination and the overlap report run their per-row values on the data layer's worker
+    processes (the feature cache's tokenize workers): forced on, with 7-row batches so each worker's range
+    spans several batches, every output byte and every report count equals the in-process run."""
+    from rmlib.curation import benchmark_index
+    from rmlib.curation.rules import table
+    from rmlib.curation.rules.table import map_columns, read_pairs
+
+    monkeypatch.setattr(table, "BATCH", 7)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    lines = (SAMPLES / "preference_train.jsonl").read_text().splitlines(True)[:80]
+    swapped = json.loads(lines[5])
+    swapped["chosen"], swapped["rejected"] = swapped["rejected"], swapped["chosen"]
+    src = tmp_path / "pool.jsonl"  # duplicates of rows 3 and 40, a label conflict with row 5, spread over ranges
+    src.write_text("".join(lines[:30] + [lines[3], json.dumps(swapped) + "\n"] + lines[30:] + [lines[40], lines[3]]))
+
+    # the threshold is a parameter: 84 rows are far below the default, min_rows=10 puts them on 2 workers
+    pairs = read_pairs(src, tmp_path / "w")
+    cols = map_columns(pairs, _pid_batch, {"pid": np.int64, "index": np.int64}, None, min_rows=10)
+    assert cols["index"].tolist() == list(range(84))
+    assert len(set(cols["pid"].tolist())) == 2 and os.getpid() not in set(cols["pid"].tolist())
+    assert len(set(map_columns(pairs, _pid_batch, {"pid": np.int64, "index": np.int64}, None)["pid"])) == 1
+
+    index = benchmark_index({"heldout": ("pairs", SAMPLES / "preference_test.jsonl")}, n=8)
+    for workers in (1, 3):
+        dedup_pairs(src, tmp_path / f"dedup_{workers}", num_proc=workers)
+        decontaminate(src, tmp_path / f"decon_{workers}", index, num_proc=workers)
+        overlap_report(src, index, tmp_path / f"overlap_{workers}.json", num_proc=workers)
+    one, three = _outputs(tmp_path / "dedup_1"), _outputs(tmp_path / "dedup_3")
+    assert one == three and one["report"]["removed"] == {"conflict": 2, "duplicate": 3}
+    one, three = _outputs(tmp_path / "decon_1"), _outputs(tmp_path / "decon_3")
+    assert one == three and one["report"]["n_out"] < 84  # the samples' train and test prompts share templates
+    assert (tmp_path / "overlap_1.json").read_bytes() == (tmp_path / "overlap_3.json").read_bytes()
 
 
 # ---------------------------------------------------------------------------------------------- commands

@@ -162,16 +162,52 @@ def test_worker_processes_and_the_in_process_map_write_the_same_features(tmp_pat
     assert forked.report.to_dict() == here.report.to_dict()
 
 
-def test_tokenize_processes_use_every_core_for_large_sources(monkeypatch):
-    from rmlib.data.features import PARALLEL_MIN_ROWS, tokenize_processes
+def test_worker_processes_use_every_core_for_large_sources(monkeypatch):
+    """The data layer's one process-count rule, shared by the feature cache and the curation steps."""
+    from rmlib.data.workers import PARALLEL_MIN_ROWS, worker_processes
 
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    assert tokenize_processes(PARALLEL_MIN_ROWS, None) == 2
-    assert tokenize_processes(PARALLEL_MIN_ROWS - 1, None) is None  # small: workers cost more than they save
-    assert tokenize_processes(100, 4) == 4 and tokenize_processes(100, 1) is None and tokenize_processes(100, 0) is None
-    assert tokenize_processes(1, 4) is None  # one record cannot be split
+    assert worker_processes(PARALLEL_MIN_ROWS, None) == 2
+    assert worker_processes(PARALLEL_MIN_ROWS - 1, None) is None  # small: workers cost more than they save
+    assert worker_processes(100, 4) == 4 and worker_processes(100, 1) is None and worker_processes(100, 0) is None
+    assert worker_processes(1, 4) is None  # one record cannot be split
+    assert worker_processes(100, None, min_rows=50) == 2  # the threshold is a parameter (tests force workers)
     monkeypatch.setattr(os, "cpu_count", lambda: 64)
-    assert tokenize_processes(10**7, None) == 16
+    assert worker_processes(10**7, None) == 16
+
+
+def _pid(job, k):
+    return job, k, os.getpid()
+
+
+def _die_in_worker(job, k):
+    import signal
+
+    if k == 1:
+        os.kill(os.getpid(), signal.SIGKILL)  # what the kernel's OOM killer does to a worker
+    return os.getpid()
+
+
+def _raise_in_worker(job, k):
+    if k >= 1:
+        raise DataError("f.jsonl", k * 10, "chosen", "missing", "missing_field")
+    return k
+
+
+def test_the_worker_pool_forks_names_a_killed_worker_and_raises_the_first_error():
+    from rmlib.data.workers import WorkerDied, row_ranges, run_in_workers
+
+    assert row_ranges(10, 3) == [(0, 3), (3, 6), (6, 10)] and row_ranges(2, 8) == [(0, 1), (1, 2)]
+    assert run_in_workers(_pid, "job", [(0,)], 2) == [("job", 0, os.getpid())]  # one task: this process
+    forked = run_in_workers(_pid, {"inherited": True}, [(0,), (1,), (2,)], 2)
+    assert [k for _, k, _ in forked] == [0, 1, 2] and all(j == {"inherited": True} for j, _, _ in forked)
+    assert os.getpid() not in {pid for _, _, pid in forked}
+    with pytest.raises(WorkerDied, match="a tokenize worker died .*set data.num_proc lower"):
+        run_in_workers(_die_in_worker, None, [(0,), (1,)], 2, what="tokenize", setting="data.num_proc")
+    # a DataError of a worker arrives whole (it does not pickle by itself), the first one in task order
+    with pytest.raises(DataError, match=r"^f.jsonl: record 10: field 'chosen': missing$") as err:
+        run_in_workers(_raise_in_worker, None, [(0,), (1,), (2,)], 2)
+    assert (err.value.index, err.value.reason) == (10, "missing_field")
 
 
 def test_drops_are_counted_with_file_and_record(tmp_path):

@@ -1,4 +1,5 @@
-"""``rmlib data dedup|decontaminate|ngram-index|overlap|filter|retrieve``: thin wrappers over the curation steps."""
+"""``rmlib data dedup|decontaminate|ngram-index|overlap|filter|retrieve|annotate|review``: thin wrappers over the
+curation steps."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import json
 from typing import Any
 
 __all__ = ["add_parsers"]
+
+WORKERS_HELP = "worker processes (default: this process below 4,000 pairs, else one per core, at most 16)"
 
 
 def _common(p: argparse.ArgumentParser, out_help: str = "output directory (written atomically; never the input's)"):
@@ -111,6 +114,34 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
                                  batch_size=args.batch_size, format=args.format, on_invalid=args.on_invalid))
 
 
+def cmd_annotate(args: argparse.Namespace) -> int:
+    import os
+
+    from rmlib.curation.annotate import AnnotateAborted, annotate_pairs
+
+    extra = {}
+    for item in args.extra:
+        k, eq, v = item.partition("=")
+        if not eq or not k:
+            raise SystemExit(f"--extra {item!r}: write KEY=JSON_VALUE, e.g. top_p=0.9")
+        try:
+            extra[k] = json.loads(v)
+        except ValueError:
+            extra[k] = v
+    api_key = os.environ.get(args.api_key_env) if args.api_key_env else None
+    try:
+        report = annotate_pairs(
+            args.path, args.out, endpoint=args.endpoint, model=args.model, template=args.template,
+            both_orders=args.both_orders, label=args.label, examples=args.examples, seed=args.seed,
+            concurrency=args.concurrency, timeout=args.timeout, max_retries=args.max_retries, deadline=args.deadline,
+            backoff_base=args.backoff_base, backoff_max=args.backoff_max, temperature=args.temperature,
+            max_tokens=args.max_tokens, api_key=api_key, extra_body=extra,
+            max_consecutive_failures=args.max_consecutive_failures, format=args.format, on_invalid=args.on_invalid)
+    except AnnotateAborted as e:
+        raise SystemExit(str(e)) from None
+    return _print(report)
+
+
 def add_parsers(dsub: Any) -> None:
     """Add the curation subcommands to ``rmlib data``'s subparsers (each sets ``curation_func``)."""
     from rmlib.curation.rules.consistency import RULES
@@ -119,14 +150,14 @@ def add_parsers(dsub: Any) -> None:
     _common(p)
     p.add_argument("--conflicts", default="drop", choices=["drop", "keep_first"],
                    help="drop (default): remove every pair of a label conflict; keep_first: keep the earliest")
-    p.add_argument("--num-proc", type=int, default=None, help="map workers (default: 1 below 20k pairs, else CPUs)")
+    p.add_argument("--num-proc", type=int, default=None, help=WORKERS_HELP)
     p.set_defaults(curation_func=cmd_dedup)
 
     p = dsub.add_parser("decontaminate", help="remove pairs whose first-turn prompt shares an n-gram (default 13) "
                                               "with a benchmark prompt")
     _common(p)
     _bench_args(p, "n-gram length (default 13, Skywork-Reward-V2)")
-    p.add_argument("--num-proc", type=int, default=None, help="map workers (default: 1 below 20k pairs, else CPUs)")
+    p.add_argument("--num-proc", type=int, default=None, help=WORKERS_HELP)
     p.set_defaults(curation_func=cmd_decontaminate)
 
     p = dsub.add_parser("ngram-index", help="build and save the hashed n-gram index of benchmark prompts once")
@@ -138,7 +169,7 @@ def add_parsers(dsub: Any) -> None:
                                         "(the HelpSteer2-Preference RewardBench check)")
     _common(p, out_help="the JSON report file")
     _bench_args(p, "n-gram length (default 7, HelpSteer2-Preference)")
-    p.add_argument("--num-proc", type=int, default=None, help="map workers")
+    p.add_argument("--num-proc", type=int, default=None, help=WORKERS_HELP)
     p.set_defaults(curation_func=cmd_overlap)
 
     p = dsub.add_parser("filter", help="reward-model consistency filter (Skywork-Reward-V2 stage 2)")
@@ -171,3 +202,43 @@ def add_parsers(dsub: Any) -> None:
                    help="exact search: numpy (default; bounded memory) or faiss (faiss-cpu's IndexFlatIP)")
     p.add_argument("--batch-size", type=int, default=16, help="scoring batch size when --scores is a model")
     p.set_defaults(curation_func=cmd_retrieve)
+
+    _annotate_parser(dsub)
+
+
+def _annotate_parser(dsub: Any) -> None:
+    from rmlib.curation.prompts import BUNDLED, DEFAULT_TEMPLATE
+
+    p = dsub.add_parser("annotate", help="LLM annotation over an OpenAI-compatible server (vLLM, SGLang, TGI, "
+                                         "rmlib serve, ...): preference attributes and a label per pair, resumable")
+    _common(p)
+    p.add_argument("--endpoint", required=True, help="the server's base URL, e.g. http://gpu-node:8000/v1 (or the full "
+                                                     ".../chat/completions URL)")
+    p.add_argument("--model", required=True, help="the model name the server expects in requests")
+    p.add_argument("--template", default=DEFAULT_TEMPLATE,
+                   help=f"prompt template: bundled {', '.join(BUNDLED)} (default {DEFAULT_TEMPLATE}) or a YAML file")
+    p.add_argument("--both-orders", action="store_true",
+                   help="ask with the responses in both positions; pairs whose verdicts differ are removed "
+                        "(orders_disagree) and the agreement is reported")
+    p.add_argument("--label", default="llm", choices=["llm", "keep"],
+                   help="llm (default): the LLM's verdict becomes the label (pairs flipped where it disagrees); "
+                        "keep: the input's label stays, verdicts go to judge.jsonl for `rmlib data filter --judge`")
+    p.add_argument("--examples", default=None,
+                   help="human-labelled pairs shown in the prompt: the labelled file the batch was retrieved with; "
+                        "each pair's meta.curation.retrieved_by names its examples (at most 8)")
+    p.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per attempt (default 120)")
+    p.add_argument("--max-retries", type=int, default=6, help="retries of a request on 429/5xx/timeouts (default 6)")
+    p.add_argument("--deadline", type=float, default=900.0, help="seconds per request, all attempts (default 900)")
+    p.add_argument("--backoff-base", type=float, default=1.0, help="first retry wait in seconds, doubled each retry")
+    p.add_argument("--backoff-max", type=float, default=60.0, help="longest retry wait in seconds (default 60)")
+    p.add_argument("--max-consecutive-failures", type=int, default=64,
+                   help="stop (journal kept, rerun resumes) after this many failed requests in a row; 0: never")
+    p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0)")
+    p.add_argument("--max-tokens", type=int, default=1024, help="answer token limit (default 1024)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the per-pair coin that orders the responses")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY",
+                   help="environment variable holding the API key sent as a bearer token, if set")
+    p.add_argument("--extra", action="append", default=[], metavar="KEY=JSON",
+                   help="extra request body field, e.g. top_p=0.9 or 'response_format={\"type\":\"json_object\"}'")
+    p.set_defaults(curation_func=cmd_annotate)

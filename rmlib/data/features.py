@@ -9,7 +9,7 @@ directory per *key*:
    every label the loss consumes. Nothing but the current record is held in memory, so a source
    larger than RAM streams.
 2. **tokenized**: a batched ``map`` (in this process, or ``num_proc`` worker processes:
-   :func:`tokenize_processes`) renders and tokenizes each prompt once
+   :func:`rmlib.data.workers.worker_processes`) renders and tokenizes each prompt once
    (:meth:`Featurizer.split_many`) and stores its tokens once per pair beside each response's
    tokens and how many prompt tokens each sequence keeps. Dropped pairs (too long, identical after
    tokenization) keep their row with the reason, and are counted in the report.
@@ -41,13 +41,12 @@ from rmlib.data import judge_features
 from rmlib.data.labels import read_labels
 from rmlib.data.schema import ValidationReport
 from rmlib.data.tokenize import DROP_REASONS, Encoded, Featurizer, PairFeatures, RatedFeatures, drop_reason
+from rmlib.data.workers import row_ranges, run_in_workers, worker_processes
 from rmlib.io import publish_dir, staging_dir
 
 FEATURE_VERSION = "4"  # bump when the stored columns change: old caches become other keys
 MANIFEST = "manifest.json"
 COLUMNS_FILE = "columns.arrow"  # the per-row scalar columns, contiguous (see _write_scalar_columns)
-#: below this many records the tokenize stage runs in-process (forking workers costs more)
-PARALLEL_MIN_ROWS = 4_000
 #: rows per record batch of the feature files: few batches, so opening a file touches few pages
 TOKENS_BATCH_ROWS = 8192
 
@@ -475,31 +474,18 @@ def _tokenize_batch(batch: dict, *, featurizer: Featurizer, kind: str, attribute
     return out
 
 
-def tokenize_processes(n: int, num_proc: int | None) -> int | None:
-    """Worker processes for the tokenize stage; None: this process.
-
-    Why processes: the Rust tokenizer can spread one ``encode_batch`` over threads, but the
-    rendering, fitting and Arrow conversion around it are Python, one core; forked workers
-    (one tokenizer thread each, :func:`_set_job`) spread both. Below ``PARALLEL_MIN_ROWS``
-    records, starting workers costs more than it saves, and the build stays in this process.
-    0 and 1 both mean "this process".
-    """
-    if num_proc is None:
-        cores = os.cpu_count() or 1
-        num_proc = min(cores, 16) if n >= PARALLEL_MIN_ROWS else 1
-    return num_proc if num_proc > 1 and n > 1 else None
-
-
 def _tokenize(tmp: Path, kind: str, featurizer: Featurizer, attributes: list[str], n: int, num_proc: int | None,
               data_options: Mapping[str, Any] | None = None) -> list[Path]:
     """Tokenize ``canonical.arrow`` into feature shards (in row order), each with a side shard of
-    its scalar columns (:func:`_side_path`); in this process or in ``num_proc`` forked workers."""
+    its scalar columns (:func:`_side_path`); in this process or in ``num_proc`` forked workers
+    (:func:`rmlib.data.workers.run_in_workers`: the workers inherit the featurizer; only file names and
+    row ranges travel)."""
     import datasets
     import pyarrow as pa
 
     with pa.OSFile(str(tmp / "canonical.arrow"), "rb") as src:  # the schema only: nothing mapped
         canonical = datasets.Features.from_arrow_schema(pa.ipc.open_stream(src).schema)
-    num_proc = tokenize_processes(n, num_proc)
+    num_proc = worker_processes(n, num_proc)  # the data layer's one rule: from 4,000 rows, one per core
     keep = ["index", "prompt_hash", "content_hash", "split"] + [c for c in canonical if c.startswith("label_")]
     v, ids = datasets.Value, datasets.Sequence(datasets.Value("int32"))  # int32 ids: half the bytes of int64
     cols = {c: canonical[c] for c in keep}
@@ -516,41 +502,10 @@ def _tokenize(tmp: Path, kind: str, featurizer: Featurizer, attributes: list[str
         if kind == "ratings":
             cols["targets"] = datasets.Sequence(v("float64"))
     job = (str(tmp / "canonical.arrow"), fn, fn_kwargs, datasets.Features(cols), keep)
-    if num_proc is None:
-        return [Path(_map_range(job, str(tmp / "features-00000.arrow"), 0, n))]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-
-    num_proc = min(num_proc, n)
-    bounds = np.linspace(0, n, num_proc + 1).astype(np.int64)
-    outs = [str(tmp / f"features-{k:05d}.arrow") for k in range(num_proc)]
-    # fork: the workers inherit the featurizer instead of unpickling a tokenizer each (as datasets'
-    # map(num_proc) does too); only file names and row ranges travel. An executor, not a Pool: a
-    # worker killed (out of memory) raises here instead of leaving the build waiting forever.
-    try:
-        with ProcessPoolExecutor(num_proc, mp_context=multiprocessing.get_context("fork"),
-                                 initializer=_set_job, initargs=(job,)) as pool:
-            return [Path(f) for f in pool.map(_map_job_range, outs, bounds[:-1].tolist(), bounds[1:].tolist())]
-    except BrokenProcessPool as e:
-        raise RuntimeError(f"a tokenize worker died (killed for memory?); set data.num_proc lower: {e}") from e
-
-
-_JOB: tuple | None = None  # set in each tokenize worker by the pool initializer
-
-
-def _set_job(job: tuple) -> None:
-    global _JOB
-    _JOB = job
-    # A forked child must not enter the Rust tokenizer's thread pool: if the parent used it, its
-    # threads do not exist here and encode_batch waits on them forever (seen with MiniLM;
-    # tests/test_features.py). One thread per worker is the plan anyway: workers are the parallelism.
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-
-
-def _map_job_range(out: str, start: int, stop: int) -> str:
-    assert _JOB is not None
-    return _map_range(_JOB, out, start, stop)
+    ranges = row_ranges(n, num_proc or 1)
+    tasks = [(str(tmp / f"features-{k:05d}.arrow"), a, b) for k, (a, b) in enumerate(ranges)]
+    return [Path(f) for f in run_in_workers(_map_range, job, tasks, num_proc, what="tokenize",
+                                            setting="data.num_proc")]
 
 
 def _side_path(shard: Path | str) -> Path:

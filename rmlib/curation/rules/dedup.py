@@ -1,7 +1,8 @@
 """Exact deduplication of preference pairs on (conversation history, chosen, rejected).
 
 Skywork-Reward-V2 (Liu et al., arXiv 2507.01352) deduplicates its preference pool on the conversation
-history together with both responses. Here each pair is hashed twice in a batched ``map``: its key
+history together with both responses. Here each pair is hashed twice (in batches, on the data layer's
+worker processes: :func:`~rmlib.curation.rules.table.map_columns`): its key
 ``(prompt, chosen, rejected)`` and its swapped key ``(prompt, rejected, chosen)``. The rule:
 
 * **duplicate**: a pair whose key equals an earlier pair's key is removed; the first occurrence (lowest
@@ -28,7 +29,7 @@ from rmlib.curation.rules.table import (
     DATA_FILE,
     StepReport,
     check_not_inside,
-    map_batches,
+    map_columns,
     read_pairs,
     step_output,
     write_rows,
@@ -90,10 +91,9 @@ def dedup_pairs(source: str | os.PathLike, out_dir: str | os.PathLike, *, format
     with step_output(out_dir, report) as (stage, work):
         table = read_pairs(source, work, format=format, on_invalid=on_invalid, max_examples=max_examples)
         report.source, report.read = table.source, table.report.to_dict()
-        n = report.n_in = len(table)
-        hashed = map_batches(table.ds, _keys_batch, num_proc)
-        key = hashed.data.column("key").to_numpy() if n else np.zeros(0, np.int64)
-        swap = hashed.data.column("swap").to_numpy() if n else np.zeros(0, np.int64)
+        report.n_in = len(table)
+        hashed = map_columns(table, _keys_batch, {"key": np.int64, "swap": np.int64}, num_proc)
+        key, swap = hashed["key"], hashed["swap"]
         duplicate, conflict = dedup_masks(key, swap, conflicts)
         report.remove("duplicate", duplicate.sum())
         report.remove("conflict", conflict.sum())

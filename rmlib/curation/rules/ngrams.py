@@ -10,7 +10,8 @@ Words are normalised before n-grams are cut: Unicode NFKC, lower case, runs of l
 (``\\w+``) only, so punctuation, spacing and case never hide an overlap. Each n-gram is a 64-bit hash
 (a polynomial over the :func:`rmlib.data.features.hash64` of its words, :func:`_ngram_array`); the benchmark side is a sorted
 hash array built once (:class:`NgramIndex`, saved and reloaded as ``.npz``) and every training prompt is
-checked against it with a binary search, in a batched ``map`` with ``num_proc`` workers. A prompt with
+checked against it with a binary search, in batches on the data layer's worker processes
+(:func:`~rmlib.curation.rules.table.map_columns`, ``num_proc`` of them). A prompt with
 fewer than ``n`` words has no n-gram: it can neither match nor be matched (the index counts such
 benchmark prompts in ``short_prompts`` so the gap is visible).
 """
@@ -34,7 +35,7 @@ from rmlib.curation.rules.table import (
     StepReport,
     check_not_inside,
     first_user_turn,
-    map_batches,
+    map_columns,
     read_pairs,
     step_output,
     write_rows,
@@ -203,12 +204,11 @@ def _match_batch(batch: dict[str, list], *, hashes: np.ndarray, owner: np.ndarra
     return {"hit": hit, "gram": gram}
 
 
-def _match(table: Any, index: NgramIndex, num_proc: int | None) -> tuple[np.ndarray, Any]:
-    n = len(table)
-    if n == 0:
-        return np.zeros(0, np.int32), None
-    matched = map_batches(table.ds, _match_batch, num_proc, hashes=index.hashes, owner=index.owner, n=index.n)
-    return matched.data.column("hit").to_numpy(), matched
+def _match(table: Any, index: NgramIndex, num_proc: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(benchmark of each pair's first shared n-gram or -1, that n-gram's text or None), one row per pair."""
+    matched = map_columns(table, _match_batch, {"hit": np.int32, "gram": object}, num_proc, hashes=index.hashes,
+                          owner=index.owner, n=index.n)
+    return matched["hit"], matched["gram"]
 
 
 def decontaminate(source: str | os.PathLike, out_dir: str | os.PathLike, index: NgramIndex, *,
@@ -233,7 +233,7 @@ def decontaminate(source: str | os.PathLike, out_dir: str | os.PathLike, index: 
             if rows.size:
                 report.remove(f"contaminated:{name}", rows.size)
                 for i in rows[:max_examples]:
-                    report.example(f"contaminated:{name}", table.ds[int(i)], ngram=matched[int(i)]["gram"])
+                    report.example(f"contaminated:{name}", table.ds[int(i)], ngram=matched[int(i)])
         report.n_out = write_rows(table, stage / DATA_FILE, hit < 0)
     return report
 
@@ -261,7 +261,7 @@ def overlap_report(source: str | os.PathLike, index: NgramIndex, out: str | os.P
             if len(examples.setdefault(name, [])) < max_examples:
                 row = table.ds[int(i)]
                 examples[name].append({"index": int(i), "prompt": first_user_turn(json.loads(row["prompt"]))[:200],
-                                       "ngram": matched[int(i)]["gram"]})
+                                       "ngram": matched[int(i)]})
         n = len(table)
         result = {"check": f"{index.n}-gram overlap of first-turn prompts", "source": table.source,
                   "n_pairs": n, "overlapping": int((hit >= 0).sum()),

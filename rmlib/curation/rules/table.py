@@ -1,8 +1,9 @@
 """What every curation step shares: pairs on the Arrow data path, outputs written atomically, one report.
 
 A step reads its input once with the data layer's readers (:func:`rmlib.data.formats.stream`: any pairs
-format, every bad record named or counted) into a memory-mapped Arrow file, computes per-row values with a
-batched ``datasets`` ``map`` (``num_proc`` workers), decides which rows to keep from small numpy columns
+format, every bad record named or counted) into a memory-mapped Arrow file, computes per-row values in
+batches over row ranges on the data layer's worker processes (:mod:`rmlib.data.workers`, the ones the
+feature cache tokenizes with: :func:`map_columns`), decides which rows to keep from small numpy columns
 (8 bytes per pair), and streams the rows it keeps back out as canonical rmlib JSONL. Nothing but one batch
 of texts is held in memory, so memory stays flat in the number of pairs. The input is never modified: the
 outputs go to a staging directory published with :func:`rmlib.io.publish_dir`, so a crash leaves the last
@@ -16,7 +17,7 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,19 +26,18 @@ from typing import Any
 import numpy as np
 
 from rmlib.data.schema import DataError, OnInvalid, ValidationReport
+from rmlib.data.workers import PARALLEL_MIN_ROWS, row_ranges, run_in_workers, worker_processes
 from rmlib.io import publish_dir, staging_dir, write_jsonl, write_text
 
-__all__ = ["DATA_FILE", "REPORT_FILE", "StepReport", "PairTable", "read_pairs", "first_user_turn", "map_batches",
-           "pair_row", "step_output", "resolve_num_proc", "write_rows"]
+__all__ = ["DATA_FILE", "REPORT_FILE", "StepReport", "PairTable", "read_pairs", "first_user_turn", "map_columns",
+           "pair_row", "step_output", "write_rows"]
 
 DATA_FILE = "data.jsonl"
 """The kept pairs of every step, canonical rmlib JSONL (readable by every rmlib command)."""
 REPORT_FILE = "report.json"
 """Every step's report (:class:`StepReport`)."""
 BATCH = 1000
-"""Rows per ``map`` batch and per write batch."""
-PARALLEL_MIN_ROWS = 20_000
-"""Below this many rows a ``map`` runs in-process: forking workers costs more than it saves."""
+"""Rows per batch of :func:`map_columns` and per write batch."""
 
 
 @dataclass
@@ -103,24 +103,34 @@ def first_user_turn(prompt: list[dict[str, str]]) -> str:
     return next((m["content"] for m in prompt if m.get("role") == "user"), "")
 
 
-def resolve_num_proc(num_proc: int | None, n: int) -> int | None:
-    """``None``: one worker below :data:`PARALLEL_MIN_ROWS` rows, else up to 8 (never more than the CPUs)."""
-    if num_proc is None:
-        num_proc = min(os.cpu_count() or 1, 8) if n >= PARALLEL_MIN_ROWS else 1
-    return num_proc if num_proc > 1 and n > 1 else None
+def map_columns(table: PairTable, fn: Callable[..., dict], dtypes: Mapping[str, Any], num_proc: int | None, *,
+                min_rows: int = PARALLEL_MIN_ROWS, **fn_kwargs: Any) -> dict[str, np.ndarray]:
+    """Per-row values of every pair of ``table``: ``fn(batch, **fn_kwargs)`` (``batch``: the columns of
+    :data:`BATCH` rows as lists) returns ``{name: one value per row}`` for the names of ``dtypes``; the result
+    is one numpy column per name, in row order.
+
+    The rows are cut into contiguous ranges run by the data layer's worker processes
+    (:func:`rmlib.data.workers.run_in_workers`, the feature cache's tokenize workers): ``num_proc`` of
+    them, or by :func:`~rmlib.data.workers.worker_processes`' rule (one per core from ``min_rows`` rows;
+    in this process below). Forked workers inherit the memory-mapped table and ``fn_kwargs`` (an n-gram
+    index is not copied per batch); only row ranges and the small result columns travel.
+    """
+    n = len(table)
+    processes = worker_processes(n, num_proc, min_rows)
+    parts = run_in_workers(_map_range, (table.ds, fn, fn_kwargs, dict(dtypes)), row_ranges(n, processes or 1),
+                           processes, what="curation", setting="num_proc (--num-proc)") if n else []
+    return {name: np.concatenate([p[name] for p in parts]) if parts else np.zeros(0, dtype)
+            for name, dtype in dtypes.items()}
 
 
-def map_batches(ds: Any, fn: Callable[..., dict], num_proc: int | None, **fn_kwargs: Any) -> Any:
-    """``ds.map(fn, batched=True)`` over :data:`BATCH`-row batches with :func:`resolve_num_proc` workers,
-    replacing every column with ``fn``'s, without progress bars (a step prints its own report)."""
-    import datasets
-
-    datasets.disable_progress_bars()
-    try:
-        return ds.map(fn, batched=True, batch_size=BATCH, num_proc=resolve_num_proc(num_proc, len(ds)),
-                      remove_columns=ds.column_names, fn_kwargs=fn_kwargs)
-    finally:
-        datasets.enable_progress_bars()
+def _map_range(job: tuple, start: int, stop: int) -> dict[str, np.ndarray]:
+    ds, fn, fn_kwargs, dtypes = job
+    cols: dict[str, list] = {name: [] for name in dtypes}
+    for at in range(start, stop, BATCH):
+        made = fn(ds.data.table.slice(at, min(BATCH, stop - at)).to_pydict(), **fn_kwargs)
+        for name in dtypes:
+            cols[name].extend(made[name])
+    return {name: np.asarray(values, dtype=dtypes[name]) for name, values in cols.items()}
 
 
 # ---------------------------------------------------------------------------------------------- reading
