@@ -39,7 +39,7 @@ from rmlib.eval.registry import Scores, SuiteData, get_suite
 from rmlib.eval.report import Report
 
 __all__ = ["JUSTIFIER_SUITES", "JudgeResult", "Verdict", "check_suite", "credit", "judge_pairs", "justifier_report",
-           "pair_verdict_metrics", "parse_verdict"]
+           "pair_verdict_metrics", "parse_verdict", "verdict_rows"]
 
 #: suites whose records are (chosen, rejected) pairs that a pairwise verdict can score
 JUSTIFIER_SUITES = ("pairs", "rewardbench")
@@ -171,6 +171,18 @@ def judge_pairs(model: Any, prompts: Sequence[Any], chosen: Sequence[str], rejec
     metrics = pair_verdict_metrics([[(p, v) for p, v, _ in g] for g in games])
     per_pair = np.array([np.mean([credit(v, p) for p, v, _ in g]) for g in games]) if games else np.zeros(0)
     return JudgeResult(per_pair, games, metrics)
+
+
+def verdict_rows(res: JudgeResult) -> list[dict[str, Any]]:
+    """``rmlib score``'s rows for a justifier: per pair, ``chosen`` is its credit (the share of its games
+    whose verdict names the chosen response, a half-credit game counting 0.5: 0, 0.25, ..., 1 with both
+    orders) and ``rejected`` is ``1 - chosen``, so ``chosen > rejected`` means "the judge prefers the
+    chosen response" as it does for a reward model's rewards; ``games`` lists each game's chosen
+    position, the position the verdict names (None without one), how it was read and the judge's text."""
+    return [{"index": i, "chosen": float(c), "rejected": float(1 - c),
+             "games": [{"chosen_position": pos, "verdict": v.choice, "kind": v.kind, "text": text}
+                       for pos, v, text in games]}
+            for i, (c, games) in enumerate(zip(res.credit.tolist(), res.games))]
 
 
 def check_suite(name: str, data: SuiteData) -> None:

@@ -63,10 +63,11 @@ class JustifierModel(HFWrapper):
     @classmethod
     def from_pretrained(cls, path_or_name: str | Path, *, dtype: str | torch.dtype = "float32",
                         trust_remote_code: bool = False, attn_implementation: str | None = None,
-                        max_length: int | None = None, **kwargs: Any) -> JustifierModel:
+                        max_length: int | None = None, merge_lora: bool = True, **kwargs: Any) -> JustifierModel:
         """Load a causal LM (local directory or hub id), or a LoRA justifier's adapter directory (its base
-        + adapter, merged for inference). A sequence-classification checkpoint's backbone loads too, with
-        a new output layer (transformers warns about it), so any decoder can start a justifier run."""
+        + adapter, merged for inference unless ``merge_lora=False``: the export's reference keeps the
+        adapter as it trained). A sequence-classification checkpoint's backbone loads too, with a new
+        output layer (transformers warns about it), so any decoder can start a justifier run."""
         from transformers import AutoConfig, AutoModelForCausalLM
 
         src = resolve_model(path_or_name)
@@ -85,7 +86,9 @@ class JustifierModel(HFWrapper):
         if adapter.is_file():
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, src).merge_and_unload()
+            model = PeftModel.from_pretrained(model, src)
+            if merge_lora:
+                model = model.merge_and_unload()
         model.config.pad_token_id = tok.pad_token_id
         return cls(model, tok, max_length=resolve_max_length(max_length, config))
 
@@ -115,8 +118,10 @@ class JustifierModel(HFWrapper):
 
     @torch.no_grad()
     def generate_ids(self, prompts: Sequence[Sequence[int]], *, max_new_tokens: int = 256, batch_size: int = 16,
-                     accelerator: Any = None, do_sample: bool = False, show_progress: bool = False) -> list[list[int]]:
-        """New token ids for each prompt, in input order (greedy unless ``do_sample``).
+                     accelerator: Any = None, do_sample: bool = False, show_progress: bool = False,
+                     generation_kwargs: dict[str, Any] | None = None) -> list[list[int]]:
+        """New token ids for each prompt, in input order (greedy unless ``do_sample``; ``generation_kwargs``
+        such as ``temperature``/``top_p`` go to ``generate`` as they are).
 
         Prompts are sorted by length and batched (at most ``batch_size`` per batch, and a token budget of
         ``batch_size`` × the longest prompt), left-padded so every row's next token is at the end, and
@@ -150,7 +155,7 @@ class JustifierModel(HFWrapper):
                 att[k, width - len(r):] = 1
             gen = self._hf.generate(input_ids=ids.to(device), attention_mask=att.to(device),
                                     max_new_tokens=max_new_tokens, do_sample=do_sample, use_cache=True,
-                                    pad_token_id=pad, eos_token_id=self._stop_ids())
+                                    pad_token_id=pad, eos_token_id=self._stop_ids(), **(generation_kwargs or {}))
             stops = set(self._stop_ids())
             for k, i in enumerate(idx):
                 new = gen[k, width:].tolist()
@@ -165,6 +170,13 @@ class JustifierModel(HFWrapper):
             out = {k: v for part in parts for k, v in part}
         return [out[i] for i in range(len(prompts))]
 
+    def judge_prompt_ids(self, prompts: Sequence[str | Sequence[Message]], responses_1: Sequence[str],
+                         responses_2: Sequence[str]) -> list[list[int]]:
+        """Token ids of each judge prompt (the paper's template in the chat template), as :meth:`judge`
+        generates from; one shorter than ``max_length`` fits (callers check before generating)."""
+        return self.encoder().prompts([judge_input(as_messages(p), a, b)
+                                       for p, a, b in zip(prompts, responses_1, responses_2)])
+
     def judge(self, prompts: Sequence[str | Sequence[Message]], responses_1: Sequence[str],
               responses_2: Sequence[str], *, max_new_tokens: int = 256, batch_size: int = 16,
               accelerator: Any = None, show_progress: bool = False) -> list[str | None]:
@@ -172,8 +184,7 @@ class JustifierModel(HFWrapper):
         prompt alone does not fit in ``max_length`` (counted by the caller, never silently dropped)."""
         if not (len(prompts) == len(responses_1) == len(responses_2)):
             raise ValueError(f"{len(prompts)} prompts, {len(responses_1)} and {len(responses_2)} responses")
-        enc = self.encoder()
-        ids = enc.prompts([judge_input(as_messages(p), a, b) for p, a, b in zip(prompts, responses_1, responses_2)])
+        ids = self.judge_prompt_ids(prompts, responses_1, responses_2)
         fits = [k for k, x in enumerate(ids) if len(x) < self.max_length]
         gen = self.generate_ids([ids[k] for k in fits], max_new_tokens=max_new_tokens, batch_size=batch_size,
                                 accelerator=accelerator, show_progress=show_progress)
@@ -198,6 +209,88 @@ class JustifierModel(HFWrapper):
             if extra:
                 (out / INFO_FILE).write_text(json.dumps(extra, indent=2, default=str))
         return out
+
+
+# -- merged export (``rmlib export`` of a LoRA justifier) -------------------------------------------
+
+@torch.no_grad()
+def probe_logits(model: JustifierModel) -> torch.Tensor:
+    """Output-layer logits (float32, CPU) at every real position of a fixed batch of judge prompts: the
+    export's check that merged weights reproduce base + adapter. Built from the reward models' probe
+    pairs (:data:`rmlib.models.lora.PROBE`), each judged against the next one's response."""
+    from rmlib.models.lora import PROBE
+
+    prompts, answers = [p for p, _ in PROBE], [r for _, r in PROBE]
+    rows = [x[: model.max_length] for x in model.judge_prompt_ids(prompts, answers, answers[1:] + answers[:1])]
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), model.tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for k, r in enumerate(rows):
+        ids[k, : len(r)], mask[k, : len(r)] = torch.tensor(r), 1
+    device = next(model.parameters()).device
+    was = model.training
+    model.eval()
+    logits = model.model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).logits
+    model.train(was)
+    return logits.float().cpu()[mask.bool()]
+
+
+def merge_causal_adapter(adapter_dir: str | Path, out_dir: str | Path, *, dtype: str | None = None,
+                         device: str | None = None, max_shard_size: int | str = "5GB") -> dict[str, Any]:
+    """Fold a LoRA justifier (a PEFT ``CAUSAL_LM`` adapter) into a plain ``AutoModelForCausalLM`` directory,
+    verified as :func:`rmlib.models.lora.merge_adapter` verifies a reward model's merge.
+
+    The weights go through the library's one LoRA merge (:mod:`rmlib.models.merge`: ``W + s·B@A`` in fp32,
+    streamed tensor by tensor), stored in ``dtype`` (default: the base's). The reference is the base with
+    the adapter unmerged, as it trained; the directory is written to ``<out>.tmp``, checked against the
+    generative contract (:func:`rmlib.models.contract.check_generative_contract`), reloaded as a plain
+    causal LM, its probe logits compared with the reference's, and only then published. An adapter
+    trained on a 4-bit base (QLoRA) is merged onto the base's full-precision weights, as ``rmlib eval``
+    loads it (its adapter config does not record the quantization).
+    """
+    from transformers import AutoConfig
+
+    from rmlib.io import dtype_name, publish_dir, staging_dir
+    from rmlib.models.contract import require_generative_contract
+    from rmlib.models.lora import check_scores, tolerance
+    from rmlib.models.merge import open_adapter, write_merged
+
+    adapter_dir = Path(adapter_dir)
+    if not is_causal_lm_dir(adapter_dir) or not (adapter_dir / ADAPTER_CONFIG).is_file():
+        raise ValueError(f"{adapter_dir} is not a causal-LM LoRA adapter (adapter_config.json with task CAUSAL_LM)")
+    base = json.loads((adapter_dir / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
+    config = AutoConfig.from_pretrained(resolve_model(base))
+    target = dtype_name(torch_dtype(dtype or dtype_name(getattr(config, "dtype", None) or torch.float32)))
+    dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    ref = JustifierModel.from_pretrained(adapter_dir, merge_lora=False).to(dev)
+    before = probe_logits(ref)
+    out = Path(out_dir)
+    tmp = staging_dir(out)
+    try:
+        write_merged(open_adapter(adapter_dir, base), tmp, dtype=torch_dtype(target), max_shard_size=max_shard_size)
+        config.dtype = target
+        config.architectures = [type(ref._hf).__name__]
+        config.pad_token_id = ref.tokenizer.pad_token_id
+        config.save_pretrained(tmp)
+        if getattr(ref._hf, "generation_config", None) is not None:  # eos ids and defaults travel with the model
+            ref._hf.generation_config.save_pretrained(tmp)
+        ref.tokenizer.save_pretrained(tmp)
+        require_generative_contract(tmp)  # names the broken field; nothing is published
+        (tmp / INFO_FILE).write_text(json.dumps({"merged_from": str(adapter_dir), "base_model": base,
+                                                 "model_type": "generative judge (causal LM)"}, indent=2))
+        del ref
+        after = probe_logits(JustifierModel.from_pretrained(tmp, dtype=target).to(dev))
+        width = min(before.shape[-1], after.shape[-1])  # a pad token the tokenizer added is no output
+        worst = torch_dtype(target) if torch.finfo(torch_dtype(target)).bits < 32 else torch.float32
+        diff = check_scores(before[..., :width], after[..., :width], tolerance(worst, quantized=False, merged=True),
+                            f"merged export of {adapter_dir}")
+        publish_dir(tmp, out)
+    except Exception:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"out": str(out), "max_abs_diff": diff, "dtype": target, "model_type": "causal_lm"}
 
 
 def apply_causal_lora(model: JustifierModel, lo, *, gradient_checkpointing: bool = False) -> JustifierModel:

@@ -136,3 +136,73 @@ def require_export_contract(model_dir: str | Path) -> None:
     problems = check_export_contract(model_dir)
     if problems:
         raise ExportContractError(f"{model_dir} breaks the export contract:\n  - " + "\n  - ".join(problems))
+
+
+# -- a generative judge (the Pairwise Justifier's causal LM) -------------------------------------
+
+def _output_layer_keys(config) -> list[str]:
+    """Checkpoint names under which the architecture's output layer (``lm_head``) may be stored: the
+    output weight's own name and, when tied to the input embeddings, theirs (built on the meta device)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    out = model.get_output_embeddings().weight
+    return [name for name, p in model.named_parameters(remove_duplicate=False) if p is out]
+
+
+def check_generative_contract(model_dir: str | Path) -> list[str]:
+    """Problems that keep ``model_dir`` from loading as a plain causal LM (empty: none).
+
+    The contract of an exported Pairwise Justifier: ``architectures`` ends in ``ForCausalLM`` (the
+    class ``transformers``' ``AutoModelForCausalLM``, vLLM and SGLang generate with); no adapter files
+    and no ``quantization_config`` (a merged model is dense); ``pad_token_id`` set (batched generation
+    pads with it); safetensors weights holding the output layer (a reward model relabelled as a causal
+    LM lacks it); and the tokenizer saved beside the weights.
+    """
+    d = Path(model_dir)
+    problems: list[str] = []
+    present = [f for f in ADAPTER_FILES if (d / f).exists()]
+    if present:
+        problems.append(f"{', '.join(present)}: adapter files in a final model; merge them with "
+                        "`rmlib export ADAPTER_DIR --out DIR`")
+    cfg_path = d / "config.json"
+    if not cfg_path.is_file():
+        return problems + [f"config.json: missing in {d}"]
+    raw = json.loads(cfg_path.read_text())
+    archs = raw.get("architectures") or []
+    causal = bool(archs) and str(archs[0]).endswith("ForCausalLM")
+    if not causal:
+        problems.append(f"architectures: {archs} does not end in ForCausalLM; a generative judge must load as a "
+                        "causal LM")
+    if raw.get("pad_token_id") is None:
+        problems.append("pad_token_id: not set; batched generation pads with it")
+    if "quantization_config" in raw:
+        problems.append("quantization_config: left in config.json after a merge; the weights are not quantized")
+    stored = _stored_shapes(d)
+    if stored is None:
+        problems.append("model.safetensors: no safetensors weights (pickled weights are not loaded by rmlib)")
+    elif causal:
+        try:
+            from transformers import AutoConfig
+
+            keys = _output_layer_keys(AutoConfig.from_pretrained(d))
+        except (ValueError, KeyError, OSError) as e:
+            problems.append(f"config.json: transformers cannot build {archs[0]} from it ({str(e).splitlines()[0]})")
+            keys = None
+        if keys is not None and not any(k in stored for k in keys):
+            problems.append(f"{keys[0]}: the output layer {archs[0]} loads is not in the checkpoint; it would be "
+                            "initialised at random at load")
+    if not (d / "tokenizer_config.json").is_file() or not any((d / f).is_file() for f in TOKENIZER_FILES):
+        problems.append(f"tokenizer: tokenizer_config.json and one of {TOKENIZER_FILES} must be saved beside the "
+                        "weights")
+    return problems
+
+
+def require_generative_contract(model_dir: str | Path) -> None:
+    """Raise :class:`ExportContractError` listing every broken field of a generative judge's ``model_dir``."""
+    problems = check_generative_contract(model_dir)
+    if problems:
+        raise ExportContractError(f"{model_dir} breaks the generative-judge export contract:\n  - "
+                                  + "\n  - ".join(problems))

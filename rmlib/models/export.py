@@ -58,6 +58,37 @@ def model_card(model_dir: str | Path, *, repo_id: str | None = None, config_yaml
         summary = info.get("summary")
     labels = labels or list((info.get("lora") or {}).get("attributes") or [])  # an adapter has no config.json
     name = repo_id or str(d)
+    from rmlib.models.causal import is_causal_lm_dir
+
+    parts = _judge_card_intro(d, name, raw) if is_causal_lm_dir(d) else _reward_card_intro(d, name, raw, labels)
+    if summary:
+        parts += ["## Training", ""]
+        facts = [(k, summary.get(k)) for k in ("steps", "num_processes", "train_seconds", "eval_source")]
+        parts += [f"- {k}: {v}" for k, v in facts if v is not None]
+        for key, title in (("eval_before", "held-out before training"), ("eval", "held-out after training")):
+            if summary.get(key):
+                parts += [f"- {title}: " + ", ".join(f"{k}={v:.4g}" for k, v in summary[key].items()
+                                                     if isinstance(v, (int, float)))]
+        report = summary.get("data_report")
+        if report:
+            parts += ["", "Data report:", "", "```json", json.dumps(report, indent=2, default=str), "```"]
+        parts.append("")
+    if config_yaml:
+        parts += ["### Training config", "", "```yaml", config_yaml.rstrip(), "```", ""]
+    rows = []
+    for p in eval_reports:
+        rep = _read_eval_report(Path(p))
+        if rep is None:
+            raise ValueError(f"{p}: not an rmlib evaluation report (report.json written by `rmlib eval`)")
+        rows += [line.replace("| ", f"| {rep['suite']} | ", 1) for line in _metric_lines(rep.get("metrics") or {})]
+    if rows:
+        parts += ["## Evaluation", "", "Written by `rmlib eval`:", "", "| suite | metric | value |", "|---|---|---|",
+                  *rows, ""]
+    return "\n".join(parts)
+
+
+def _reward_card_intro(d: Path, name: str, raw: Mapping[str, Any], labels: list[str]) -> list[str]:
+    """A reward model's card up to its training section: what it is, transformers, vLLM and SGLang."""
     arch = (raw.get("architectures") or ["sequence-classification"])[0]
     parts = ["---", "library_name: transformers", "pipeline_tag: text-classification", "tags:",
              "  - reward-model", "  - rmlib", "---", "", f"# Reward model `{name}`", "",
@@ -89,35 +120,65 @@ def model_card(model_dir: str | Path, *, repo_id: str | None = None, config_yaml
               "`problem_type` is `regression` (raw logits, no sigmoid), `pad_token_id` is set, and the chat "
               "template is saved with the tokenizer. Format requests with that chat template, the "
               "assistant turn included.", ""]
-    if summary:
-        parts += ["## Training", ""]
-        facts = [(k, summary.get(k)) for k in ("steps", "num_processes", "train_seconds", "eval_source")]
-        parts += [f"- {k}: {v}" for k, v in facts if v is not None]
-        for key, title in (("eval_before", "held-out before training"), ("eval", "held-out after training")):
-            if summary.get(key):
-                parts += [f"- {title}: " + ", ".join(f"{k}={v:.4g}" for k, v in summary[key].items()
-                                                     if isinstance(v, (int, float)))]
-        report = summary.get("data_report")
-        if report:
-            parts += ["", "Data report:", "", "```json", json.dumps(report, indent=2, default=str), "```"]
-        parts.append("")
-    if config_yaml:
-        parts += ["### Training config", "", "```yaml", config_yaml.rstrip(), "```", ""]
-    rows = []
-    for p in eval_reports:
-        rep = _read_eval_report(Path(p))
-        if rep is None:
-            raise ValueError(f"{p}: not an rmlib evaluation report (report.json written by `rmlib eval`)")
-        rows += [line.replace("| ", f"| {rep['suite']} | ", 1) for line in _metric_lines(rep.get("metrics") or {})]
-    if rows:
-        parts += ["## Evaluation", "", "Written by `rmlib eval`:", "", "| suite | metric | value |", "|---|---|---|",
-                  *rows, ""]
-    return "\n".join(parts)
+    return parts
+
+
+def _judge_card_intro(d: Path, name: str, raw: Mapping[str, Any]) -> list[str]:
+    """A Pairwise Justifier's card up to its training section: a causal LM that writes its verdict."""
+    arch = (raw.get("architectures") or ["causal-LM"])[0]
+    parts = ["---", "library_name: transformers", "pipeline_tag: text-generation", "tags:",
+             "  - reward-model", "  - generative-judge", "  - rmlib", "---", "", f"# Pairwise Justifier `{name}`", "",
+             f"A `{arch}` generative judge trained with rmlib (HelpSteer2-Preference's Pairwise Justifier, "
+             "arXiv 2410.01257): given a prompt and two responses it writes why one is better, ending in a "
+             "statement \"@Response N is ... better\".", ""]
+    if any((d / f).exists() for f in ADAPTER_FILES):
+        parts += ["This directory is a LoRA adapter (rmlib, and transformers with peft, load it as is). Merge it "
+                  f"into a plain model first for other servers: `rmlib export {d} --out MERGED_DIR`.", ""]
+    parts += ["## Use", "",
+              "The user turn is `{prompt} @Response 1:\\n{response_1}\\n@Response 2:\\n{response_2}\\nBetween "
+              "@Response 1 and @Response 2, which is better?`, rendered with the saved chat template; decode "
+              "greedily.", "",
+              "```python", "import rmlib", "",
+              f'judge = rmlib.JustifierModel.from_pretrained("{name}")',
+              "result = rmlib.judge_pairs(judge, prompts, chosen, rejected, both_orders=True)", "```", "",
+              f"`rmlib score {name} PAIRS.jsonl --out verdicts.jsonl` writes each pair's verdicts, and "
+              f"`rmlib serve {name}` (or `vllm serve {name}`) answers OpenAI chat completions at "
+              "`POST /v1/chat/completions` (see rmlib's docs/justifier.md).", ""]
+    return parts
 
 
 def write_model_card(model_dir: str | Path, **kwargs: Any) -> Path:
     """Write (or rewrite) ``README.md`` in ``model_dir`` from :func:`model_card`."""
     return write_text(model_card(model_dir, **kwargs), Path(model_dir) / CARD)
+
+
+# -- merging and checking by kind -----------------------------------------------------------------
+
+def require_contract(model_dir: str | Path) -> None:
+    """The contract of the directory's kind: a generative judge's (a causal LM,
+    :func:`~rmlib.models.contract.require_generative_contract`) or a reward model's
+    (:func:`require_export_contract`). A reward model relabelled as a causal LM still fails: it lacks
+    the output layer the generative contract asks for."""
+    from rmlib.models.causal import is_causal_lm_dir
+    from rmlib.models.contract import require_generative_contract
+
+    (require_generative_contract if is_causal_lm_dir(model_dir) else require_export_contract)(model_dir)
+
+
+def merge_for_export(adapter_dir: str | Path, out_dir: str | Path, *, dtype: str | None = None,
+                     device: str | None = None, max_shard_size: int | str = "5GB") -> dict[str, Any]:
+    """``rmlib export``: the probe-checked merge of a LoRA run's output into a plain directory, by kind.
+
+    A reward model's adapter + head goes through :func:`rmlib.models.lora.merge_adapter` (an
+    ``AutoModelForSequenceClassification``); a Pairwise Justifier's ``CAUSAL_LM`` adapter through
+    :func:`rmlib.models.causal.merge_causal_adapter` (an ``AutoModelForCausalLM``). Both stream the
+    one LoRA merge of :mod:`rmlib.models.merge`, check the contract and reload before publishing.
+    """
+    from rmlib.models.causal import is_causal_lm_dir, merge_causal_adapter
+    from rmlib.models.lora import merge_adapter
+
+    merge = merge_causal_adapter if is_causal_lm_dir(adapter_dir) else merge_adapter
+    return merge(adapter_dir, out_dir, dtype=dtype, device=device, max_shard_size=max_shard_size)
 
 
 # -- upload ------------------------------------------------------------------------------------
@@ -126,13 +187,13 @@ def push_model(model_dir: str | Path, repo_id: str, *, private: bool = False, to
                revision: str | None = None, commit_message: str = "Upload reward model with rmlib") -> str:
     """Upload a model directory that meets the contract to the Hub; returns the commit URL.
 
-    The directory is checked first (:func:`require_export_contract`), so nothing that other tools
+    The directory is checked first (:func:`require_contract`), so nothing that other tools
     cannot load is uploaded. ``huggingface_hub`` creates the repository if needed and uploads the
     folder in one commit, as ``Trainer.push_to_hub`` in transformers/TRL does.
     """
     from huggingface_hub import HfApi
 
-    require_export_contract(model_dir)
+    require_contract(model_dir)
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     info = api.upload_folder(folder_path=str(model_dir), repo_id=repo_id, repo_type="model", revision=revision,
@@ -155,12 +216,11 @@ def finish_training_output(model_dir: str | Path, *, config_yaml: str, summary: 
     if not push_to_hub:
         return d
     if is_adapter_dir(d):
-        from rmlib.models.lora import merge_adapter
         from rmlib.runtime import without_zero3_init
 
         merged = d.with_name(d.name + "-merged")
         with without_zero3_init():  # the main process alone loads the model, even inside a ZeRO-3 run
-            merge_adapter(d, merged)
+            merge_for_export(d, merged)
         write_model_card(merged, repo_id=push_to_hub, config_yaml=config_yaml, summary=summary)
         d = merged
     push_model(d, push_to_hub)
