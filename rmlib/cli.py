@@ -27,16 +27,63 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_causal_lm(model: str) -> bool:
+    from rmlib.io import resolve_model
+    from rmlib.models import is_causal_lm_dir
+
+    try:
+        return is_causal_lm_dir(resolve_model(model))
+    except (OSError, ValueError):
+        return False
+
+
+def _score_with_judge(args: argparse.Namespace, loaded) -> int:
+    """``rmlib score`` of a Pairwise Justifier (a causal LM): each pair's verdicts as scores
+    (:func:`rmlib.eval.generative.verdict_rows`); a judge prompt too long for the model is a DataError
+    naming the pair, before anything is generated."""
+    import torch
+
+    from rmlib.data.schema import DataError
+    from rmlib.eval.generative import judge_pairs, verdict_rows
+    from rmlib.io import write_jsonl
+    from rmlib.models import JustifierModel
+
+    source = loaded.report.source
+    if loaded.kind != "pairs":
+        raise DataError(source, None, None, f"a Pairwise Justifier judges pairs (prompt, chosen, rejected); "
+                                            f"{loaded.kind} data has one response per record", "wrong_kind")
+    model = JustifierModel.from_pretrained(args.model, trust_remote_code=args.trust_remote_code,
+                                           max_length=args.max_length)
+    model.to("cuda" if torch.cuda.is_available() else "cpu")
+    ex = loaded.examples
+    prompts, chosen, rejected = [e.prompt for e in ex], [e.chosen for e in ex], [e.rejected for e in ex]
+    for order in ((chosen, rejected), (rejected, chosen)):  # both positions: BPE can merge at a boundary
+        for i, ids in enumerate(model.judge_prompt_ids(prompts, *order)):
+            if len(ids) >= model.max_length:
+                raise DataError(source, i, None, f"(0-based, among the valid examples) pair {i}: the judge prompt "
+                                f"(prompt and both responses) has {len(ids)} tokens, no room to generate within "
+                                f"max_length={model.max_length}", "too_long")
+    res = judge_pairs(model, prompts, chosen, rejected, both_orders=not args.one_order, seed=args.seed,
+                      max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, show_progress=True)
+    out = write_jsonl(verdict_rows(res), args.out)
+    m = res.metrics
+    print(f"wrote {len(ex)} rows of verdict scores (chosen = share of games won by the chosen response) to {out}; "
+          f"accuracy {m['accuracy']:.4f}, half-credit games {m['half_credit_games']}")
+    return 0
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from rmlib.data.formats import load
     from rmlib.io import write_jsonl
     from rmlib.models import RewardModel
 
-    model = RewardModel.from_pretrained(args.model, trust_remote_code=args.trust_remote_code,
-                                        max_length=args.max_length)
     loaded = load(args.data, args.format, on_invalid=args.on_invalid)
     if loaded.report.n_skipped or loaded.report.n_filtered:
         print(loaded.report.format(), file=sys.stderr)
+    if _is_causal_lm(args.model):  # a generative judge gives verdicts, not rewards
+        return _score_with_judge(args, loaded)
+    model = RewardModel.from_pretrained(args.model, trust_remote_code=args.trust_remote_code,
+                                        max_length=args.max_length)
     ex = loaded.examples
     kw = dict(batch_size=args.batch_size, show_progress=True)
     from rmlib.data.schema import DataError
@@ -74,11 +121,12 @@ def cmd_expo(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from rmlib.models.lora import merge_adapter
+    from rmlib.models.export import merge_for_export
 
-    result = merge_adapter(args.adapter_dir, args.out, dtype=args.dtype, device=args.device,
-                           max_shard_size=args.max_shard_size)
-    print(f"merged {args.adapter_dir} into {result['out']} ({result['dtype']}); probe scores reproduced "
+    result = merge_for_export(args.adapter_dir, args.out, dtype=args.dtype, device=args.device,
+                              max_shard_size=args.max_shard_size)
+    what = "probe logits" if result.get("model_type") == "causal_lm" else "probe scores"
+    print(f"merged {args.adapter_dir} into {result['out']} ({result['dtype']}); {what} reproduced "
           f"after reloading (max |diff| {result['max_abs_diff']:.2g}); export contract met")
     from rmlib.models.export import write_model_card
 
@@ -94,17 +142,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     combine = [float(w) for w in args.combine.split(",")] if args.combine else None
     opts = ServeOptions(max_batch_sequences=args.max_batch_sequences, max_wait_ms=args.max_wait_ms,
                         batch_size=args.batch_size, max_items=args.max_items, max_chars=args.max_chars,
-                        max_body_bytes=args.max_body_mb * 2**20, combine=combine)
+                        max_body_bytes=args.max_body_mb * 2**20, combine=combine,
+                        max_new_tokens=args.max_new_tokens, max_pending=args.max_pending)
     serve(args.model, host=args.host, port=args.port, dtype=args.dtype, device=args.device,
           max_length=args.max_length, trust_remote_code=args.trust_remote_code,
-          attn_implementation=args.attn_implementation, options=opts)
+          attn_implementation=args.attn_implementation, options=opts, served_name=args.served_model_name)
     return 0
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from rmlib.models.export import push_model, require_export_contract, write_model_card
+    from rmlib.models.export import push_model, require_contract, write_model_card
 
-    require_export_contract(args.model)  # before the card is touched or the network is called
+    require_contract(args.model)  # before the card is touched or the network is called
     if args.eval_report or not (Path(args.model) / "README.md").exists():
         write_model_card(args.model, repo_id=args.repo_id, eval_reports=args.eval_report)
     url = push_model(args.model, args.repo_id, private=args.private, revision=args.revision)
@@ -162,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. loss.name=scaled_bt train.lr=2e-6")
     t.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("score", help="write rewards for every response in a data file to JSONL")
+    s = sub.add_parser("score", help="write rewards for every response in a data file to JSONL (a Pairwise "
+                                     "Justifier: its verdicts on every pair)")
     s.add_argument("model", help="model directory, LoRA run output, hub id or built-in alias (minilm-l6)")
     s.add_argument("data", help="data file (any format `rmlib data inspect` reads) or hub dataset id")
     s.add_argument("--out", required=True, help="JSONL to write: one row per record, written atomically")
@@ -174,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tokens per sequence (default: the model's position limit, at most 1024)")
     s.add_argument("--trust-remote-code", action="store_true",
                    help="allow the model's own Python code from its directory or the hub (off by default)")
+    s.add_argument("--max-new-tokens", type=int, default=256,
+                   help="a Pairwise Justifier: token cap of each judgement")
+    s.add_argument("--one-order", action="store_true",
+                   help="a Pairwise Justifier: judge each pair once, the chosen response first or second by a "
+                        "seeded coin (default: both orders)")
+    s.add_argument("--seed", type=int, default=0, help="a Pairwise Justifier with --one-order: the coin's seed")
     s.set_defaults(func=cmd_score)
 
     e = sub.add_parser("eval", help="evaluate a model (or cached scores) on a benchmark suite")
@@ -189,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=cmd_expo)
 
     ex = sub.add_parser("export", help="merge a LoRA adapter directory into a plain transformers model directory")
-    ex.add_argument("adapter_dir", help="a LoRA run's model directory (adapter + head + tokenizer)")
+    ex.add_argument("adapter_dir", help="a LoRA run's model directory (a reward model's adapter + head + tokenizer, "
+                                        "or a Pairwise Justifier's causal-LM adapter)")
     ex.add_argument("--merge", action="store_true",
                     help="accepted for compatibility and ignored: export always merges")
     ex.add_argument("--out", required=True, help="the merged model directory (written atomically)")
@@ -200,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--max-shard-size", default="5GB", help="largest output shard, e.g. 2GB")
     ex.set_defaults(func=cmd_export)
 
-    sv = sub.add_parser("serve", help="HTTP reward server for RL loops (OpenRLHF /get_reward, plain /score)")
+    sv = sub.add_parser("serve", help="HTTP server: a reward model's scores for RL loops (OpenRLHF /get_reward, "
+                                      "plain /score), a justifier's OpenAI /v1/chat/completions")
     sv.add_argument("model", help="model directory, LoRA run output, hub id or built-in alias")
     sv.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: every interface)")
     sv.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
@@ -213,11 +271,19 @@ def build_parser() -> argparse.ArgumentParser:
                     help="how long a request waits for others to share its batch")
     sv.add_argument("--max-batch-sequences", type=int, default=256, help="sequences gathered into one batch")
     sv.add_argument("--batch-size", type=int, default=64, help="sequences per model call (an upper bound)")
-    sv.add_argument("--max-items", type=int, default=1024, help="sequences per request (more: 413)")
-    sv.add_argument("--max-chars", type=int, default=200_000, help="characters per prompt or response (more: 413)")
+    sv.add_argument("--max-items", type=int, default=1024,
+                    help="sequences per request, or messages per chat request (more: 413 / 400)")
+    sv.add_argument("--max-chars", type=int, default=200_000,
+                    help="characters per prompt, response or message (more: 413 / 400)")
     sv.add_argument("--max-body-mb", type=int, default=16, help="request body size (more: 413)")
     sv.add_argument("--combine", default=None, help="comma-separated head weights for `reward` (default: the "
                                                    "first head; every head is returned anyway)")
+    sv.add_argument("--max-new-tokens", type=int, default=1024,
+                    help="generative models: tokens one completion may ask for (more: 400)")
+    sv.add_argument("--max-pending", type=int, default=256,
+                    help="generative models: completions queued or generating (more: 429, retry later)")
+    sv.add_argument("--served-model-name", default=None,
+                    help="the `model` name clients send and /v1/models lists (default: the MODEL argument)")
     sv.add_argument("--trust-remote-code", action="store_true",
                     help="allow the model's own Python code from its directory or the hub (off by default)")
     sv.set_defaults(func=cmd_serve)

@@ -12,6 +12,11 @@ Routes:
 ``reward`` is the raw model output (no sigmoid): the only head, or the heads combined with the
 server's ``combine`` weights, or else the first head; ``heads`` names every head's value. A bad
 request gets a 4xx status and ``{"error": message}``; the server keeps serving.
+``POST /v1/chat/completions`` answers a 404 in OpenAI's error shape: a reward model does not generate.
+
+A causal LM (a Pairwise Justifier) is served by :func:`create_chat_app` instead: OpenAI's
+``POST /v1/chat/completions`` and ``GET /v1/models`` (:mod:`rmlib.serve.chat`) and ``GET /health``,
+while ``/score`` and ``/get_reward`` answer a 404 saying it gives no scalar reward.
 
 A handler only reads and checks its request; the batcher tokenizes and scores what concurrent
 requests sent, together. Answers are ``JSONResponse`` objects built by the handler, which skips
@@ -29,6 +34,7 @@ from typing import Any
 import torch
 
 from rmlib.serve.batcher import Batcher
+from rmlib.serve.chat import ChatError, Generator, add_chat_routes, not_generative_error
 from rmlib.serve.protocol import (
     Limits,
     QueryEncoder,
@@ -53,19 +59,50 @@ class ServeOptions:
     max_chars: int = 200_000  # characters per prompt or response
     max_body_bytes: int = 16 * 2**20  # request body size
     combine: Sequence[float] | None = None  # weights of the heads in `reward`
+    # a generative model (causal LM, /v1/chat/completions): max_items caps the messages of a request,
+    # max_chars each message, max_batch_sequences the greedy requests generated together and batch_size
+    # the rows of one generate call
+    max_new_tokens: int = 1024  # tokens one completion may ask for (more: 400)
+    max_pending: int = 256  # completions queued or generating (more: 429, retry later)
 
 
 def _install_hint() -> ImportError:
     return ImportError("rmlib serve needs FastAPI and uvicorn: pip install 'rmlib[serve]'")
 
 
+def body_reader(max_body_bytes: int):
+    """``await read(request)``: the JSON body, 413 past ``max_body_bytes`` (read in chunks, so a huge body
+    is refused before it is held), 400 when it is not JSON."""
+
+    async def read_json(request) -> Any:
+        size = request.headers.get("content-length")
+        if size is not None and size.isdigit() and int(size) > max_body_bytes:
+            raise RequestError(413, f"request body of {size} bytes, more than the limit of {max_body_bytes}")
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > max_body_bytes:
+                raise RequestError(413, f"request body over the limit of {max_body_bytes} bytes")
+        try:
+            return json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise RequestError(400, f"the body is not valid JSON: {e}") from None
+
+    return read_json
+
+
 def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "") -> Any:
-    """A FastAPI app scoring with ``model`` (a :class:`~rmlib.models.RewardModel`)."""
+    """A FastAPI app serving ``model``: a :class:`~rmlib.models.RewardModel` scores (``/score``,
+    ``/get_reward``), a :class:`~rmlib.models.JustifierModel` generates (``/v1/chat/completions``)."""
     try:
         from fastapi import FastAPI, Request
         from fastapi.responses import JSONResponse
     except ImportError as e:  # pragma: no cover - depends on the installation
         raise _install_hint() from e
+    from rmlib.models.causal import JustifierModel
+
+    if isinstance(model, JustifierModel):
+        return create_chat_app(model, options, name=name)
     opts = options or ServeOptions()
     attributes = list(model.attributes)
     weights = None
@@ -88,19 +125,7 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
     app = FastAPI(title="rmlib reward server", lifespan=lifespan)
     app.state.batcher = batcher
 
-    async def read_json(request: Request) -> Any:
-        size = request.headers.get("content-length")
-        if size is not None and size.isdigit() and int(size) > opts.max_body_bytes:
-            raise RequestError(413, f"request body of {size} bytes, more than the limit of {opts.max_body_bytes}")
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > opts.max_body_bytes:
-                raise RequestError(413, f"request body over the limit of {opts.max_body_bytes} bytes")
-        try:
-            return json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise RequestError(400, f"the body is not valid JSON: {e}") from None
+    read_json = body_reader(opts.max_body_bytes)
 
     def rewards_of(out: torch.Tensor) -> torch.Tensor:
         return out @ weights if weights is not None else out[:, 0]
@@ -111,6 +136,14 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError):
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(ChatError)
+    async def chat_error(request: Request, exc: ChatError):
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions():
+        raise not_generative_error(name)
 
     def encode_plain_items(items: list) -> list:
         return plain_sequences(feat, items)
@@ -149,19 +182,72 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
     return app
 
 
+def create_chat_app(model: Any, options: ServeOptions | None = None, *, name: str = "") -> Any:
+    """A FastAPI app generating with ``model`` (a :class:`~rmlib.models.JustifierModel`, a causal LM):
+    OpenAI's ``POST /v1/chat/completions`` and ``GET /v1/models`` (:mod:`rmlib.serve.chat`), and
+    ``GET /health``; the reward routes answer a 404 saying this model generates."""
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
+
+    opts = options or ServeOptions()
+    name = name or "model"
+    gen = Generator(model, max_batch=opts.max_batch_sequences, batch_size=opts.batch_size,
+                    max_pending=opts.max_pending, max_wait_ms=opts.max_wait_ms)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        await gen.start()
+        yield
+        await gen.stop()
+
+    app = FastAPI(title="rmlib generative judge server", lifespan=lifespan)
+    app.state.generator = gen
+
+    @app.exception_handler(RequestError)
+    async def request_error(request: Request, exc: RequestError):
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    add_chat_routes(app, model, gen, name=name, read_json=body_reader(opts.max_body_bytes),
+                    max_new_tokens=opts.max_new_tokens, max_messages=opts.max_items, max_chars=opts.max_chars)
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "model": name, "kind": "generative judge (causal LM)", "max_length": model.max_length,
+                "max_new_tokens": opts.max_new_tokens, "completions": gen.completions, "batches": gen.batches,
+                "generated_tokens": gen.generated_tokens, "pending": gen.pending,
+                "model_seconds": round(gen.model_seconds, 3)}
+
+    @app.post("/score")
+    @app.post("/get_reward")
+    async def no_rewards():
+        raise RequestError(404, f"this server serves the generative judge {name!r} (a causal LM), which writes "
+                                "verdicts and gives no scalar reward: POST /v1/chat/completions")
+
+    return app
+
+
 def serve(model_path: str, *, host: str = "127.0.0.1", port: int = 8000, dtype: str = "float32",
           device: str | None = None, max_length: int | None = None, trust_remote_code: bool = False,
           attn_implementation: str | None = None, options: ServeOptions | None = None,
-          log_level: str = "info") -> None:
-    """Load a model and serve it until interrupted (``rmlib serve``)."""
+          log_level: str = "info", served_name: str | None = None) -> None:
+    """Load a model and serve it until interrupted (``rmlib serve``): a reward model's scores, or a causal
+    LM's (a Pairwise Justifier's) chat completions. ``served_name`` is the name clients send as
+    ``model`` (default: ``model_path``)."""
     try:
         import uvicorn
     except ImportError as e:  # pragma: no cover - depends on the installation
         raise _install_hint() from e
-    from rmlib.models import RewardModel
+    from rmlib.io import resolve_model
+    from rmlib.models import JustifierModel, RewardModel, is_causal_lm_dir
 
-    model = RewardModel.from_pretrained(model_path, dtype=dtype, max_length=max_length,
-                                        trust_remote_code=trust_remote_code, attn_implementation=attn_implementation)
+    try:
+        generative = is_causal_lm_dir(resolve_model(model_path))
+    except (OSError, ValueError):
+        generative = False
+    cls = JustifierModel if generative else RewardModel  # a causal LM generates; anything else scores
+    model = cls.from_pretrained(model_path, dtype=dtype, max_length=max_length, trust_remote_code=trust_remote_code,
+                                attn_implementation=attn_implementation)
     target = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(target).eval()
-    uvicorn.run(create_app(model, options, name=str(model_path)), host=host, port=port, log_level=log_level)
+    uvicorn.run(create_app(model, options, name=served_name or str(model_path)), host=host, port=port,
+                log_level=log_level)
