@@ -215,3 +215,42 @@ def test_a_reward_model_server_says_it_does_not_generate(tiny_llama):
     assert r.status_code == 404, r.text
     err = r.json()["error"]
     assert err["code"] == "model_not_generative" and "does not generate" in err["message"]
+
+
+@pytest.mark.slow  # a CLI subprocess (about 10 s)
+def test_rmlib_serve_command_serves_a_justifier(tiny_causal):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.test_serve import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "rmlib", "serve", str(tiny_causal), "--port", str(port),
+                             "--device", "cpu", "--served-model-name", "judge", "--max-new-tokens", "8"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode()
+            try:
+                health = httpx.get(f"{url}/health", timeout=2).json()
+                break
+            except httpx.TransportError:
+                assert time.time() < deadline, "rmlib serve did not come up"
+                time.sleep(0.5)
+        assert health["status"] == "ok" and health["max_new_tokens"] == 8
+        assert [m["id"] for m in httpx.get(f"{url}/v1/models").json()["data"]] == ["judge"]
+        r = httpx.post(f"{url}/v1/chat/completions", timeout=60,
+                       json={"model": "judge", "messages": [{"role": "user", "content": "q"}], "temperature": 0})
+        assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] <= 8, r.text
+        assert httpx.post(f"{url}/get_reward", json={"query": ["q"]}).status_code == 404
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
