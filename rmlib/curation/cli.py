@@ -142,6 +142,23 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     return _print(report)
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    from rmlib.curation.review import review_import, review_sample
+
+    if args.review_cmd == "sample":
+        report = review_sample(args.path, args.out, size=args.size, seed=args.seed, show_llm=args.show_llm,
+                               format=args.format, on_invalid=args.on_invalid)
+        print(report.format())
+        print(f"  decide every row of {args.out}/review.csv (or review.jsonl): decision = A, B or discard; "
+              f"then: rmlib data review import {args.out}/review.csv --out GOLD_DIR")
+        return 0
+    report = review_import(args.path, args.out, sample=args.sample, previous=args.previous)
+    print(report.format())
+    a = report.extra["agreement"]
+    print(f"  human vs {a['reference']}: accuracy {a['accuracy']}, Cohen's kappa {a['kappa']} over {a['pairs']} pairs")
+    return 0
+
+
 def add_parsers(dsub: Any) -> None:
     """Add the curation subcommands to ``rmlib data``'s subparsers (each sets ``curation_func``)."""
     from rmlib.curation.rules.consistency import RULES
@@ -242,3 +259,19 @@ def _annotate_parser(dsub: Any) -> None:
     p.add_argument("--extra", action="append", default=[], metavar="KEY=JSON",
                    help="extra request body field, e.g. top_p=0.9 or 'response_format={\"type\":\"json_object\"}'")
     p.set_defaults(curation_func=cmd_annotate)
+
+    p = dsub.add_parser("review", help="the gold set: a stratified sample for people to decide (CSV/JSONL), read back, "
+                                       "checked, with human-LLM agreement")
+    rsub = p.add_subparsers(dest="review_cmd", required=True)
+    s = rsub.add_parser("sample", help="write a sample stratified by task category and annotator confidence")
+    _common(s, out_help="the sample directory: review.csv, review.jsonl (edit either), sample.jsonl")
+    s.add_argument("--size", type=int, default=200, help="pairs to sample (default 200)")
+    s.add_argument("--seed", type=int, default=0, help="sampling and A/B order seed")
+    s.add_argument("--show-llm", action="store_true", help="show the LLM's verdict (default: hidden, no anchoring)")
+    s.set_defaults(curation_func=cmd_review)
+    s = rsub.add_parser("import", help="read the decided file back, check it, write gold.jsonl and the agreement")
+    s.add_argument("path", help="the edited review.csv or review.jsonl")
+    s.add_argument("--out", required=True, help="output directory: gold.jsonl, report.json")
+    s.add_argument("--sample", default=None, help="the sample directory (default: the edited file's directory)")
+    s.add_argument("--previous", default=None, help="an earlier gold.jsonl, written first: the gold set accumulates")
+    s.set_defaults(curation_func=cmd_review)
