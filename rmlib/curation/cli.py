@@ -109,7 +109,7 @@ def cmd_filter(args: argparse.Namespace) -> int:
 def cmd_retrieve(args: argparse.Namespace) -> int:
     from rmlib.curation import retrieve_pairs
 
-    return _print(retrieve_pairs(args.path, args.pool, args.out, args.scores, embedder=args.embedder,
+    return _print(retrieve_pairs(args.path, args.pool, args.out, args.scores, embedder=args.embedder, key=args.key,
                                  k_max=args.k_max, max_p=args.max_p, backend=args.backend,
                                  batch_size=args.batch_size, format=args.format, on_invalid=args.on_invalid))
 
@@ -215,6 +215,10 @@ def add_parsers(dsub: Any) -> None:
     p.add_argument("--k-max", type=int, default=8, help="k = k_max if p <= 0.5 else ceil(k_max (1 - p)); default 8")
     p.add_argument("--max-p", type=float, default=1.0, help="only pairs with p <= this retrieve (default 1.0: all)")
     p.add_argument("--embedder", default="minilm-l6", help="sentence embedder (default: the bundled MiniLM)")
+    p.add_argument("--key", default="pair", choices=["pair", "prompt_attributes"],
+                   help="what a pair is embedded as: pair (default: first user turn, chosen, rejected) or "
+                        "prompt_attributes (the conversation with its meta.attributes from `rmlib data annotate`: "
+                        "Skywork-Reward-V2's (x, a))")
     p.add_argument("--backend", default="numpy", choices=["numpy", "faiss"],
                    help="exact search: numpy (default; bounded memory) or faiss (faiss-cpu's IndexFlatIP)")
     p.add_argument("--batch-size", type=int, default=16, help="scoring batch size when --scores is a model")

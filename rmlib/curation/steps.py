@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from rmlib.curation.embed import DEFAULT_EMBEDDER, Embedder, embed_table
+from rmlib.curation.embed import DEFAULT_EMBEDDER, KEYS, Embedder, embed_table
 from rmlib.curation.rules.consistency import filter_on_scores, read_score_file
 from rmlib.curation.rules.retrieval import DEFAULT_K_MAX, Backend, select_batch
 from rmlib.curation.rules.table import (
@@ -57,7 +57,8 @@ def score_and_filter(source: str | os.PathLike, out_dir: str | os.PathLike, mode
 
 
 def retrieve_pairs(labeled: str | os.PathLike, pool: str | os.PathLike, out_dir: str | os.PathLike,
-                   scores: Any, *, embedder: str | Embedder = DEFAULT_EMBEDDER, k_max: int = DEFAULT_K_MAX,
+                   scores: Any, *, embedder: str | Embedder = DEFAULT_EMBEDDER, key: str = "pair",
+                   k_max: int = DEFAULT_K_MAX,
                    max_p: float = 1.0, backend: Backend = "numpy", batch_size: int = 16,
                    format: str | None = None, pool_format: str | None = None, on_invalid: OnInvalid = "error",
                    max_examples: int = 3) -> StepReport:
@@ -66,13 +67,16 @@ def retrieve_pairs(labeled: str | os.PathLike, pool: str | os.PathLike, out_dir:
     ``scores`` are the current model's rewards of the ``labeled`` pairs: a score file, (chosen, rejected)
     arrays, or a model (scored here; the file is kept as ``scores.jsonl``). Each labelled pair with
     p = σ(r_c − r_r) ≤ ``max_p`` retrieves its k = :func:`~rmlib.curation.rules.retrieval_k` most similar pool
-    pairs (cosine similarity of :class:`~rmlib.curation.embed.Embedder` embeddings). ``data.jsonl`` holds the
+    pairs (cosine similarity of :class:`~rmlib.curation.embed.Embedder` embeddings of each pair's ``key`` text:
+    ``pair``, or ``prompt_attributes``, the conversation with its preference attributes as the paper embeds). ``data.jsonl`` holds the
     retrieved pool pairs once each, in pool order, with ``meta.curation = {retrieved_by: [labelled indices],
     similarity: best}``; the pool pairs not retrieved are counted as ``not_retrieved``.
     """
     for src in (labeled, pool):
         check_not_inside(src, out_dir)
-    report = StepReport("retrieve", str(pool), {"labeled": str(labeled), "k_max": k_max, "max_p": max_p,
+    if key not in KEYS:
+        raise ValueError(f"retrieval key must be one of {KEYS}, got {key!r}")
+    report = StepReport("retrieve", str(pool), {"labeled": str(labeled), "key": key, "k_max": k_max, "max_p": max_p,
                                                 "k": "k_max if p <= 0.5 else ceil(k_max * (1 - p))",
                                                 "embedder": embedder if isinstance(embedder, str) else embedder.name},
                         max_examples=max_examples)
@@ -92,8 +96,8 @@ def retrieve_pairs(labeled: str | os.PathLike, pool: str | os.PathLike, out_dir:
             raise ValueError(f"{c.size} scores for {len(lab)} labelled pairs")
         p = 1.0 / (1.0 + np.exp(-(c - r)))
         emb = embedder if isinstance(embedder, Embedder) else Embedder(embedder)
-        queries = embed_table(emb, lab, work / "labeled.npy")
-        pool_emb = embed_table(emb, table, work / "pool.npy")
+        queries = embed_table(emb, lab, work / "labeled.npy", key=key)
+        pool_emb = embed_table(emb, table, work / "pool.npy", key=key)
         k, by_pool, best = select_batch(p, queries, pool_emb, k_max=k_max, max_p=max_p, backend=backend)
         selected = np.zeros(len(table), dtype=bool)
         selected[list(by_pool)] = True
