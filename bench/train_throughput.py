@@ -295,9 +295,9 @@ def run_rmlib(model_dir: str, data: Path, eval_data: Path, args: argparse.Namesp
 
     computed = [0.0]
 
-    def timed(self, run, micro):
+    def timed(self, run, micro, *rest):
         clock.begin(run.model)
-        stats = original(self, run, micro)
+        stats = original(self, run, micro, *rest)
         clock.done()
         clock.pairs += sum(len(mb) for mb in micro)  # the pairs this step trained (every process's)
         computed[0] += stats["tokens"]  # tokens the model computed (shared prompts once, no pads)

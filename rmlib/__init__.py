@@ -14,6 +14,7 @@ _LAZY = {
     "RewardModel": ("rmlib.models", "RewardModel"),
     "Trainer": ("rmlib.training", "Trainer"),
     "train": ("rmlib.training", "train"),
+    "Preempted": ("rmlib.training", "Preempted"),  # raised by fit() after a SIGTERM-triggered checkpoint
     "Config": ("rmlib.config", "Config"),
     "load_config": ("rmlib.config", "load_config"),
     "get_loss": ("rmlib.losses", "get_loss"),
@@ -57,7 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from rmlib.eval.generative import judge_pairs, parse_verdict  # noqa: F401
     from rmlib.losses import get_loss  # noqa: F401
     from rmlib.models import JustifierModel, RewardModel  # noqa: F401
-    from rmlib.training import Trainer, train  # noqa: F401
+    from rmlib.training import Preempted, Trainer, train  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -14,8 +14,13 @@ from pathlib import Path
 
 def cmd_train(args: argparse.Namespace) -> int:
     from rmlib.training import train
+    from rmlib.training.preemption import EXIT_PREEMPTED, Preempted
 
-    summary = train(args.config, args.overrides)
+    try:
+        summary = train(args.config, args.overrides)
+    except Preempted as e:  # a scheduler's SIGTERM (or Ctrl-C): saved; the job script may requeue on 75
+        print(f"rmlib: {e}", file=sys.stderr)
+        return EXIT_PREEMPTED
     before, after = summary.get("eval_before"), summary.get("eval")
     if after:
         key = next(k for k in ("accuracy", "mse", "loss") if k in after)  # the justifier reports its loss

@@ -39,6 +39,7 @@ from rmlib.training.backends import build_adamw, configure_deepspeed
 from rmlib.training.checkpoint import CheckpointError, resume_differences
 from rmlib.training.data import Examples, data_fingerprint, featurizer_for, load_examples, resolve_max_length
 from rmlib.training.evaluate import evaluate
+from rmlib.training.preemption import Preempted, catching_signals
 from rmlib.training.state import load_state, save_state
 
 
@@ -89,24 +90,39 @@ class Trainer:
     # -- the loop --------------------------------------------------------------------------
 
     def fit(self) -> dict:
-        run = self._setup()
-        self._sanity = sanity.SanityMonitor.start(self.cfg, run)  # warnings naming the fix
-        state = run.state
-        while state.step < run.total:
-            plan = self._epoch_plan(run)
-            for gb in plan[state.batch_in_epoch:]:
-                stats = self._train_step(run, split_global_batch(gb, run.lengths, run.parts))
-                state.step, state.batch_in_epoch = state.step + 1, state.batch_in_epoch + 1
-                self._log(run, stats)
-                end_of_epoch = state.batch_in_epoch == len(plan)
-                metrics = self._evaluate(run) if self._due_eval(run, end_of_epoch) else None
-                if end_of_epoch:
-                    state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-                if self._due_save(run):
-                    self._save_checkpoint(run, metrics)
-                if state.step >= run.total:
-                    break
-        return self._finish(run)
+        with catching_signals(self.cfg.train.save_on_signal) as signals:
+            run = self._setup()
+            self._sanity = sanity.SanityMonitor.start(self.cfg, run)  # warnings naming the fix
+            state = run.state
+            while state.step < run.total:
+                plan = self._epoch_plan(run)
+                for gb in plan[state.batch_in_epoch:]:
+                    stats = self._train_step(run, split_global_batch(gb, run.lengths, run.parts), signals.raised)
+                    # every rank sees the same sum after the same step, so all of them stop together
+                    stop = stats.pop("signalled") > 0
+                    state.step, state.batch_in_epoch = state.step + 1, state.batch_in_epoch + 1
+                    self._log(run, stats)
+                    end_of_epoch = state.batch_in_epoch == len(plan)
+                    metrics = self._evaluate(run) if self._due_eval(run, end_of_epoch) else None
+                    if end_of_epoch:
+                        state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+                    stop = stop and state.step < run.total  # on the last step, finishing is the save
+                    if self._due_save(run) or stop:
+                        self._save_checkpoint(run, metrics)
+                    if stop:
+                        self._stop(run, signals.signum)
+                    if state.step >= run.total:
+                        break
+            return self._finish(run)
+
+    def _stop(self, run: Run, signum: int) -> None:
+        """After a signal-triggered save: close the bar and trackers, then raise :class:`Preempted`."""
+        run.bar.close()
+        where = ckpt.checkpoint_dir(self.root) / f"step-{run.state.step:07d}"
+        run.acc.print(f"signal received: saved {where} after step {run.state.step}/{run.total}; "
+                      "resume with train.resume_from=auto")
+        run.acc.end_training()
+        raise Preempted(signum, run.state.step, where)
 
     def _due_save(self, run: Run) -> bool:
         every = self.cfg.train.save_every
@@ -225,8 +241,8 @@ class Trainer:
         groups = [g for g in ({"params": decay, "weight_decay": t.weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
         opt = build_adamw(acc, groups, lr=t.lr, betas=tuple(t.adam_betas), eps=t.adam_eps)
-        sched = get_scheduler(t.scheduler, opt, num_warmup_steps=math.ceil(t.warmup_ratio * total_steps),
-                              num_training_steps=total_steps)
+        warmup = t.warmup_steps or math.ceil(t.warmup_ratio * total_steps)
+        sched = get_scheduler(t.scheduler, opt, num_warmup_steps=warmup, num_training_steps=total_steps)
         return opt, sched
 
     def _check_fresh_run_dir(self) -> None:
@@ -299,7 +315,7 @@ class Trainer:
 
     # -- one optimizer step ----------------------------------------------------------------
 
-    def _train_step(self, run: Run, micro: list[np.ndarray]) -> dict[str, float]:
+    def _train_step(self, run: Run, micro: list[np.ndarray], signalled: float = 0.0) -> dict[str, float]:
         acc, t, feats = run.acc, self.cfg.train, run.train_f
         world, accum = acc.num_processes, t.gradient_accumulation_steps
         mine = [micro[a * world + acc.process_index] for a in range(accum)]
@@ -325,10 +341,11 @@ class Trainer:
                 correct += int((rewards[:n, 0] > rewards[n:, 0]).sum())
         if not run.opt.step_was_skipped:  # an fp16 overflow skipped the update: the schedule waits too
             run.sched.step()
-        stats = acc.reduce(torch.tensor([total_loss, correct, tokens], dtype=torch.float64, device=acc.device),
-                           reduction="sum").tolist()
+        # `signalled` (a SIGTERM/SIGINT seen by this rank) rides on the step's one all-reduce
+        stats = acc.reduce(torch.tensor([total_loss, correct, tokens, signalled], dtype=torch.float64,
+                                        device=acc.device), reduction="sum").tolist()
         out = {"loss": stats[0] / global_n, "tokens": stats[2], "items": len(every),
-               "lr": run.sched.get_last_lr()[0]}
+               "lr": run.sched.get_last_lr()[0], "signalled": stats[3]}
         if run.examples.kind == "pairs":
             out["accuracy"] = stats[1] / global_n
         return out
