@@ -144,6 +144,8 @@ class TrainConfig:
     scheduler: str = opt("linear", "Learning-rate schedule (transformers `get_scheduler`).",
                          ("constant", "constant_with_warmup", "linear", "cosine"))
     warmup_ratio: float = opt(0.0, "Fraction of the optimizer steps spent warming up, in [0, 1).")
+    warmup_steps: int = opt(0, "Optimizer steps spent warming up; > 0 overrides `train.warmup_ratio` (setting "
+                               "both is an error). Papers state warm-up in steps (HelpSteer2-Preference: 10).")
     max_grad_norm: float = opt(1.0, "Gradient clipping norm; 0 disables clipping.")
     mixed_precision: str = opt("no", "Accelerate mixed precision.", ("no", "bf16", "fp16"))
     seed: int = opt(42, "Seed of model init and of the batch order.")
@@ -164,6 +166,10 @@ class TrainConfig:
     progress: bool = opt(True, "Show a progress bar.")
     push_to_hub: str | None = opt(None, "Hub repository id (`user/name`) to upload the final model to after "
                                         "training, through huggingface_hub (a LoRA run is merged first).")
+    save_on_signal: bool = opt(True, "On SIGTERM (a scheduler's preemption) or a first Ctrl-C: finish the step, "
+                                     "save a checkpoint atomically and exit with status 75; resume with "
+                                     "`train.resume_from=auto`. A second Ctrl-C stops at once. false: the "
+                                     "signals keep their default effect (the process dies unsaved).")
     sanity_checks: bool = opt(True, "Warn, naming the fix, when the run looks broken: step-0 loss or rewards "
                                     "out of line, lr >= 1e-4 on a full fine-tune, accuracy stuck at 0.5, a "
                                     "head that differs between ranks.")
@@ -255,7 +261,8 @@ _KNOWN_SPELLINGS = {
     "output_dir": "train.output_dir", "per_device_train_batch_size": "train.per_device_batch_size",
     "train_batch_size": "train.per_device_batch_size", "micro_train_batch_size": "train.per_device_batch_size",
     "gradient_accumulation_steps": "train.gradient_accumulation_steps", "max_steps": "train.max_steps",
-    "warmup_ratio": "train.warmup_ratio", "lr_scheduler_type": "train.scheduler", "seed": "train.seed",
+    "warmup_ratio": "train.warmup_ratio", "warmup_steps": "train.warmup_steps", "num_warmup_steps":
+    "train.warmup_steps", "lr_warmup_steps": "train.warmup_steps", "lr_scheduler_type": "train.scheduler", "seed": "train.seed",
     "max_grad_norm": "train.max_grad_norm", "bf16": "train.mixed_precision", "fp16": "train.mixed_precision",
     "report_to": "train.report_to", "logging_steps": "train.log_every", "save_steps": "train.save_every",
     "eval_steps": "train.eval_every", "resume_from_checkpoint": "train.resume_from",
@@ -302,7 +309,7 @@ def validate(cfg: Config, *, check_sources: bool = True) -> None:
             raise ConfigError(f"config key '{key}': must be >= 1, got {v}")
     non_negative = {"train.eval_every": t.eval_every, "train.save_every": t.save_every,
                     "train.keep_best": t.keep_best, "train.max_grad_norm": t.max_grad_norm,
-                    "train.weight_decay": t.weight_decay}
+                    "train.weight_decay": t.weight_decay, "train.warmup_steps": t.warmup_steps}
     for key, v in non_negative.items():
         if v < 0:
             raise ConfigError(f"config key '{key}': must be >= 0, got {v}")
@@ -314,6 +321,9 @@ def validate(cfg: Config, *, check_sources: bool = True) -> None:
         raise ConfigError(f"config key 'train.lr': must be > 0, got {t.lr}")
     if not 0 <= t.warmup_ratio < 1:
         raise ConfigError(f"config key 'train.warmup_ratio': must be in [0, 1), got {t.warmup_ratio}")
+    if t.warmup_steps and t.warmup_ratio:
+        raise ConfigError(f"config keys 'train.warmup_steps' ({t.warmup_steps}) and 'train.warmup_ratio' "
+                          f"({t.warmup_ratio}) are both set: give one (neither may silently win)")
     if t.max_steps <= 0 and t.epochs < 1:
         raise ConfigError("config: set train.epochs >= 1 or train.max_steps > 0")
     if not 0 < cfg.data.eval_fraction < 1:

@@ -418,3 +418,20 @@ def test_resume_reads_no_pickle_so_a_planted_one_never_runs(tiny_llama, tmp_path
         (state / name).write_bytes(pickle.dumps(Payload()))
     s = train({**cfg, "train": {**cfg["train"], "resume_from": str(ckpt_dir), "max_steps": 4}})
     assert s["steps"] == 4 and not marker.exists()
+
+
+def test_warmup_steps_set_the_schedule_and_clash_with_a_ratio(tiny_llama, tmp_path, capsys):
+    """train.warmup_steps (HF's `warmup_steps`) warms up over that many steps, whatever the run's length."""
+    from rmlib.config import load_config
+
+    data = write_pairs(tmp_path / "pairs.jsonl", 40)
+    cfg = _cfg(tiny_llama, data, tmp_path / "run", max_steps=4, warmup_steps=2, scheduler="constant_with_warmup",
+               lr=1e-3, log_every=1)
+    train(cfg)
+    lrs = [float(line.split("lr=")[1].split()[0]) for line in capsys.readouterr().out.splitlines()
+           if line.startswith("step ") and "lr=" in line]
+    assert lrs == pytest.approx([5e-4, 1e-3, 1e-3, 1e-3])  # the lr after steps 1..4: 1/2, then the peak
+    with pytest.raises(ConfigError, match="warmup_steps.*warmup_ratio.*both set"):
+        Trainer(_cfg(tiny_llama, data, tmp_path / "r2", warmup_steps=10, warmup_ratio=0.1))
+    with pytest.raises(ConfigError, match="(?i)did you mean.*warmup_steps"):
+        load_config(None, ["train.num_warmup_steps=10"], base=_cfg(tiny_llama, data, tmp_path / "r3"))

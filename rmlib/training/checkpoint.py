@@ -31,7 +31,7 @@ OPTIMISATION_KEYS = (
     "data.eval_split", "data.eval_fraction", "data.max_length", "data.keep_system", "data.group_by_length",
     "data.column_map", "data.seed", "data.mix", "data.annotations", "loss.name", "loss.options", "train.epochs", "train.max_steps",
     "train.per_device_batch_size", "train.gradient_accumulation_steps", "train.lr", "train.weight_decay",
-    "train.adam_betas", "train.adam_eps", "train.scheduler", "train.warmup_ratio", "train.max_grad_norm",
+    "train.adam_betas", "train.adam_eps", "train.scheduler", "train.warmup_ratio", "train.warmup_steps", "train.max_grad_norm",
     "train.mixed_precision", "train.seed",
 )
 
