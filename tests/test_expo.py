@@ -431,11 +431,13 @@ def test_search_finds_the_known_best_alpha_and_writes_it(pair, tmp_path):
     assert res.best_alpha == 0.37 and res.best_factor == pytest.approx(1.37)
     coarse = [r["alpha"] for r in res.rows if r["stage"] == "coarse"]
     fine = [r["alpha"] for r in res.rows if r["stage"] == "fine"]
-    assert coarse == list(expo.COARSE_ALPHAS)
+    assert coarse == list(expo.COARSE_ALPHAS) == [round(0.1 * i, 1) for i in range(1, 11)]  # factors 1.1–2.0
+    assert res.rows[0]["stage"] == "baseline" and res.rows[0]["alpha"] == 0.0 == res.baseline_row["alpha"]
     assert fine == [round(0.31 + 0.01 * i, 2) for i in range(9)] + [round(0.41 + 0.01 * i, 2) for i in range(9)]
     assert reported == res.rows
     out = res.write_best(tmp_path / "best")
     assert_same(weights(out), direct(weights(weak), weights(strong), 0.37))
+    assert "(strong alone, not a grid point)" in res.to_markdown()
     assert "| 0.37 |" in res.to_markdown() and json.loads(res.to_json())["best_alpha"] == 0.37
     png = expo.plot_search(res, tmp_path / "search.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
@@ -515,3 +517,20 @@ def test_cli_hook(pair, tmp_path, capsys):
     assert_same(weights(tmp_path / "out"), direct(weights(pair[0]), weights(pair[1]), 0.5))
     with pytest.raises(SystemExit):
         parser.parse_args(["--weak", "w", "--strong", "s", "--alpha", "1", "--factor", "2", "--out", "o"])
+
+
+def test_the_strong_baseline_is_reported_but_never_chosen(pair):
+    """The strong model alone scores best here, yet the search returns the best extrapolated α."""
+    weak, strong = pair
+    s0 = weights(strong)["score.weight"][0, 0].item()
+
+    def evaluate(model):
+        return {"accuracy": -abs(model.score.weight[0, 0].item() - s0), "loss": 0.0}
+
+    res = expo.search_alpha(weak, strong, [0.3, 0.6], evaluate, refine=False)
+    assert [r["stage"] for r in res.rows] == ["baseline", "coarse", "coarse"]
+    assert res.baseline_row["accuracy"] == 0.0 > res.best_row["accuracy"]  # strong alone wins the metric...
+    assert res.best_alpha == 0.3  # ...but is not a grid point
+    with_zero = expo.search_alpha(weak, strong, [0.0, 0.3], evaluate, refine=False)
+    assert with_zero.best_alpha == 0.0 and with_zero.baseline_row is None  # 0 asked for: a grid point, once
+    assert len(with_zero.rows) == 2

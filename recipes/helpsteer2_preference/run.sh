@@ -16,7 +16,7 @@ if [[ ${SMOKE} == 1 ]]; then
   TRAIN=(rmlib train)
   BENCH="${HERE}/smoke/rewardbench_sample.jsonl"
   EXPO_DATA="${HERE}/smoke/validation_pairs.jsonl"
-  EXPO_GRID=(--alphas 0,0.5 --no-refine)
+  EXPO_GRID=(--alphas 0.5 --no-refine)  # the strong model alone is the baseline row
   EVAL_ARGS=(max_length=64 batch_size=32)
 else
   OUT="${OUT:-runs/helpsteer2_preference}"

@@ -44,7 +44,9 @@ def add_search_arguments(parser: Any) -> None:
     parser.add_argument("--data", required=True, help="validation preference file (any format rmlib reads)")
     parser.add_argument("--format", default=None, help="reader for --data (default: detected from the records)")
     parser.add_argument("--out", required=True, help="directory for the best model, table and plot")
-    parser.add_argument("--alphas", default=None, help="comma-separated coarse grid (default 0.0..1.0 step 0.1)")
+    parser.add_argument("--alphas", default=None, help="comma-separated coarse grid of alphas (default 0.1..1.0 step 0.1: "
+                        "factors 1.1..2.0, as HelpSteer2-Preference); the strong model alone is reported as a "
+                        "baseline row, not a grid point")
     parser.add_argument("--no-refine", action="store_true", help="skip the 0.01-step grid around the best")
     parser.add_argument("--on-mismatch", choices=ON_MISMATCH, default="error",
                         help="tensors in one model only or with different shapes: error, copy strong's, "

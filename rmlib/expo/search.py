@@ -1,7 +1,9 @@
 """Choosing α: evaluate ExPO candidates on one loaded model and pick the best by accuracy.
 
 The grid follows the HelpSteer2-Preference search (arXiv 2410.01257): a coarse grid of
-extrapolation factors 1.0–2.0 (α 0.0–1.0 in 0.1 steps), then 0.01 steps around the best.
+extrapolation factors 1.1–2.0 (α 0.1–1.0 in 0.1 steps), then 0.01 steps around the best. The strong
+model alone (α = 0, factor 1.0) is evaluated once as a *baseline* row of the report, so the table shows
+what extrapolation gained, but it is not a grid point: the search picks an extrapolated model.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from rmlib.models.merge import MergeReader
 
 logger = logging.getLogger(__name__)
 
-#: The coarse grid of the HelpSteer2-Preference search (factor 1.0–2.0, i.e. α 0.0–1.0 in 0.1 steps).
-COARSE_ALPHAS: tuple[float, ...] = tuple(round(0.1 * i, 10) for i in range(11))
+#: The coarse grid of the HelpSteer2-Preference search (factors 1.1–2.0, i.e. α 0.1–1.0 in 0.1 steps).
+COARSE_ALPHAS: tuple[float, ...] = tuple(round(0.1 * i, 10) for i in range(1, 11))
 
 
 @dataclass
@@ -42,7 +44,12 @@ class SearchResult:
 
     @property
     def best_row(self) -> dict[str, Any]:
-        return next(r for r in self.rows if r["alpha"] == self.best_alpha)
+        return next(r for r in self.rows if r["alpha"] == self.best_alpha and r["stage"] != "baseline")
+
+    @property
+    def baseline_row(self) -> dict[str, Any] | None:
+        """The strong model alone (α = 0), evaluated for comparison; None when not asked for."""
+        return next((r for r in self.rows if r["stage"] == "baseline"), None)
 
     def write_best(self, output_dir: str | Path, **kwargs: Any) -> Path:
         """Extrapolate with the chosen α (same mismatch options as the search) to ``output_dir``."""
@@ -50,7 +57,7 @@ class SearchResult:
 
     def to_json(self) -> str:
         return json.dumps({"best_alpha": self.best_alpha, "best_factor": self.best_factor,
-                           "best_row": self.best_row, "weak": str(self.weak), "strong": str(self.strong),
+                           "best_row": self.best_row, "baseline_row": self.baseline_row, "weak": str(self.weak), "strong": str(self.strong),
                            "rows": self.rows}, indent=2)
 
     def to_markdown(self) -> str:
@@ -58,7 +65,8 @@ class SearchResult:
         lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
         for r in sorted(self.rows, key=lambda r: r["alpha"]):
             cells = [f"{r.get(k):.4g}" if isinstance(r.get(k), float) else str(r.get(k, "")) for k in keys]
-            mark = " ← best" if r["alpha"] == self.best_alpha else ""
+            mark = " ← best" if r is self.best_row else " (strong alone, not a grid point)" \
+                if r["stage"] == "baseline" else ""
             lines.append("| " + " | ".join(cells) + " |" + mark)
         return "\n".join(lines)
 
@@ -84,6 +92,7 @@ def _fine_grid(coarse: Sequence[float], best: float, step: float) -> list[float]
 
 def search_alpha(weak: str | Path, strong: str | Path, alphas: Sequence[float],
                  evaluate: Callable[[torch.nn.Module], Mapping[str, float]], *, refine: bool = True,
+                 baseline: bool = True,
                  fine_step: float = 0.01, on_mismatch: OnMismatch = "error", head_attribute: str | None = None,
                  base: str | Path | None = None, model_kwargs: Mapping[str, Any] | None = None,
                  progress: Callable[[dict[str, Any]], None] | None = None) -> SearchResult:
@@ -100,7 +109,9 @@ def search_alpha(weak: str | Path, strong: str | Path, alphas: Sequence[float],
     Grid: ``alphas`` first ("coarse"), then with ``refine`` every ``fine_step`` strictly between
     the best coarse α's neighbours ("fine"), as in the HelpSteer2-Preference search (0.1 then 0.01
     steps). Best = highest accuracy; ties → lower loss (missing loss ranks last); then smaller
-    ``|α|`` (the least extrapolation that does as well), then smaller α.
+    ``|α|`` (the least extrapolation that does as well), then smaller α. With ``baseline`` the strong
+    model alone (α = 0) is evaluated first as a "baseline" row that is reported but never chosen
+    (unless 0 is one of ``alphas``, which makes it a grid point).
     """
     from transformers import AutoModelForSequenceClassification
 
@@ -150,14 +161,19 @@ def search_alpha(weak: str | Path, strong: str | Path, alphas: Sequence[float],
         if progress is not None:
             progress(row)
 
+    if baseline and 0.0 not in coarse:
+        run(0.0, "baseline")
+
+    def best() -> float:
+        return min((r for r in rows if r["stage"] != "baseline"), key=rank_key)["alpha"]
+
     for a in coarse:
         run(a, "coarse")
     if refine:
-        best = min(rows, key=rank_key)["alpha"]
-        for a in _fine_grid(coarse, best, fine_step):
+        for a in _fine_grid(coarse, best(), fine_step):
             if all(r["alpha"] != a for r in rows):
                 run(a, "fine")
-    best_alpha = min(rows, key=rank_key)["alpha"]
+    best_alpha = best()
     return SearchResult(rows, best_alpha, w_ckpt.path, s_ckpt.path, options)
 
 
