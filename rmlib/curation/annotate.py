@@ -156,11 +156,11 @@ async def _ask_all(units: Iterator[_Unit], options: ClientOptions, journal: Jour
             await queue.put(None)
 
     async with ChatClient(options) as client:
-        async def work() -> None:
+        async def work(lane: int) -> None:
             while (u := await queue.get()) is not None:
                 if state["abort"]:
                     continue
-                reply = await client.complete(u.messages)
+                reply = await client.complete(u.messages, lane)
                 if reply.failure is None:
                     state["consecutive"] = 0
                     journal.append({"i": u.index, "p": u.position, "k": u.key, "content": reply.content,
@@ -172,7 +172,7 @@ async def _ask_all(units: Iterator[_Unit], options: ClientOptions, journal: Jour
                     state["abort"] = (f"{state['consecutive']} requests in a row failed (last: {reply.failure}: "
                                       f"{reply.detail[:200]})")
 
-        tasks = [asyncio.create_task(work()) for _ in range(options.concurrency)]
+        tasks = [asyncio.create_task(work(lane)) for lane in range(options.concurrency)]
         try:
             await asyncio.gather(produce(), *tasks)
         finally:
