@@ -270,3 +270,71 @@ def test_parse_realistic_answers(text, finish, preferred, strength, failure):
 def test_parse_justifier_answers(text, preferred, failure):
     ans = parse_answer(text, answer="justifier")
     assert (ans.preferred, ans.failure) == (preferred, failure)
+
+
+# ------------------------------------------------------------------------------------------- rmlib serve
+
+
+@pytest.mark.slow
+def test_end_to_end_against_rmlib_serve_of_a_tiny_causal_lm(tmp_path, tiny_llama):
+    """`rmlib serve` of a random two-layer causal LM (with a chat template) in its own process: its answers are
+    garbage, so the test checks the plumbing and the accounting, not the labels."""
+    import httpx
+
+    from rmlib.testing import build_tiny_causal_lm
+
+    lm = build_tiny_causal_lm(tmp_path / "lm", tiny_llama)
+    src = write_pairs(tmp_path / "pairs.jsonl", 6)
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    server = subprocess.Popen([sys.executable, "-m", "rmlib", "serve", str(lm), "--port", str(port), "--device", "cpu",
+                               "--served-model-name", "tiny", "--max-length", "1024"], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 180
+        while True:
+            assert server.poll() is None, server.stdout.read().decode()[-3000:]
+            assert time.time() < deadline, "rmlib serve did not start"
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        short = tmp_path / "short.yaml"  # a user's own template, short enough for the tiny model's 1,024 tokens
+        short.write_text("name: short\nuser: |\n  {conversation}\n  1: {response_a}\n  2: {response_b}\n"
+                         "  JSON with task_category, objectivity, controversiality, desired_attributes,\n"
+                         "  annotation_guideline, preferred (1 or 2), strength (1-3):\n")
+        runs = {}
+        for template in (str(short), "justifier", "skywork_attributes"):
+            runs[template] = annotate_pairs(
+                src, tmp_path / Path(template).stem, endpoint=f"{url}/v1", model="tiny", template=template,
+                both_orders=True, max_tokens=12, concurrency=4, **FAST).to_dict()
+        # one request by hand, as the annotator sent it: the same greedy answer is what the output shows
+        tpl = load_template(short)
+        first = rows(src)[0]
+        direct = httpx.post(f"{url}/v1/chat/completions", timeout=120, json={
+            "model": "tiny", "messages": tpl.messages(first["prompt"], first["chosen"], first["rejected"]),
+            "temperature": 0, "max_tokens": 12})
+        assert direct.status_code == 200, direct.text
+    finally:
+        server.terminate()
+        server.wait(30)
+    for template in (str(short), "justifier"):
+        rep, name = runs[template], Path(template).stem
+        req = rep["requests"]
+        assert req["answered"] == 12 and req["failed"] == {} and req["attempts"] == 12, (template, req)
+        assert rep["n_in"] == 6 == rep["n_out"] + sum(rep["removed"].values()), template
+        assert all(r.startswith("answer:") or r in ("tie", "orders_disagree") for r in rep["removed"]), rep["removed"]
+        kept = rows(tmp_path / name / "data.jsonl")
+        failed = rows(tmp_path / name / "unannotated.jsonl")
+        assert sorted(r["meta"]["id"] for r in kept + failed) == list(range(6))
+    # the default prompt does not fit the tiny model's context: the server's 400 is not retried, and counted
+    long = runs["skywork_attributes"]
+    assert long["requests"]["failed"] == {"http_400": 12} and long["requests"]["attempts"] == 12
+    assert long["removed"] == {"request:http_400": 6} and long["n_out"] == 0
+    assert "context_length_exceeded" in long["examples"]["request:http_400"][0]["answer"]
+    answers = {r["meta"]["id"]: r for r in rows(tmp_path / "short" / "unannotated.jsonl")}
+    # 12 tokens of a random model never make a 7-field JSON object; pair 0's slot 1 shows its chosen first
+    assert 0 in answers
+    assert answers[0]["meta"]["curation"]["answer"] == direct.json()["choices"][0]["message"]["content"][:300]
