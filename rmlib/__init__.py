@@ -36,6 +36,9 @@ _LAZY = {
     "score_and_filter": ("rmlib.curation", "score_and_filter"),
     "filter_on_scores": ("rmlib.curation", "filter_on_scores"),
     "retrieve_pairs": ("rmlib.curation", "retrieve_pairs"),
+    "annotate_pairs": ("rmlib.curation", "annotate_pairs"),
+    "review_sample": ("rmlib.curation", "review_sample"),
+    "review_import": ("rmlib.curation", "review_import"),
 }
 _SUBMODULES = {"data", "eval", "expo", "losses", "models", "training", "config", "testing", "plan", "curation"}
 
@@ -44,12 +47,15 @@ __all__ = sorted([*_LAZY, *_SUBMODULES])
 if TYPE_CHECKING:  # pragma: no cover
     from rmlib.config import Config, load_config  # noqa: F401
     from rmlib.curation import (  # noqa: F401
+        annotate_pairs,
         benchmark_index,
         decontaminate,
         dedup_pairs,
         filter_on_scores,
         overlap_report,
         retrieve_pairs,
+        review_import,
+        review_sample,
         score_and_filter,
     )
     from rmlib.data.formats import load as load_data  # noqa: F401
