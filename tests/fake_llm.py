@@ -38,14 +38,21 @@ def fake_llm(faults: Callable[[int], list[str]] | None = None, latency: float = 
     app.state.sent = Counter()
     app.state.attempts = Counter()
     app.state.answered = Counter()  # (pair id, position of GOOD) -> 200 answers
+    app.state.prompts = {}  # pair id -> the last user message it was asked with
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": "fake", "object": "model"}]}
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
         body = await request.json()
         user = body["messages"][-1]["content"]
-        pair = int(re.search(r"pair-(\d+)", user).group(1))
-        good_first = user.index("GOOD-RESPONSE") < user.index("BAD-RESPONSE")
+        pair = int(re.findall(r"pair-(\d+)", user)[-1])
+        target = user[user.index(f"pair-{pair}"):]  # in-context examples come before the pair itself
+        good_first = target.index("GOOD-RESPONSE") < target.index("BAD-RESPONSE")
         key = (pair, 1 if good_first else 2)
+        app.state.prompts[pair] = user
         plan = faults(pair) if faults else ["ok"]
         step = plan[min(app.state.attempts[key], len(plan) - 1)]
         app.state.attempts[key] += 1

@@ -29,6 +29,7 @@ from rmlib.curation.llm_client import chat_url, retry_after  # noqa: E402
 from rmlib.curation.prompts import load_template  # noqa: E402
 from rmlib.curation.rules import read_judge_file  # noqa: E402
 from rmlib.data.judge import judge_input  # noqa: E402
+from rmlib.data.schema import DataError  # noqa: E402
 from tests.fake_llm import fake_llm  # noqa: E402
 from tests.test_serve import free_port, running  # noqa: E402
 
@@ -162,6 +163,35 @@ def test_keep_label_writes_judge_verdicts_the_consistency_filter_reads(tmp_path)
     assert [r["chosen"].startswith("GOOD") for r in data] == [i % 2 == 0 for i in range(10)]
     verdicts = read_judge_file(tmp_path / "out" / "judge.jsonl", rep["n_out"])
     assert verdicts.tolist() == [i % 2 == 0 for i in range(10)]
+
+
+def test_retrieved_by_picks_the_human_labelled_examples_shown_in_the_prompt(tmp_path):
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text("".join(json.dumps({"prompt": [{"role": "user", "content": f"EXAMPLE-QUESTION-{j}"}],
+                                        "chosen": f"EXAMPLE-GOOD-{j}", "rejected": f"EXAMPLE-BAD-{j}", "strength": None,
+                                        "votes": None, "meta": {"attributes": {"task_category": f"cat{j}"}}}) + "\n"
+                            for j in range(3)))
+    src = write_pairs(tmp_path / "pairs.jsonl", 3)
+    lines = [json.loads(x) for x in src.read_text().splitlines()]
+    for line, by in zip(lines, ([2, 0], [], [1, 2, 0])):
+        line["meta"]["curation"] = {"retrieved_by": by}
+    src.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    app = fake_llm()
+    with running(app) as url:
+        rep = annotate_pairs(src, tmp_path / "out", endpoint=f"{url}/v1", model="fake", examples=gold, prompt_examples=2,
+                             wait_for=10, **FAST)
+    assert rep.n_out == 3
+    p0, p1, p2 = (app.state.prompts[i] for i in range(3))
+    assert p0.index("EXAMPLE-QUESTION-2") < p0.index("EXAMPLE-QUESTION-0") < p0.index("pair-0")  # in retrieved_by order
+    assert '[Attributes] {"task_category": "cat2"}' in p0
+    assert "EXAMPLE" not in p1 and "EXAMPLE-QUESTION-0" not in p2, "at most prompt_examples=2 per pair"
+    lines[0]["meta"]["curation"]["retrieved_by"] = [7]
+    src.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    with pytest.raises(DataError, match=r"record 0: field 'meta\.curation\.retrieved_by': indices \[7\]"):
+        annotate_pairs(src, tmp_path / "out2", endpoint="http://127.0.0.1:9/v1", model="fake", examples=gold, **FAST)
+    with pytest.raises(RuntimeError, match="did not answer within"):
+        annotate_pairs(src, tmp_path / "out3", endpoint=f"http://127.0.0.1:{free_port()}/v1", model="fake",
+                       wait_for=1, **FAST)
 
 
 def test_a_journal_from_other_options_is_refused(tmp_path):

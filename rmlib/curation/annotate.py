@@ -42,7 +42,7 @@ import numpy as np
 
 from rmlib.curation.answers import Answer, parse_answer
 from rmlib.curation.journal import Journal, journal_path
-from rmlib.curation.llm_client import ChatClient, ClientOptions
+from rmlib.curation.llm_client import ChatClient, ClientOptions, wait_for_server
 from rmlib.curation.prompts import DEFAULT_TEMPLATE, Template, load_template
 from rmlib.curation.rules.dedup import pair_keys
 from rmlib.curation.rules.table import (
@@ -103,7 +103,8 @@ def _examples(path: str | os.PathLike | None, fmt: str | None, seed: int) -> lis
     return out
 
 
-def _shown_examples(row: Mapping[str, Any], examples: Sequence[dict[str, Any]], source: str) -> list[dict]:
+def _shown_examples(row: Mapping[str, Any], examples: Sequence[dict[str, Any]], source: str,
+                    limit: int = MAX_PROMPT_EXAMPLES) -> list[dict]:
     if not examples:
         return []
     meta = json.loads(row["meta"]) if row["meta"] else {}
@@ -116,11 +117,11 @@ def _shown_examples(row: Mapping[str, Any], examples: Sequence[dict[str, Any]], 
         raise DataError(source, int(row["index"]), "meta.curation.retrieved_by",
                         f"indices {bad[:5]} are outside the {len(examples)} examples: give the labelled file the "
                         "batch was retrieved with", "bad_value")
-    return [examples[j] for j in by[:MAX_PROMPT_EXAMPLES]]
+    return [examples[j] for j in by[:limit]]
 
 
 def _units(table: Any, tpl: Template, journal: Journal, positions: Sequence[int] | None, seed: int,
-           examples: Sequence[dict[str, Any]], source: str) -> Iterator[_Unit]:
+           examples: Sequence[dict[str, Any]], source: str, limit: int) -> Iterator[_Unit]:
     """The requests not yet answered, in input order (the journal's keys are checked batch by batch)."""
     for batch in table.ds.iter(batch_size=BATCH):
         idx = np.asarray(batch["index"], dtype=np.int64)
@@ -134,7 +135,7 @@ def _units(table: Any, tpl: Template, journal: Journal, positions: Sequence[int]
                 continue
             row = {k: batch[k][j] for k in batch}
             prompt = json.loads(row["prompt"])
-            shown = _shown_examples(row, examples, source)
+            shown = _shown_examples(row, examples, source, limit)
             for p in todo:
                 a, b = (row["chosen"], row["rejected"]) if p == 1 else (row["rejected"], row["chosen"])
                 yield _Unit(i, p, int(keys[j]), tpl.messages(prompt, a, b, shown))
@@ -242,7 +243,8 @@ def _decide(verdict: np.ndarray, reason: np.ndarray, names: list[str]) -> tuple[
 
 def annotate_pairs(source: str | os.PathLike, out_dir: str | os.PathLike, *, endpoint: str, model: str,
                    template: str | os.PathLike = DEFAULT_TEMPLATE, both_orders: bool = False, label: Label = "llm",
-                   examples: str | os.PathLike | None = None, seed: int = 0, concurrency: int = 8,
+                   examples: str | os.PathLike | None = None, prompt_examples: int = MAX_PROMPT_EXAMPLES,
+                   seed: int = 0, concurrency: int = 8, wait_for: float = 0.0,
                    timeout: float = 120.0, max_retries: int = 6, deadline: float = 900.0,
                    backoff_base: float = 1.0, backoff_max: float = 60.0, temperature: float = 0.0,
                    max_tokens: int = 1024, api_key: str | None = None, extra_body: Mapping[str, Any] | None = None,
@@ -255,6 +257,8 @@ def annotate_pairs(source: str | os.PathLike, out_dir: str | os.PathLike, *, end
     the journal ``<out_dir>.journal.jsonl`` holds the answers so far and is removed once the output is
     published. :class:`AnnotateAborted` is raised (journal kept) after ``max_consecutive_failures`` requests
     in a row gave up (0: never), since a dead server would otherwise turn the whole input into failures.
+    ``examples`` (with ``prompt_examples``, at most that many per pair) and ``wait_for`` (seconds to wait for
+    the server to answer ``GET /models`` first) are described with the command in docs/curation.md.
     """
     if label not in ("llm", "keep"):
         raise ValueError(f"label must be 'llm' or 'keep', got {label!r}")
@@ -264,15 +268,21 @@ def annotate_pairs(source: str | os.PathLike, out_dir: str | os.PathLike, *, end
                             max_retries=max_retries, deadline=deadline, backoff_base=backoff_base,
                             backoff_max=backoff_max, temperature=temperature, max_tokens=max_tokens, api_key=api_key,
                             extra_body=dict(extra_body or {}))
+    if not 0 <= prompt_examples <= MAX_PROMPT_EXAMPLES:
+        raise ValueError(f"prompt_examples must be in [0, {MAX_PROMPT_EXAMPLES}], got {prompt_examples}")
     shown = _examples(examples, examples_format, seed)
+    if wait_for:
+        wait_for_server(endpoint, wait_for, api_key=api_key)
     positions = (1, 2) if both_orders else None
     header = {"source": str(source), "model": model, "template": tpl.sha256, "both_orders": both_orders,
               "seed": seed, "temperature": temperature, "max_tokens": max_tokens,
-              "examples": None if examples is None else str(examples), "extra_body": dict(extra_body or {})}
+              "examples": None if examples is None else str(examples), "prompt_examples": prompt_examples,
+              "extra_body": dict(extra_body or {})}
     report = StepReport("annotate", str(source), {
         "endpoint": endpoint, "model": model, "template": tpl.name, "template_source": tpl.source,
         "template_sha256": tpl.sha256, "answer": tpl.answer, "both_orders": both_orders, "label": label,
-        "examples": header["examples"], "seed": seed, "concurrency": concurrency, "temperature": temperature,
+        "examples": header["examples"], "prompt_examples": prompt_examples, "seed": seed, "concurrency": concurrency,
+        "temperature": temperature,
         "max_tokens": max_tokens, "timeout": timeout, "max_retries": max_retries, "deadline": deadline},
         max_examples=max_examples)
     jpath = journal_path(out_dir)
@@ -285,7 +295,7 @@ def annotate_pairs(source: str | os.PathLike, out_dir: str | os.PathLike, *, end
         start = time.perf_counter()
         try:
             resumed = journal.resumed
-            client = asyncio.run(_ask_all(_units(table, tpl, journal, positions, seed, shown, str(source)),
+            client = asyncio.run(_ask_all(_units(table, tpl, journal, positions, seed, shown, str(source), prompt_examples),
                                           options, journal, failures, max_consecutive_failures))
             asked = time.perf_counter() - start
             journal.sync()

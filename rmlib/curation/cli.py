@@ -132,7 +132,8 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     try:
         report = annotate_pairs(
             args.path, args.out, endpoint=args.endpoint, model=args.model, template=args.template,
-            both_orders=args.both_orders, label=args.label, examples=args.examples, seed=args.seed,
+            both_orders=args.both_orders, label=args.label, examples=args.examples,
+            prompt_examples=args.prompt_examples, seed=args.seed, wait_for=args.wait,
             concurrency=args.concurrency, timeout=args.timeout, max_retries=args.max_retries, deadline=args.deadline,
             backoff_base=args.backoff_base, backoff_max=args.backoff_max, temperature=args.temperature,
             max_tokens=args.max_tokens, api_key=api_key, extra_body=extra,
@@ -247,6 +248,10 @@ def _annotate_parser(dsub: Any) -> None:
     p.add_argument("--examples", default=None,
                    help="human-labelled pairs shown in the prompt: the labelled file the batch was retrieved with; "
                         "each pair's meta.curation.retrieved_by names its examples (at most 8)")
+    p.add_argument("--prompt-examples", type=int, default=8, help="at most this many examples per pair (0-8; default 8)")
+    p.add_argument("--wait", type=float, default=0.0,
+                   help="first wait up to this many seconds for the server to answer GET /models (a job script that "
+                        "starts `vllm serve` or `rmlib serve` beside the annotator)")
     p.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per attempt (default 120)")
     p.add_argument("--max-retries", type=int, default=6, help="retries of a request on 429/5xx/timeouts (default 6)")

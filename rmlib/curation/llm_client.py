@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ChatClient", "ClientOptions", "Reply", "chat_url"]
+__all__ = ["ChatClient", "ClientOptions", "Reply", "chat_url", "wait_for_server"]
 
 RETRY_STATUS = frozenset({408, 409, 429})
 """Client-error statuses worth retrying (timeouts, conflicts, rate limits); every 5xx is retried too."""
@@ -83,6 +83,27 @@ def chat_url(endpoint: str) -> str:
     """``http://host:8000/v1`` → ``http://host:8000/v1/chat/completions`` (a full URL is kept)."""
     url = endpoint.rstrip("/")
     return url if url.endswith("/chat/completions") else url + "/chat/completions"
+
+
+def wait_for_server(endpoint: str, seconds: float, *, api_key: str | None = None) -> float:
+    """Poll ``GET <endpoint>/models`` (served by vLLM, SGLang, TGI and ``rmlib serve``) until it answers 200;
+    returns the seconds waited. For job scripts that start the server and the annotator together."""
+    import httpx
+
+    url = chat_url(endpoint).removesuffix("/chat/completions") + "/models"
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    start, last = time.monotonic(), "no answer"
+    while True:
+        try:
+            resp = httpx.get(url, headers=headers, timeout=5)
+            if resp.status_code == 200:
+                return time.monotonic() - start
+            last = f"HTTP {resp.status_code}"
+        except httpx.HTTPError as e:
+            last = type(e).__name__
+        if time.monotonic() - start >= seconds:
+            raise RuntimeError(f"{url} did not answer within {seconds:g} s (last: {last}); is the server up?")
+        time.sleep(0.5)
 
 
 def retry_after(value: str | None, now: float | None = None) -> float | None:
