@@ -102,3 +102,34 @@ def test_launch_checks_on_environments():
         check_world(1, "DistributedType.NO", {"WORLD_SIZE": "2"})
     with pytest.raises(RuntimeError, match="independently"):
         check_world(2, "DistributedType.NO", {"WORLD_SIZE": "2"})
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_machines_on_loopback_train_like_one_process(tmp_path, tiny_llama):
+    """The multi-node path for real: two launchers (``--num_machines 2``, machine ranks 0 and 1, one process
+    each) meet at 127.0.0.1 through torch's static rendezvous, as two nodes do at the head node's address."""
+    from rmlib.training import train
+
+    cfg = _config(tmp_path, tiny_llama, "nodes", micro=1, accum=2)
+    port = _free_port()
+    procs = [subprocess.Popen([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "2",
+                               "--num_processes", "2", "--machine_rank", str(rank), "--main_process_ip", "127.0.0.1",
+                               "--main_process_port", str(port), "--rdzv_backend", "static", "--mixed_precision",
+                               "no", "--dynamo_backend", "no", "-m", "rmlib", "train", str(cfg)],
+                              env=_env(ACCELERATE_USE_CPU="true"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
+             for rank in (0, 1)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-3000:] for o in outs)
+    summary = json.loads((tmp_path / "nodes" / "summary.json").read_text())
+    assert summary["num_processes"] == 2 and summary["distributed_type"].endswith("MULTI_CPU")
+    # the same global batches as one process holding the whole batch of 4 pairs
+    train(str(_config(tmp_path, tiny_llama, "one", micro=4, accum=1)))
+    assert _max_diff(tmp_path / "nodes", tmp_path / "one") < 5e-5  # the tolerance of the 2-process test above
