@@ -8,6 +8,7 @@ stage's outputs; the tests follow every link and check what each stage must have
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -81,8 +82,8 @@ def test_table_one_has_a_config_per_loss():
 
 # ------------------------------------------------------------------------------------------- smoke runs
 
-def _smoke(name: str, out: Path, *overrides: str) -> str:
-    env = dict(os.environ)
+def _smoke(name: str, out: Path, *overrides: str, env_extra: dict | None = None) -> str:
+    env = {**os.environ, **(env_extra or {})}
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")  # this venv's `rmlib`
     proc = subprocess.run(["bash", f"recipes/{name}/run.sh", "--smoke", "--out", str(out), *overrides], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=1200)
@@ -123,24 +124,106 @@ def test_helpsteer2_preference_smoke(tmp_path):
         assert _json(report)["suite"] == "rewardbench" and "overall" in _json(report)["metrics"]
 
 
+ANNOTATION = {"task_category": "factual question", "objectivity": "objective", "controversiality": "low",
+              "desired_attributes": ["correct", "concise"], "annotation_guideline": "The correct answer wins.",
+              "preferred": 1, "strength": 2}
+
+
+def _answering_causal_lm(out: Path, answer: str) -> Path:
+    """A one-layer LlamaForCausalLM whose greedy reply to any chat is ``answer`` (one added token) then end of
+    turn: attention and MLP outputs are zero, so the last hidden state is the current token's embedding, and
+    the head maps every token to the answer token and the answer token to eos. A random tiny LM writes
+    garbage, which would leave the smoke's annotations empty; this one makes the recipe's loop carry data
+    through `rmlib serve`'s real /v1/chat/completions (no LLM that writes annotations runs offline)."""
+    import torch
+    from tokenizers import AddedToken
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from rmlib.testing import build_tokenizer
+
+    tok = build_tokenizer(1000, seed=0)
+    tok.add_tokens([AddedToken(answer, special=False, normalized=False)])
+    ans = tok.convert_tokens_to_ids(answer)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
+                      pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      tie_word_embeddings=False)
+    model = LlamaForCausalLM(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        for norm in [model.model.norm, *(m for layer in model.model.layers
+                                         for m in (layer.input_layernorm, layer.post_attention_layernorm))]:
+            norm.weight.fill_(1.0)
+        emb = model.model.embed_tokens.weight
+        emb[:, 0] = 1.0
+        emb[ans, 0], emb[ans, 1] = 0.0, 1.0
+        model.lm_head.weight[ans, 0] = 10.0
+        model.lm_head.weight[tok.eos_token_id, 1] = 10.0
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
 def test_skywork_bt_smoke(tmp_path):
+    from tests.test_serve import free_port
+
     out = tmp_path / "sky"
-    _smoke("skywork_bt", out)
+    lm = _answering_causal_lm(tmp_path / "annotator", json.dumps(ANNOTATION))
+    _smoke("skywork_bt", out, "--rounds", "2",
+           env_extra={"ANNOTATOR_MODEL": str(lm), "ANNOTATOR_PORT": str(free_port())})
     _links(out / "SUMMARY.md")
-    c = out / "curation"
+    s1, c = out / "stage1", out / "curation"
+    reports = {p.relative_to(out).parent.as_posix(): _json(p) for p in out.glob("**/report.json")
+               if _json(p).get("step") in ("annotate", "retrieve", "review_sample")}
+    for where, rep in reports.items():  # every step accounts for every pair
+        assert rep["n_in"] == rep["n_out"] + sum(rep["removed"].values()), where
+        if rep["step"] == "annotate":  # the annotator server answered every request, each parsed
+            assert rep["requests"]["failed"] == {} and rep["requests"]["answered"] == rep["n_in"], where
+            assert rep["removed"] == {} and rep["n_out"] == rep["n_in"], where
+    assert (reports["stage1/pool"]["n_in"], reports["stage1/gold"]["n_in"], reports["stage1/silver"]["n_in"]) == (30, 16, 44)
+    annotated = 0
+    for r in (1, 2):
+        ret, ann = reports[f"stage1/round{r}/retrieve"], reports[f"stage1/round{r}/annotate"]
+        assert ret["params"]["key"] == "prompt_attributes" and ret["n_in"] == 30 and 0 < ret["n_out"] <= 30
+        assert ann["n_in"] == ret["n_out"] and ann["params"]["examples"] == f"{s1}/gold/data.jsonl"
+        rows = (s1 / f"round{r}" / "annotate" / "data.jsonl").read_text().splitlines()
+        assert all(json.loads(x)["meta"]["attributes"]["task_category"] == "factual question" for x in rows)
+        review = reports[f"stage1/round{r}/review"]
+        assert review["n_out"] == min(8, ann["n_out"])
+        with open(s1 / f"round{r}" / "review" / "review.csv", newline="") as fh:
+            assert len(list(csv.DictReader(fh))) == review["n_out"]
+        annotated += ann["n_out"]
     dedup, decon = _json(c / "dedup" / "report.json"), _json(c / "decontaminate" / "report.json")
     # 44 pairs: one exact duplicate and one swapped copy (a label conflict: both sides of it go)
     assert (dedup["n_in"], dedup["n_out"]) == (44, 41)
     assert dedup["removed"] == {"duplicate": 1, "conflict": 2}
     # the two pairs whose prompts hold a benchmark prompt's n-grams are removed, nothing else
     assert decon["n_in"] == dedup["n_out"] and decon["n_out"] == decon["n_in"] - 2
-    filt = _json(c / "filter" / "report.json")
-    assert filt["n_in"] == decon["n_out"] and (c / "filter" / "scores_gold.jsonl").is_file()
+    judge, filt = reports["curation/judge"], _json(c / "filter" / "report.json")
+    assert judge["n_in"] == decon["n_out"] and judge["params"]["label"] == "keep"
+    assert len((c / "judge" / "judge.jsonl").read_text().splitlines()) == judge["n_out"] == filt["n_in"]
+    assert filt["params"]["judge"] == f"{c}/judge/judge.jsonl" and (c / "filter" / "scores_gold.jsonl").is_file()
+    assert set(filt["params"]["models"]) == {"gold", "best"}
     bt = _json(out / "bt" / "summary.json")
-    assert bt["data_report"]["kept"] == filt["n_out"] + 8  # the curated pairs plus the 8 held-out eval pairs
+    # stage 2's pairs, the silver pairs, both rounds' annotations and the 16 gold pairs, plus 8 held-out pairs
+    assert bt["data_report"]["kept"] == filt["n_out"] + reports["stage1/silver"]["n_out"] + annotated + 16 + 8
     assert _json(out / "eval" / "rewardbench" / "report.json")["suite"] == "rewardbench"
-    retrieve = _json(c / "retrieve" / "report.json")
-    assert retrieve["n_in"] == 30 and 0 < retrieve["n_out"] <= 30
+
+
+def test_skywork_full_scale_config_has_the_paper_numbers(monkeypatch, models_not_checked):
+    """arXiv 2507.01352, section 4.1 and appendix E: global batch 10,240, lr 3e-6, a constant schedule, 16K
+    tokens, DeepSpeed ZeRO stage 1 (the launch config the recipe uses)."""
+    monkeypatch.chdir(ROOT)
+    cfg = load_config(ROOT / "configs" / "train" / "skywork_bt_llama3_8b.yaml")
+    launch = yaml.safe_load((ROOT / "configs" / "accelerate" / "deepspeed_zero1.yaml").read_text())
+    zero = json.loads((ROOT / launch["deepspeed_config"]["deepspeed_config_file"]).read_text())
+    t = cfg.train
+    assert t.per_device_batch_size * t.gradient_accumulation_steps * launch["num_processes"] == 10_240
+    assert t.lr == 3e-6 and t.scheduler == "constant" and t.warmup_ratio == 0 and t.warmup_steps == 0
+    assert cfg.data.max_length == 16_384 and cfg.loss.name == "bt" and zero["zero_optimization"]["stage"] == 1
+    assert cfg.model.name_or_path == "meta-llama/Llama-3.1-8B-Instruct"
+    assert "configs/accelerate/deepspeed_zero1.yaml" in (ROOT / "recipes" / "skywork_bt" / "run.sh").read_text()
 
 
 def test_diverging_preferences_smoke(tmp_path):
