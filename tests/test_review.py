@@ -152,6 +152,7 @@ def test_an_invalid_edit_is_named_by_file_row_and_field(sample, tmp_path, edit, 
     assert not (tmp_path / "gold").exists(), "nothing is written from an invalid file"
 
 
+@pytest.mark.slow  # three CLI subprocesses: ~13 s on 2 shared cores
 def test_review_cli_round_trip(tmp_path):
     src = annotated_file(tmp_path / "annotated.jsonl")
     run = [sys.executable, "-m", "rmlib", "data", "review"]
