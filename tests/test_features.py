@@ -210,6 +210,121 @@ def test_the_worker_pool_forks_names_a_killed_worker_and_raises_the_first_error(
     assert (err.value.index, err.value.reason) == (10, "missing_field")
 
 
+def _files(directory: Path) -> dict:
+    return {f.name: f.read_bytes() for f in sorted(directory.iterdir())}
+
+
+def _serial_and_parallel(tmp_path: Path, monkeypatch, spec: SourceSpec, *, num_proc: int = 3, **kw):
+    """The same build twice with the same tokenize workers: the canonical pass cut into parts on the data
+    layer's workers, then in one process. The serial run turns the planner of parts off (it is rmlib's own
+    switch between the two code paths, not a stand-in for anything)."""
+    import rmlib.data.features as F
+
+    tok = build_tokenizer()
+    parallel = build_features(spec, Featurizer(tok, 64), cache_dir=tmp_path / "parallel", num_proc=num_proc, **kw)
+    with monkeypatch.context() as m:
+        m.setattr(F, "_canonical_parts", lambda *a: None)
+        serial = build_features(spec, Featurizer(tok, 64), cache_dir=tmp_path / "serial", num_proc=num_proc, **kw)
+    return serial, parallel
+
+
+def test_the_canonical_pass_in_parts_writes_the_serial_bytes_and_report(tmp_path, monkeypatch):
+    """JSONL cut at byte offsets into 3 parts on worker processes: every record index and line number in
+    the report is the file's own (bad lines and a blank line in every part), the skip counts and examples
+    are the serial pass's, the cache key is the same and every file of the cache is byte for byte the same."""
+    import rmlib.data.features as F
+    from rmlib.data import formats
+
+    data = write_pairs(tmp_path / "pairs.jsonl", 600)
+    lines = data.read_text().splitlines()
+    for i in (15, 250, 421, 590):  # in every part: missing fields (odd), a wrong type (even), bad JSON
+        r = json.loads(lines[i])
+        r.pop("chosen") if i % 2 else r.update(rejected=17)
+        lines[i] = json.dumps(r)
+    lines[300] = '{"prompt": [broken json'
+    for i in (100, 350, 501):
+        lines.insert(i, "   ")
+    data.write_text("\n".join(lines) + "\n")
+    spec = SourceSpec(str(data), on_invalid="skip")
+
+    st = formats.stream(str(data), on_invalid="skip")
+    file, processes, parts = F._canonical_parts(spec, st, True, 3)
+    st.examples.close()
+    assert processes == 3 and len(parts) == 3 and parts[0].start == 0 and parts[-1].stop == data.stat().st_size
+    raw = data.read_bytes()
+    for part in parts[1:]:  # each part begins at the first line that starts in its byte range
+        begin = raw.index(b"\n", part.start - 1) + 1
+        before = raw[:begin].split(b"\n")[:-1]
+        assert part.lineno == len(before) + 1 and part.index == sum(bool(b.strip()) for b in before)
+
+    serial, parallel = _serial_and_parallel(tmp_path, monkeypatch, spec)
+    assert parallel.directory.name == serial.directory.name  # the same cache key
+    assert _files(parallel.directory) == _files(serial.directory)
+    report = parallel.report.to_dict()
+    assert json.dumps(report) == json.dumps(serial.report.to_dict())
+    assert report["skipped"] == {"wrong_type": 2, "missing_field": 2, "undecodable_line": 1} and report["kept"] == 595
+    text = parallel.report.format()
+    for needle in ("record 15: field 'chosen'", "record 250: field 'rejected'", "record 421: field 'chosen'",
+                   "record 300: line 302 is not valid UTF-8 JSON"):  # a blank line before it takes no index
+        assert needle in text, needle
+    # under on_invalid=error both raise the first bad record, which is in the first part
+    with pytest.raises(DataError) as par:
+        build_features(SourceSpec(str(data)), Featurizer(build_tokenizer(), 64), cache_dir=tmp_path / "e1",
+                       num_proc=3)
+    assert str(par.value).startswith(f"{data}: record 15: field 'chosen'")
+
+
+def test_the_first_error_of_a_later_part_is_the_serial_error(tmp_path, monkeypatch):
+    data = write_pairs(tmp_path / "pairs.jsonl", 300)
+    lines = data.read_text().splitlines()
+    lines[280], lines[290] = '{"prompt": [broken json', "[]"
+    data.write_text("\n".join(lines) + "\n")
+    errors = []
+    for _ in range(2):
+        with pytest.raises(DataError) as err:
+            _serial_and_parallel(tmp_path / str(len(errors)), monkeypatch, SourceSpec(str(data)))
+        errors.append(str(err.value))
+    assert errors[0].startswith(f"{data}: record 280: line 281 is not valid UTF-8 JSON")  # the parallel build
+    assert not list((tmp_path / "0" / "parallel").glob("*/manifest.json"))  # nothing published
+
+
+def test_the_canonical_pass_in_parquet_row_groups_and_ratings_attributes(tmp_path, monkeypatch):
+    """Parquet in runs of row groups (the file's own row numbers in errors), and ratings whose attributes
+    are named in order of first appearance across parts: the serial files and report, byte for byte."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [json.loads(line) for line in write_pairs(tmp_path / "p.jsonl", 400).read_text().splitlines()]
+    for i, r in enumerate(rows):
+        r["meta"] = {"id": i}  # (Parquet cannot store an empty struct)
+    for i in (30, 333):
+        rows[i]["chosen"] = ""  # an empty response: skipped and named
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "pairs.parquet", row_group_size=50)
+    import rmlib.data.features as F
+    from rmlib.data import formats
+
+    spec = SourceSpec(str(tmp_path / "pairs.parquet"), on_invalid="skip")
+    st = formats.stream(spec.path, on_invalid="skip")
+    _, _, parts = F._canonical_parts(spec, st, True, 3)
+    st.examples.close()
+    assert [(p.start, p.stop, p.index) for p in parts] == [(0, 3, 0), (3, 6, 150), (6, 8, 300)]  # 8 groups of 50
+    serial, parallel = _serial_and_parallel(tmp_path / "pq", monkeypatch, spec)
+    assert _files(parallel.directory) == _files(serial.directory)
+    assert parallel.report.to_dict() == serial.report.to_dict() and parallel.report.n_skipped == 2
+    assert "record 333: field 'chosen'" in parallel.report.format()
+
+    ratings = tmp_path / "ratings.jsonl"
+    with open(ratings, "w") as f:
+        for i in range(300):  # "verbosity" first appears in the last part, "coherence" in the second
+            attrs = {"helpfulness": i % 5, **({"coherence": 1} if i >= 150 else {}), **({"verbosity": 2} if i >= 280 else {})}
+            f.write(json.dumps({"prompt": [{"role": "user", "content": f"q {i}"}], "response": f"a {i}",
+                                "attributes": attrs, "meta": {}}) + "\n")
+    serial, parallel = _serial_and_parallel(tmp_path / "r", monkeypatch, SourceSpec(str(ratings)),
+                                            labels=("targets",))
+    assert parallel.attributes == serial.attributes == ["helpfulness", "coherence", "verbosity"]
+    assert _files(parallel.directory) == _files(serial.directory)
+
+
 def test_drops_are_counted_with_file_and_record(tmp_path):
     data = write_pairs(tmp_path / "pairs.jsonl", 30)
     rows = [json.loads(line) for line in data.read_text().splitlines()]

@@ -4,10 +4,12 @@ A data source becomes features in two stages, both written with ``datasets`` int
 directory per *key*:
 
 1. **canonical** (:func:`_write_canonical`): records are read and validated one at a time (the
-   same readers, converters, named errors and skip report as everywhere else) and written to an
-   Arrow file: texts, hashes of the prompt and of the whole example (``uint64``), and the value of
+   same readers, converters, named errors and skip report as everywhere else) and written to Arrow
+   shards: texts, hashes of the prompt and of the whole example (``uint64``), and the value of
    every label the loss consumes. Nothing but the current record is held in memory, so a source
-   larger than RAM streams.
+   larger than RAM streams. A large local JSONL or Parquet file is cut into byte ranges or row
+   groups read by the data layer's worker processes (:mod:`rmlib.data.workers`), one shard each;
+   their reports merge, in file order, into the serial pass's report.
 2. **tokenized**: a batched ``map`` (in this process, or ``num_proc`` worker processes:
    :func:`rmlib.data.workers.worker_processes`) renders and tokenizes each prompt once
    (:meth:`Featurizer.split_many`) and stores its tokens once per pair beside each response's
@@ -302,9 +304,21 @@ def build_features(spec: SourceSpec, featurizer: Featurizer, *, labels: Sequence
     cache.mkdir(parents=True, exist_ok=True)
     tmp = staging_dir(final)
     t0 = time.perf_counter()
-    kind, fmt, report, attrs, n = _write_canonical(spec, tmp / "canonical.arrow", labels, attributes, max_examples,
-                                                   expect_kind)
-    shards = _tokenize(tmp, kind, featurizer, attrs, n, num_proc, data_options)
+    kind, fmt, report, attrs, canonical = _write_canonical(spec, tmp, labels, attributes, max_examples, expect_kind,
+                                                           num_proc)
+    _finish(tmp, key, kind, fmt, report, attrs, canonical, featurizer, labels, num_proc, data_options, spec.path,
+            max_examples)
+    publish_dir(tmp, final)
+    return _open(final, built=True, tokenize_seconds=time.perf_counter() - t0)
+
+
+def _finish(tmp: Path, key: str, kind: str, fmt: str, report: ValidationReport, attrs: list[str],
+            canonical: Canonical, featurizer: Featurizer, labels: Sequence[str], num_proc: int | None,
+            data_options: Mapping[str, Any] | None, source: str, max_examples: int) -> None:
+    """Canonical shards → feature shards, the scalar side file and the manifest, in ``tmp`` (the canonical
+    shards are removed); what a build does between reading its source and publishing its directory."""
+    n = sum(rows for _, rows in canonical)
+    shards = _tokenize(canonical, tmp, kind, featurizer, attrs, n, num_proc, data_options)
     files = [f.name for f in shards]
     side = _write_scalar_columns([_side_path(f) for f in shards], tmp / COLUMNS_FILE)
     for f in shards:
@@ -314,12 +328,11 @@ def build_features(spec: SourceSpec, featurizer: Featurizer, *, labels: Sequence
                 "types": list(featurizer._types) if featurizer._types else None,
                 "middle_len": len(getattr(featurizer, "_middle", []) or []),
                 "truncated_prompts": int(np.count_nonzero(side.column("truncated").to_numpy(zero_copy_only=False))),
-                "report": _report_with_drops(report, side, spec.path, max_examples, featurizer.max_length).to_dict()}
+                "report": _report_with_drops(report, side, source, max_examples, featurizer.max_length).to_dict()}
     del side
-    (tmp / "canonical.arrow").unlink()
+    for path, _ in canonical:
+        Path(path).unlink()
     (tmp / MANIFEST).write_text(json.dumps(manifest))
-    publish_dir(tmp, final)
-    return _open(final, built=True, tokenize_seconds=time.perf_counter() - t0)
 
 
 def _open(directory: Path, *, built: bool, tokenize_seconds: float) -> FeatureTable:
@@ -396,12 +409,22 @@ def _canonical_features(kind: str, labels: Sequence[str]):
     return datasets.Features(cols)
 
 
-def _write_canonical(spec: SourceSpec, path: Path, labels: Sequence[str], attributes: Sequence[str] | None,
-                     max_examples: int, expect_kind: tuple[str, str] | None
-                     ) -> tuple[str, str, ValidationReport, list[str], int]:
-    """Stream records → validated examples → one Arrow file; returns (kind, format, report, attributes, rows)."""
-    from datasets.arrow_writer import ArrowWriter
+Canonical = list[tuple[str, int]]
+"""The canonical pass's output: its Arrow shards in record order, each with its number of rows."""
 
+
+def _write_canonical(spec: SourceSpec, tmp: Path, labels: Sequence[str], attributes: Sequence[str] | None,
+                     max_examples: int, expect_kind: tuple[str, str] | None, num_proc: int | None = None
+                     ) -> tuple[str, str, ValidationReport, list[str], Canonical]:
+    """Stream records → validated examples → Arrow shards ``tmp/canonical-*.arrow``; returns (kind, format,
+    report, attributes, shards).
+
+    One shard from this process, or one per part of the file from the data layer's worker processes
+    (:func:`_canonical_parts`: an uncompressed JSONL or Parquet file large enough, read in byte ranges
+    or row groups). Both give the same rows in the same order, the same report (counts, and examples
+    that name the file's own 0-based record indices and line numbers) and the same attributes; the cache
+    key does not depend on which ran.
+    """
     from rmlib.data import formats
 
     local = Path(spec.path).expanduser().exists()
@@ -410,14 +433,42 @@ def _write_canonical(spec: SourceSpec, path: Path, labels: Sequence[str], attrib
                         on_invalid=spec.on_invalid, max_examples=max_examples)
     if expect_kind and st.kind != expect_kind[0]:
         raise KindMismatch(f"{expect_kind[1]}, but {spec.path} holds {st.kind}")
-    names: list[str] = list(attributes) if attributes is not None else []
-    examples = st.examples
-    if spec.annotations == "all":
-        from rmlib.data.annotations import iter_all_annotations
+    if st.kind not in ("pairs", "ratings", "judge"):
+        raise ValueError(f"{spec.path}: {st.kind} data has no features for reward-model training")
+    parts = _canonical_parts(spec, st, local, num_proc)
+    if parts is None:
+        examples = st.examples
+        if spec.annotations == "all":
+            from rmlib.data.annotations import iter_all_annotations
 
-        examples = iter_all_annotations(examples, spec.path, st.report)
+            examples = iter_all_annotations(examples, spec.path, st.report)
+        path = str(tmp / "canonical-00000.arrow")
+        n, names = _write_examples(examples, path, st.kind, labels, attributes)
+        return st.kind, st.format, st.report, names, [(path, n)]
+    st.examples.close()  # only the format, kind and source name of the whole-file stream are used
+    file, processes, plan = parts
+    job = (file, st.format, st.kind, dict(spec.column_map) or None, spec.on_invalid, max_examples, list(labels),
+           attributes)
+    tasks = [(part, str(tmp / f"canonical-{k:05d}.arrow")) for k, part in enumerate(plan)]
+    done = run_in_workers(_canonical_part, job, tasks, processes, what="canonical (read and validate)",
+                          setting="data.num_proc")
+    report = ValidationReport(st.report.source, max_examples=max_examples)
+    names: list[str] = list(attributes) if attributes is not None else []
+    for _, _, part_report, part_names in done:
+        report.merge(part_report)
+        names += [a for a in part_names if a not in names]
+    return st.kind, st.format, report, names, [(path, n) for path, n, _, _ in done]
+
+
+def _write_examples(examples: Iterator, path: str, kind: str, labels: Sequence[str],
+                    attributes: Sequence[str] | None) -> tuple[int, list[str]]:
+    """Examples → one canonical Arrow file, one at a time; returns (rows, attributes in order of first
+    appearance, or ``attributes`` when given)."""
+    from datasets.arrow_writer import ArrowWriter
+
+    names: list[str] = list(attributes) if attributes is not None else []
     n = 0
-    with ArrowWriter(features=_canonical_features(st.kind, labels), path=str(path), writer_batch_size=1000) as w:
+    with ArrowWriter(features=_canonical_features(kind, labels), path=path, writer_batch_size=1000) as w:
         for ex in examples:
             d = ex.to_dict()
             prompt = json.dumps(d["prompt"], ensure_ascii=False)
@@ -426,22 +477,88 @@ def _write_canonical(spec: SourceSpec, path: Path, labels: Sequence[str], attrib
                    "content_hash": hash64(json.dumps({k: v for k, v in d.items() if k != "meta"}, sort_keys=True,
                                                      default=str)),
                    "split": None if meta.get("split") is None else str(meta["split"])}
-            if st.kind == "pairs":
+            if kind == "pairs":
                 row.update({"chosen": ex.chosen, "rejected": ex.rejected})
-            elif st.kind == "ratings":
+            elif kind == "ratings":
                 row.update({"response": ex.response, "scores": json.dumps(dict(ex.attributes))})
                 if attributes is None:
                     names += [a for a in ex.attributes if a not in names]
-            elif st.kind == "judge":
-                row.update(judge_features.canonical_row(ex))
             else:
-                raise ValueError(f"{spec.path}: {st.kind} data has no features for reward-model training")
+                row.update(judge_features.canonical_row(ex))
             values = read_labels(ex, [x for x in labels if x != "targets"])
             row.update({f"label_{k}": None if v is None else float(v) for k, v in values.items()})
             w.write(row)
             n += 1
         w.finalize()
-    return st.kind, st.format, st.report, names, n
+    return n, names
+
+
+PART_ESTIMATE_BYTES = 1 << 16
+"""How much of a JSONL file's head estimates its number of records (the worker rule counts rows)."""
+
+
+def _canonical_parts(spec: SourceSpec, st: Any, local: bool, num_proc: int | None
+                     ) -> tuple[str, int, list] | None:
+    """(file, processes, parts) for a parallel canonical pass, or None to read the source in this process.
+
+    In parts: a local uncompressed JSONL file (byte ranges, cut at line starts) or a Parquet file (runs
+    of row groups) whose format reads one record at a time (not NeMo BT's line pairs nor HelpSteer2's
+    positional pairs: ``prepare``), without ``annotations: all`` (which numbers examples across
+    records), and large enough for the data layer's worker rule (:func:`worker_processes`; a JSONL
+    file's rows are estimated from the lines of its first 64 KB). A JSONL part's first record index and
+    line number come from a counting pass over the parts before it, also in the workers (it reads the
+    bytes and counts line breaks: a small share of the parse it precedes).
+    """
+    from rmlib.data import formats
+
+    file = Path(st.report.source)
+    kind = formats.part_kind(file)
+    if (not local or kind is None or not file.is_file() or formats.FORMATS[st.format].prepare is not None
+            or spec.annotations == "all"):
+        return None
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        meta = pq.ParquetFile(file).metadata
+        rows = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+        processes = worker_processes(sum(rows), num_proc)
+        if processes is None or len(rows) < 2:
+            return None
+        at = np.concatenate([[0], np.cumsum(rows)])
+        cuts = sorted({int(np.searchsorted(at, t)) for t in np.linspace(0, at[-1], min(processes, len(rows)) + 1)})
+        cuts = [c for c in cuts if 0 < c < len(rows)]
+        bounds = [0, *cuts, len(rows)]
+        return str(file), processes, [formats.FilePart(a, b, int(at[a])) for a, b in zip(bounds[:-1], bounds[1:])]
+    size = file.stat().st_size
+    with open(file, "rb") as fh:
+        head = fh.read(PART_ESTIMATE_BYTES)
+    estimate = size if size <= len(head) else size * max(1, head.count(b"\n")) // max(1, len(head))
+    processes = worker_processes(estimate, num_proc)
+    if processes is None:
+        return None
+    ranges = [(a, b) for a, b in row_ranges(size, processes) if b > a]
+    counts = run_in_workers(_count_part, str(file), ranges, processes, what="canonical (count lines)",
+                            setting="data.num_proc")
+    lines = np.concatenate([[0], np.cumsum([c[0] for c in counts])]).astype(int).tolist()
+    records = np.concatenate([[0], np.cumsum([c[1] for c in counts])]).astype(int).tolist()
+    return str(file), processes, [formats.FilePart(a, b, records[k], lines[k] + 1)
+                                  for k, (a, b) in enumerate(ranges)]
+
+
+def _count_part(file: str, start: int, stop: int) -> tuple[int, int]:
+    from rmlib.data.formats import count_jsonl_part
+
+    return count_jsonl_part(file, start, stop)
+
+
+def _canonical_part(job: tuple, part: Any, out: str) -> tuple[str, int, ValidationReport, list[str]]:
+    """One part of the file through the readers into its own canonical shard (runs in a worker)."""
+    from rmlib.data.formats import stream_part
+
+    file, fmt, kind, column_map, on_invalid, max_examples, labels, attributes = job
+    st = stream_part(file, fmt, part, column_map=column_map, on_invalid=on_invalid, max_examples=max_examples)
+    n, names = _write_examples(st.examples, out, kind, labels, attributes)
+    return out, n, st.report, names
 
 
 def _tokenize_batch(batch: dict, *, featurizer: Featurizer, kind: str, attributes: list[str]) -> dict:
@@ -474,16 +591,17 @@ def _tokenize_batch(batch: dict, *, featurizer: Featurizer, kind: str, attribute
     return out
 
 
-def _tokenize(tmp: Path, kind: str, featurizer: Featurizer, attributes: list[str], n: int, num_proc: int | None,
-              data_options: Mapping[str, Any] | None = None) -> list[Path]:
-    """Tokenize ``canonical.arrow`` into feature shards (in row order), each with a side shard of
-    its scalar columns (:func:`_side_path`); in this process or in ``num_proc`` forked workers
-    (:func:`rmlib.data.workers.run_in_workers`: the workers inherit the featurizer; only file names and
-    row ranges travel)."""
+def _tokenize(canonical_files: Canonical, tmp: Path, kind: str, featurizer: Featurizer, attributes: list[str],
+              n: int, num_proc: int | None, data_options: Mapping[str, Any] | None = None) -> list[Path]:
+    """Tokenize the canonical shards (read as one table of ``n`` rows) into feature shards (in row order),
+    each with a side shard of its scalar columns (:func:`_side_path`); in this process or in ``num_proc``
+    forked workers (:func:`rmlib.data.workers.run_in_workers`: the workers inherit the featurizer; only
+    file names and row ranges travel). The feature shards follow the rows, not the canonical shards: the
+    same rows give the same files however the canonical pass was cut."""
     import datasets
     import pyarrow as pa
 
-    with pa.OSFile(str(tmp / "canonical.arrow"), "rb") as src:  # the schema only: nothing mapped
+    with pa.OSFile(canonical_files[0][0], "rb") as src:  # the schema only: nothing mapped
         canonical = datasets.Features.from_arrow_schema(pa.ipc.open_stream(src).schema)
     num_proc = worker_processes(n, num_proc)  # the data layer's one rule: from 4,000 rows, one per core
     keep = ["index", "prompt_hash", "content_hash", "split"] + [c for c in canonical if c.startswith("label_")]
@@ -501,7 +619,7 @@ def _tokenize(tmp: Path, kind: str, featurizer: Featurizer, attributes: list[str
             cols.update({f"resp_{k}": ids, f"keep_{k}": v("int32")})
         if kind == "ratings":
             cols["targets"] = datasets.Sequence(v("float64"))
-    job = (str(tmp / "canonical.arrow"), fn, fn_kwargs, datasets.Features(cols), keep)
+    job = (canonical_files, fn, fn_kwargs, datasets.Features(cols), keep)
     ranges = row_ranges(n, num_proc or 1)
     tasks = [(str(tmp / f"features-{k:05d}.arrow"), a, b) for k, (a, b) in enumerate(ranges)]
     return [Path(f) for f in run_in_workers(_map_range, job, tasks, num_proc, what="tokenize",
@@ -513,16 +631,18 @@ def _side_path(shard: Path | str) -> Path:
 
 
 def _map_range(job: tuple, out: str, start: int, stop: int, batch_size: int = 512) -> str:
-    """Rows ``[start, stop)`` of the canonical file through ``fn`` in batches of ``batch_size``,
+    """Rows ``[start, stop)`` of the canonical shards through ``fn`` in batches of ``batch_size``,
     written to ``out`` in record batches of ``TOKENS_BATCH_ROWS`` rows, their scalar columns to a
     side shard. What ``Dataset.map(fn, batched=True)`` does, for a row range.
 
     Why not ``map`` itself: it memory-maps its input and, with ``num_proc``, opens every output
     shard in the calling process; each record batch touched faults in the kernel's read-around
     window, so the builder's RSS grew with N (+300 MB from 20k to 100k pairs before, +20 MB at
-    100k through the shards). Here the canonical file is read through an ``OSFile`` stream (a
-    batch is freed once written), nothing is memory-mapped, and the output has few, large record
-    batches (~25 MB each at HelpSteer2 lengths), so opening it later touches few pages.
+    100k through the shards). Here the canonical shards are read through ``OSFile`` streams (a
+    batch is freed once written; a shard wholly before ``start`` is not opened), nothing is
+    memory-mapped, and the output has few, large record batches (~25 MB each at HelpSteer2 lengths),
+    so opening it later touches few pages. ``index`` is the row's position in the whole table (each
+    canonical shard of a parallel pass numbers its own rows from 0).
     """
     import pyarrow as pa
     from datasets.arrow_writer import ArrowWriter
@@ -531,8 +651,7 @@ def _map_range(job: tuple, out: str, start: int, stop: int, batch_size: int = 51
     schema = features.arrow_schema
     scalar = _scalar_fields(schema)
     done: list = []
-    with pa.OSFile(canonical, "rb") as src, pa.OSFile(str(_side_path(out)), "wb") as side_sink, \
-            open(out, "wb", buffering=0) as raw, \
+    with pa.OSFile(str(_side_path(out)), "wb") as side_sink, open(out, "wb", buffering=0) as raw, \
             ArrowWriter(features=features, stream=SmallWrites(raw), writer_batch_size=TOKENS_BATCH_ROWS) as writer:
         side = pa.ipc.new_stream(side_sink, pa.schema([schema.field(c) for c in scalar]))
 
@@ -542,15 +661,16 @@ def _map_range(job: tuple, out: str, start: int, stop: int, batch_size: int = 51
             side.write_table(table.select(scalar))
             done.clear()
 
-        row, pending = 0, []
-        for record_batch in pa.ipc.open_stream(src):
-            lo, row = row, row + record_batch.num_rows
+        pending = []
+        for lo, record_batch in _canonical_batches(canonical, start, stop):
+            row = lo + record_batch.num_rows
             if row <= start:
                 continue
-            if lo >= stop:
-                break
             first = max(start, lo)
-            pending.append(record_batch.slice(first - lo, min(stop, row) - first))
+            part = record_batch.slice(first - lo, min(stop, row) - first)
+            column = part.schema.get_field_index("index")
+            pending.append(part.set_column(column, "index", pa.array(np.arange(first, first + part.num_rows),
+                                                                   pa.int64())))
             if sum(b.num_rows for b in pending) < batch_size:
                 continue
             table = pa.Table.from_batches(pending)
@@ -567,6 +687,26 @@ def _map_range(job: tuple, out: str, start: int, stop: int, batch_size: int = 51
         side.close()
         writer.finalize()
     return out
+
+
+def _canonical_batches(files: Canonical, start: int, stop: int) -> Iterator[tuple[int, Any]]:
+    """(first row, record batch) of the canonical shards in order, from the batch holding row ``start`` to
+    the one holding row ``stop - 1``; a shard that ends before ``start`` is skipped unread."""
+    import pyarrow as pa
+
+    row = 0
+    for path, rows in files:
+        if row + rows <= start:
+            row += rows
+            continue
+        with pa.OSFile(path, "rb") as src:
+            for batch in pa.ipc.open_stream(src):
+                if row >= stop:
+                    return
+                yield row, batch
+                row += batch.num_rows
+        if row >= stop:
+            return
 
 
 class SmallWrites(io.RawIOBase):
@@ -618,11 +758,17 @@ def map_feature_file(path: Path | str):
 
 
 def _mapped(part, fn, fn_kwargs: dict, schema, keep: list[str]):
+    """``fn``'s columns for one batch of canonical rows, beside the canonical columns it keeps.
+
+    The kept columns are copied into buffers of their own (``concat_arrays``): a slice of a canonical
+    record batch would otherwise carry its offset into the written file, and the bytes of a feature
+    file would depend on where the canonical pass cut its shards, not only on the rows.
+    """
     import pyarrow as pa
 
     made = fn(part.to_pydict(), **fn_kwargs)
-    arrays = [part.column(f.name).cast(f.type) if f.name in keep else pa.array(made[f.name], type=f.type)
-              for f in schema]
+    arrays = [pa.concat_arrays(part.column(f.name).cast(f.type).chunks) if f.name in keep
+              else pa.array(made[f.name], type=f.type) for f in schema]
     return pa.Table.from_arrays(arrays, schema=schema)
 
 

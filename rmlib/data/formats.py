@@ -47,7 +47,8 @@ Record = tuple[int, Any]
 
 __all__ = [
     "ALL_STEERLM_ATTRIBUTES", "FORMATS", "HELPSTEER2_ATTRIBUTES", "MULTIPREF_VOTES", "FormatSpec", "Loaded",
-    "detect_format", "load", "read_records", "write_jsonl",
+    "FilePart", "count_jsonl_part", "detect_format", "load", "part_kind", "read_records", "stream_part",
+    "write_jsonl",
 ]
 
 HELPSTEER2_ATTRIBUTES = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
@@ -183,14 +184,15 @@ def _open_binary(path: Path):
     return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
 
-def _read_jsonl(path: Path) -> Iterator[Record]:
+def _read_jsonl(path: Path, part: FilePart | None = None) -> Iterator[Record]:
     """Read JSONL ourselves so one bad line becomes a counted DataError instead of aborting the file.
 
     Blank lines are ignored and do not consume a record index; the error names the 1-based line.
+    ``part``: only the lines that start in its byte range, numbered from its ``index`` and ``lineno``.
     """
-    index = 0
+    index, first = (0, 1) if part is None else (part.index, part.lineno)
     with _open_binary(path) as fh:
-        for lineno, raw in enumerate(fh, start=1):
+        for lineno, raw in enumerate(_lines(fh, part), start=first):
             if not raw.strip():
                 continue
             try:
@@ -200,6 +202,56 @@ def _read_jsonl(path: Path) -> Iterator[Record]:
                                    "undecodable_line")
             yield index, record
             index += 1
+
+
+@dataclass(frozen=True)
+class FilePart:
+    """One piece of a local file, read on its own by a worker of a parallel pass over that file.
+
+    JSONL: bytes ``[start, stop)``, a line belonging to the piece it starts in; Parquet: row groups
+    ``[start, stop)``. ``index`` (0-based) and ``lineno`` (1-based, JSONL) are the file's own record index
+    and line number where the piece begins, so every error and report names the same record as a
+    reading of the whole file would.
+    """
+
+    start: int
+    stop: int
+    index: int = 0
+    lineno: int = 1
+
+
+def part_kind(path: str | Path) -> Literal["jsonl", "parquet"] | None:
+    """How a local file can be cut into :class:`FilePart` s: ``"jsonl"`` (uncompressed: a byte offset can be
+    sought), ``"parquet"`` (by row group), or None (gzip, a JSON array, CSV: read whole)."""
+    name = str(path).lower()
+    return "jsonl" if name.endswith(".jsonl") else "parquet" if name.endswith(".parquet") else None
+
+
+def _lines(fh: Any, part: FilePart | None) -> Iterator[bytes]:
+    """The lines of a binary file, or only those that start in ``part``'s byte range."""
+    if part is None:
+        yield from fh
+        return
+    if part.start:
+        fh.seek(part.start - 1)
+        fh.readline()  # the rest of the line that byte start - 1 is in (just b"\n" when a line starts at start)
+    pos = fh.tell()
+    for raw in fh:
+        if pos >= part.stop:
+            return
+        pos += len(raw)
+        yield raw
+
+
+def count_jsonl_part(path: str | Path, start: int, stop: int) -> tuple[int, int]:
+    """(lines, records) that start in bytes ``[start, stop)`` of a JSONL file (a record: a line that is not
+    blank): what a part needs to know of the parts before it to number its records and lines."""
+    lines = records = 0
+    with open(path, "rb") as fh:
+        for raw in _lines(fh, FilePart(start, stop)):
+            lines += 1
+            records += bool(raw.strip())
+    return lines, records
 
 
 def _read_json(path: Path) -> Iterator[Record]:
@@ -217,11 +269,14 @@ def _read_json(path: Path) -> Iterator[Record]:
     yield from enumerate(data)
 
 
-def _read_parquet(path: Path) -> Iterator[Record]:
+def _read_parquet(path: Path, part: FilePart | None = None) -> Iterator[Record]:
+    """Rows in batches of 1,024; ``part``: only its row groups, numbered from its ``index``."""
     import pyarrow.parquet as pq
 
-    rows = (row for batch in pq.ParquetFile(path).iter_batches(batch_size=1024) for row in batch.to_pylist())
-    yield from enumerate(rows)
+    groups = None if part is None else list(range(part.start, part.stop))
+    rows = (row for batch in pq.ParquetFile(path).iter_batches(batch_size=1024, row_groups=groups)
+            for row in batch.to_pylist())
+    yield from enumerate(rows, start=0 if part is None else part.index)
 
 
 def _read_csv(path: Path) -> Iterator[Record]:
@@ -939,6 +994,31 @@ def stream(source: str | Path, format: str | None = None, *, split: str | None =
         head, records = _peek(records, DETECT_SAMPLE)
     if format is None:
         format = detect_format([r for _, r in head if isinstance(r, Mapping)], name, tolerant=True)
+    return _converted(records, name, format, column_map, on_invalid, max_examples)
+
+
+def stream_part(file: str | Path, format: str, part: FilePart, *, column_map: dict[str, str] | None = None,
+                on_invalid: OnInvalid = "error", max_examples: int = 3) -> Stream:
+    """:func:`stream` of one :class:`FilePart` of a local JSONL or Parquet ``file`` whose format is known (the
+    caller detected it with :func:`stream` on the whole file, which also checked ``column_map``).
+
+    The report counts this part only; :meth:`ValidationReport.merge` of the parts' reports in file order
+    is the report of the whole file. A format whose ``prepare`` groups neighbouring rows cannot be read in
+    parts (a ValueError)."""
+    if FORMATS[format].prepare is not None:
+        raise ValueError(f"format {format!r} pairs neighbouring rows; read {file} whole")
+    path, kind = Path(file), part_kind(file)
+    if kind is None:
+        raise ValueError(f"{file}: only uncompressed JSONL and Parquet files can be read in parts")
+    records = _read_jsonl(path, part) if kind == "jsonl" else _read_parquet(path, part)
+    if column_map:
+        records = _rename(records, column_map, str(file))
+    return _converted(records, str(file), format, column_map, on_invalid, max_examples)
+
+
+def _converted(records: Iterator[Record], name: str, format: str, column_map: dict[str, str] | None,
+               on_invalid: OnInvalid, max_examples: int) -> Stream:
+    """Records of a source → its examples under the policy, counted in a new report (``stream``'s second half)."""
     spec = FORMATS[format]
     if spec.prepare is not None:
         records = spec.prepare(records, name)
