@@ -79,6 +79,11 @@ SLOW_TESTS = {
     # curation: loading and running real models (seconds on 2 shared cores under load)
     "tests/test_curation.py::test_chain_dedup_decontaminate_filter_retrieve_on_the_samples",  # 15-47
     "tests/test_curation.py::test_retrieve_pairs_with_minilm",  # 22-32, MiniLM load
+    "tests/test_retrieval_key.py::test_retrieve_with_the_prompt_attributes_key",  # 7, MiniLM load
+    # LLM annotation and the gold set: subprocesses (a SIGKILLed annotate run, rmlib serve, the review CLI)
+    "tests/test_annotate.py::test_sigkill_mid_run_then_resume_annotates_every_pair_exactly_once",  # 4-6
+    "tests/test_annotate.py::test_end_to_end_against_rmlib_serve_of_a_tiny_causal_lm",  # 14
+    "tests/test_review.py::test_review_cli_round_trip",  # 13
 }
 """Node ids without parameters: a listed test is slow for every parameter."""
 
