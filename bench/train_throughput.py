@@ -398,13 +398,14 @@ def _pair_tokens(model_dir: str, rows: list[dict]) -> int:
     """Logical tokens of the pairs as rmlib tokenizes them (prompt counted for both responses)."""
     from transformers import AutoTokenizer
 
+    from rmlib.data.features import encode_examples
     from rmlib.data.schema import PreferencePair, ValidationReport
     from rmlib.data.tokenize import Featurizer
 
     feat = Featurizer(AutoTokenizer.from_pretrained(model_dir), MAX_LENGTH)
     pairs = [PreferencePair(prompt=r["prompt"], chosen=r["chosen"][0]["content"],
                             rejected=r["rejected"][0]["content"]) for r in rows]
-    return sum(f.n_tokens for f in feat.pairs(pairs, ValidationReport("bench")))
+    return sum(f.n_tokens for f in encode_examples(feat, pairs, ValidationReport("bench")))
 
 
 def _count_params(model_dir: str) -> int:

@@ -325,6 +325,31 @@ def test_the_canonical_pass_in_parquet_row_groups_and_ratings_attributes(tmp_pat
     assert _files(parallel.directory) == _files(serial.directory)
 
 
+def test_encode_examples_is_the_feature_cache_path_for_examples_in_memory(tmp_path):
+    """Features of in-memory examples (what tests and benchmarks use) are those a training run reads
+    from the cache of the same data: same ids, prompt lengths, labels and positions; same drops."""
+    from rmlib.data.features import FeatureSet, encode_examples
+    from rmlib.data.schema import ValidationReport
+
+    data = write_pairs(tmp_path / "pairs.jsonl", 40)
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    rows[7]["chosen"] = "yes " + "word " * 200  # cannot fit in 64 tokens
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    feat = Featurizer(build_tokenizer(), 64)
+    table = build_features(SourceSpec(str(data)), feat, labels=("margin",), cache_dir=tmp_path / "c")
+    valid = table.equals("drop", "").nonzero()[0]
+    cached = FeatureSet(table, valid).take(range(len(valid)))
+    report = ValidationReport("memory")
+    mine = encode_examples(feat, load(data).examples, report, labels=("margin",))
+    assert [(f.index, f.chosen.ids, f.rejected.ids, f.chosen.prompt_len, f.labels) for f in mine] == \
+        [(f.index, f.chosen.ids, f.rejected.ids, f.chosen.prompt_len, f.labels) for f in cached]
+    assert 7 not in [f.index for f in mine] and len(mine) == 39
+    assert report.filtered == {"too_long": 1} and report.examples["too_long"][0].startswith("memory: example 7 ")
+    assert encode_examples(feat, [], report) == []
+    with pytest.raises(TypeError, match="one kind at a time"):
+        encode_examples(feat, [load(data).examples[0], "not an example"], report)
+
+
 def test_drops_are_counted_with_file_and_record(tmp_path):
     data = write_pairs(tmp_path / "pairs.jsonl", 30)
     rows = [json.loads(line) for line in data.read_text().splitlines()]

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from rmlib.data.collate import Batch, collate_sequences
+from rmlib.data.features import encode_examples
 from rmlib.data.schema import PreferencePair, ValidationReport
 from rmlib.models import RewardModel
 from rmlib.testing import build_tiny_llama
@@ -178,7 +179,7 @@ def test_golden_tokens_training_scoring_server_and_export_agree(family, tmp_path
     chosen, rejected = "4", "It is 5."
     feat = rm.featurizer()
     # training: the feature path
-    (pf,) = feat.pairs([PreferencePair(tuple(prompt), chosen, rejected)], ValidationReport("test"))
+    (pf,) = encode_examples(feat, [PreferencePair(tuple(prompt), chosen, rejected)], ValidationReport("test"))
     golden = pf.chosen.ids
     # the end of the response: the template's end-of-turn token, and the reward read at the last token
     end_id = tok.convert_tokens_to_ids(FAMILIES[family]["eos"] or "<|end|>")
@@ -227,7 +228,7 @@ def test_golden_tokens_encoder_pair_template():
     rm = _load("minilm-l6")
     tok, feat = rm.tokenizer, rm.featurizer()
     prompt = [{"role": "user", "content": "What is 2 + 2?"}]
-    (pf,) = feat.pairs([PreferencePair(tuple(prompt), "4", "5")], ValidationReport("test"))
+    (pf,) = encode_examples(feat, [PreferencePair(tuple(prompt), "4", "5")], ValidationReport("test"))
     golden = pf.chosen.ids
     assert golden == tok(feat.render_prompt_text(prompt), "4")["input_ids"]  # what a transformers user writes
     assert golden.count(tok.cls_token_id) == 1 and golden[-1] == tok.sep_token_id

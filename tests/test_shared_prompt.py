@@ -17,6 +17,7 @@ from rmlib.data.collate import (
     collate_sequences,
     collate_shared_prompt,
 )
+from rmlib.data.features import encode_examples
 from rmlib.data.schema import ValidationReport
 from rmlib.models import RewardModel
 from rmlib.models.reward_model import as_messages
@@ -113,7 +114,7 @@ def test_pair_batches_shared_equal_padded(tiny_llama):
 
     pairs = [PreferencePair(prompt=as_messages(p), chosen=rs[0], rejected=rs[-1])
              for p, rs in zip(PROMPTS, RESPONSES) if len(rs) > 1]
-    feats = m.featurizer().pairs(pairs, ValidationReport("t"))
+    feats = encode_examples(m.featurizer(), pairs, ValidationReport("t"))
     pad = m.tokenizer.pad_token_id
     with torch.no_grad():
         padded = m(collate_pairs(feats, pad))

@@ -11,6 +11,7 @@ from rmlib.data.collate import (
     iterate_in_length_order,
     split_global_batch,
 )
+from rmlib.data.features import encode_examples
 from rmlib.data.schema import PreferencePair, RatedResponse, ValidationReport
 from rmlib.data.tokenize import Featurizer, prepare_tokenizer, votes_to_target_prob
 from rmlib.testing import build_tokenizer
@@ -40,7 +41,7 @@ def test_pad_equals_eos_gets_a_distinct_pad_token():
     prepare_tokenizer(t)
     assert t.pad_token_id != t.eos_token_id
     f = Featurizer(t, max_length=64)
-    feats = f.pairs([_pair("hi", "yes there", "no")], ValidationReport("x"))
+    feats = encode_examples(f, [_pair("hi", "yes there", "no")], ValidationReport("x"))
     batch = collate_pairs(feats, t.pad_token_id)
     flat = batch.input_ids.reshape(-1)
     # the reward position holds the end token, and padding never uses that id
@@ -79,7 +80,7 @@ def test_pairs_that_cannot_fit_are_dropped_and_counted(tok):
     f = Featurizer(tok, max_length=24)
     report = ValidationReport("t")
     pairs = [_pair("hi", "yes", "no"), _pair("hi", "word " * 50, "no"), _pair("hello", "fine", "bad")]
-    feats = f.pairs(pairs, report)
+    feats = encode_examples(f, pairs, report)
     assert [x.index for x in feats] == [0, 2]
     assert report.filtered["too_long"] == 1
     assert "max_length=24" in report.examples["too_long"][0]
@@ -89,11 +90,11 @@ def test_pairs_identical_after_tokenization_are_counted(tok):
     from rmlib.models.reward_model import load_tokenizer
 
     report = ValidationReport("t")
-    assert len(Featurizer(tok, max_length=64).pairs([_pair("hi", "Yes.", "yes.")], report)) == 1
+    assert len(encode_examples(Featurizer(tok, max_length=64), [_pair("hi", "Yes.", "yes.")], report)) == 1
     assert report.n_filtered == 0
     # MiniLM's tokenizer lowercases: "Yes." and "yes." become the same ids, so the pair teaches nothing
     uncased = Featurizer(load_tokenizer("minilm-l6"), max_length=64)
-    assert uncased.pairs([_pair("hi", "Yes.", "yes.")], report) == []
+    assert encode_examples(uncased, [_pair("hi", "Yes.", "yes.")], report) == []
     assert report.filtered["identical_after_tokenization"] == 1
     assert "tokenize identically" in report.examples["identical_after_tokenization"][0]
 
@@ -111,8 +112,8 @@ def test_encoder_tokenizer_without_chat_template_uses_pair_segments():
 
 def test_padded_pair_batch_layout_and_padding_fraction(tok):
     f = Featurizer(tok, max_length=64)
-    feats = f.pairs([_pair("a", "yes yes yes yes", "no", strength=2), _pair("b", "ok", "bad bad", strength=1)],
-                    ValidationReport("t"), labels=("margin",))
+    feats = encode_examples(f, [_pair("a", "yes yes yes yes", "no", strength=2), _pair("b", "ok", "bad bad", strength=1)],
+                            ValidationReport("t"), labels=("margin",))
     b = collate_pairs(feats, tok.pad_token_id)
     lens = [len(x.chosen.ids) for x in feats] + [len(x.rejected.ids) for x in feats]
     assert b.num_pairs == 2 and b.input_ids.shape == (4, max(lens))
@@ -124,7 +125,7 @@ def test_padded_pair_batch_layout_and_padding_fraction(tok):
 
 def test_packed_batch_has_no_padding_and_restarting_positions(tok):
     f = Featurizer(tok, max_length=64)
-    feats = f.pairs([_pair("a", "yes yes yes yes", "no"), _pair("b", "ok", "bad bad")], ValidationReport("t"))
+    feats = encode_examples(f, [_pair("a", "yes yes yes yes", "no"), _pair("b", "ok", "bad bad")], ValidationReport("t"))
     b = collate_pairs(feats, tok.pad_token_id, packing=True)
     assert b.input_ids.shape[0] == 1 and b.padding_fraction == 0.0 and b.attention_mask is None
     starts = (b.position_ids[0] == 0).nonzero().flatten().tolist()
@@ -135,7 +136,7 @@ def test_packed_batch_has_no_padding_and_restarting_positions(tok):
 def test_rated_batch_marks_missing_targets_nan(tok):
     f = Featurizer(tok, max_length=64)
     rows = [RatedResponse(({"role": "user", "content": "q"},), "r", {"helpfulness": 3.0, "verbosity": None})]
-    feats = f.rated(rows, ["helpfulness", "verbosity"], ValidationReport("t"))
+    feats = encode_examples(f, rows, ValidationReport("t"), attributes=["helpfulness", "verbosity"])
     b = collate_rated(feats, tok.pad_token_id)
     assert b.labels["targets"][0, 0] == 3.0 and b.labels["targets"][0, 1].isnan()
 

@@ -32,7 +32,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ import numpy as np
 
 from rmlib.data import judge_features
 from rmlib.data.labels import read_labels
-from rmlib.data.schema import ValidationReport
+from rmlib.data.schema import PreferencePair, RatedResponse, ValidationReport
 from rmlib.data.tokenize import DROP_REASONS, Encoded, Featurizer, PairFeatures, RatedFeatures, drop_reason
 from rmlib.data.workers import row_ranges, run_in_workers, worker_processes
 from rmlib.io import publish_dir, staging_dir
@@ -333,6 +333,45 @@ def _finish(tmp: Path, key: str, kind: str, fmt: str, report: ValidationReport, 
     for path, _ in canonical:
         Path(path).unlink()
     (tmp / MANIFEST).write_text(json.dumps(manifest))
+
+
+def encode_examples(featurizer: Featurizer, examples: Iterable[PreferencePair | RatedResponse],
+                    report: ValidationReport, labels: Sequence[str] = (),
+                    attributes: Sequence[str] | None = None) -> list[PairFeatures | RatedFeatures]:
+    """Features of examples held in memory, through the Arrow path itself, read back as Python objects.
+
+    Why: tests, benchmarks and small tools want the features of a few pairs without a file, and must get
+    exactly what training gets. So this is no second tokenization: the examples go through the canonical
+    writer, the tokenize stage and :meth:`FeatureSet.take` of the feature cache, in a temporary directory
+    (this process, no cache key, nothing kept). The pairs (or rated responses, with the target
+    ``attributes``; by default those the rows name, in order of first appearance) it cannot use are left
+    out and counted in ``report`` by reason, named as ``"<report.source>: example i"``; ``index`` of each
+    item is its position in ``examples``. ``labels``: what the loss reads (``"targets"`` for ratings is
+    always there).
+    """
+    import tempfile
+
+    examples = list(examples)
+    kinds = {"pairs" if isinstance(e, PreferencePair) else "ratings" if isinstance(e, RatedResponse) else None
+             for e in examples}
+    if not examples:
+        return []
+    if len(kinds) != 1 or None in kinds:
+        raise TypeError("encode_examples takes PreferencePair or RatedResponse examples, one kind at a time")
+    kind = kinds.pop()
+    labels = tuple(dict.fromkeys(("targets", *labels))) if kind == "ratings" else tuple(labels)
+    with tempfile.TemporaryDirectory(prefix="rmlib-features-") as tmp:
+        path = str(Path(tmp) / "canonical-00000.arrow")
+        n, names = _write_examples(iter(examples), path, kind, labels, attributes)
+        read = ValidationReport(report.source, max_examples=report.max_examples, seen=n, kept=n)
+        _finish(Path(tmp), "in-memory", kind, "in-memory", read, names, [(path, n)], featurizer, labels, 1, None,
+                report.source, report.max_examples)
+        table = _open(Path(tmp), built=True, tokenize_seconds=0.0)
+        valid = np.nonzero(table.equals("drop", ""))[0]
+        items = FeatureSet(table, valid).take(range(len(valid)))
+        report.merge(table.report)
+        del table
+    return items
 
 
 def _open(directory: Path, *, built: bool, tokenize_seconds: float) -> FeatureTable:

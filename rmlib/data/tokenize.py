@@ -8,18 +8,21 @@ Two rules drive this module:
   tokenizers a distinct pad token instead.
 * Truncation never cuts a response. The prompt is cut from the left (keeping its leading special
   tokens, and the system message when asked); a pair whose responses cannot fit is dropped and
-  counted in the :class:`~rmlib.data.schema.ValidationReport`.
+  counted in the :class:`~rmlib.data.schema.ValidationReport` (:func:`drop_reason`).
+
+Whole datasets become features through :mod:`rmlib.data.features` (Arrow, cached), and examples held
+in memory through the same path (:func:`rmlib.data.features.encode_examples`); this module tokenizes.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rmlib.data.labels import read_labels, votes_to_target_prob  # noqa: F401  (votes_to_target_prob re-exported)
-from rmlib.data.schema import Message, PreferencePair, RatedResponse, ValidationReport
+from rmlib.data.labels import votes_to_target_prob  # noqa: F401  (re-exported)
+from rmlib.data.schema import Message
 
 #: Used only when a tokenizer has no chat template (e.g. BERT-style encoders). The prompt is
 #: rendered as "Role: content" paragraphs and the response is the second segment of the
@@ -280,46 +283,6 @@ class Featurizer:
     def encode(self, prompt: Sequence[Message], response: str, *, budget: int | None = None) -> Encoded | None:
         """Token ids for prompt + response, or None when the response alone cannot fit."""
         return self.encode_many([prompt], [[response]], budget=budget)[0][0]
-
-    # -- datasets --------------------------------------------------------------------------
-
-    def pairs(self, pairs: Iterable[PreferencePair], report: ValidationReport,
-              labels: Sequence[str] = (), *, chunk: int = 512) -> list[PairFeatures]:
-        """Tokenize pairs in memory; drop (and count) what :func:`drop_reason` names."""
-        out: list[PairFeatures] = []
-        pairs = list(pairs)
-        for start in range(0, len(pairs), chunk):
-            part = pairs[start:start + chunk]
-            splits = self.split_many([p.prompt for p in part], [(p.chosen, p.rejected) for p in part])
-            for i, (pair, sp) in enumerate(zip(part, splits), start=start):
-                keeps = [self.fit(sp.head, sp.body, r) for r in sp.responses]
-                reason = drop_reason(keeps, sp.responses)
-                if reason:
-                    report.filter(reason, f"pair {i}: " + DROP_REASONS[reason].format(self.max_length))
-                    continue
-                c, r = (self._kept(sp, k, resp) for k, resp in zip(keeps, sp.responses))
-                out.append(PairFeatures(c, r, read_labels(pair, labels), i))
-        return out
-
-    def rated(self, rows: Iterable[RatedResponse], attributes: Sequence[str],
-              report: ValidationReport, labels: Sequence[str] = ("targets",)) -> list[RatedFeatures]:
-        """Tokenize rated responses in memory; drop (and count) what :func:`drop_reason` names."""
-        out = []
-        for i, row in enumerate(rows):
-            (sp,) = self.split_many([row.prompt], [[row.response]])
-            keep = self.fit(sp.head, sp.body, sp.responses[0])
-            values = read_labels(row, tuple(dict.fromkeys(("targets", *labels))), attributes)
-            reason = drop_reason([keep], sp.responses, values["targets"])
-            if reason:
-                report.filter(reason, f"row {i}: " + DROP_REASONS[reason].format(self.max_length))
-                continue
-            out.append(RatedFeatures(self._kept(sp, keep, sp.responses[0]), values, i))
-        return out
-
-    def _kept(self, sp: Split, keep: int, resp: list[int]) -> Encoded:
-        if keep < len(sp.body):
-            self.truncated_prompts += 1
-        return self.assemble(sp.head, sp.body, resp, keep)
 
 
 #: what each drop reason means, for reports (``{}``: max_length)
