@@ -139,7 +139,7 @@ class ChatClient:
         try:
             import httpx
         except ImportError as e:
-            raise ImportError("rmlib data annotate needs httpx: pip install httpx") from e
+            raise ImportError("rmlib data annotate needs httpx: pip install 'rmlib[curation]'") from e
         headers = {"Authorization": f"Bearer {self.options.api_key}"} if self.options.api_key else {}
         one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
         tls = ssl.create_default_context()  # one context for every lane: building one costs ~20 ms
