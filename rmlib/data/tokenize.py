@@ -107,9 +107,9 @@ def drop_reason(keeps: Sequence[int | None], responses: Sequence[Sequence[int]],
                 targets: Sequence[float | None] | None = None) -> str:
     """Why an example cannot train (``""`` when it can), from how much prompt each sequence keeps.
 
-    Why one function: the Arrow feature path and the in-memory :meth:`Featurizer.pairs` /
-    :meth:`Featurizer.rated` must drop exactly the same examples, under the same reason names.
-    Two responses whose kept prompt and tokens are equal are the same sequence.
+    Why one function: every tokenize stage (pairs, ratings) drops by the same rule under the same
+    reason names, which the data report counts. Two responses whose kept prompt and tokens are equal
+    are the same sequence.
     """
     if any(k is None for k in keeps):
         return "too_long"
