@@ -42,6 +42,7 @@ SLOW_TESTS = {
     "tests/test_robustness.py::test_resume_refuses_another_runs_checkpoint_and_one_past_the_end",  # 20
     "tests/test_robustness.py::test_cli_prints_rmlib_errors_as_one_line_with_status_2",  # 15, subprocesses
     "tests/test_trainer.py::test_resume_reads_no_pickle_so_a_planted_one_never_runs",  # 20
+    "tests/test_trainer.py::test_warmup_steps_set_the_schedule_and_clash_with_a_ratio",  # 7, a 4-step training
     # end-to-end trainings (seconds measured on 2 shared cores)
     "tests/test_trainer.py::test_kill_during_training_then_resume_matches_uninterrupted_run",  # 118
     "tests/test_trainer.py::test_other_pairwise_losses_train",  # 20-45 per loss
