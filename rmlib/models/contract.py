@@ -63,13 +63,8 @@ def _stored_shapes(d: Path) -> dict[str, tuple[int, ...]] | None:
         return None
 
 
-def check_export_contract(model_dir: str | Path) -> list[str]:
-    """Problems that keep ``model_dir`` from loading as rmlib scores it elsewhere (empty: none).
-
-    Each problem names the broken field or file and the fix. Reads only JSON and safetensors
-    headers (the architecture is instantiated on the meta device to learn the head's name).
-    """
-    d = Path(model_dir)
+def _read_final_dir(d: Path) -> tuple[list[str], dict | None]:
+    """What both contracts check first: no adapter files left, and the config.json (None if missing)."""
     problems: list[str] = []
     present = [f for f in ADAPTER_FILES if (d / f).exists()]
     if present:
@@ -77,8 +72,20 @@ def check_export_contract(model_dir: str | Path) -> list[str]:
                         "`rmlib export ADAPTER_DIR --out DIR`")
     cfg_path = d / "config.json"
     if not cfg_path.is_file():
-        return problems + [f"config.json: missing in {d}"]
-    raw = json.loads(cfg_path.read_text())
+        return problems + [f"config.json: missing in {d}"], None
+    return problems, json.loads(cfg_path.read_text())
+
+
+def check_export_contract(model_dir: str | Path) -> list[str]:
+    """Problems that keep ``model_dir`` from loading as rmlib scores it elsewhere (empty: none).
+
+    Each problem names the broken field or file and the fix. Reads only JSON and safetensors
+    headers (the architecture is instantiated on the meta device to learn the head's name).
+    """
+    d = Path(model_dir)
+    problems, raw = _read_final_dir(d)
+    if raw is None:
+        return problems
     archs = raw.get("architectures") or []
     if not archs or not str(archs[0]).endswith("ForSequenceClassification"):
         problems.append(f"architectures: {archs} does not end in ForSequenceClassification; servers would load "
@@ -162,15 +169,9 @@ def check_generative_contract(model_dir: str | Path) -> list[str]:
     LM lacks it); and the tokenizer saved beside the weights.
     """
     d = Path(model_dir)
-    problems: list[str] = []
-    present = [f for f in ADAPTER_FILES if (d / f).exists()]
-    if present:
-        problems.append(f"{', '.join(present)}: adapter files in a final model; merge them with "
-                        "`rmlib export ADAPTER_DIR --out DIR`")
-    cfg_path = d / "config.json"
-    if not cfg_path.is_file():
-        return problems + [f"config.json: missing in {d}"]
-    raw = json.loads(cfg_path.read_text())
+    problems, raw = _read_final_dir(d)
+    if raw is None:
+        return problems
     archs = raw.get("architectures") or []
     causal = bool(archs) and str(archs[0]).endswith("ForCausalLM")
     if not causal:

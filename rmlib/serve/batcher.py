@@ -52,7 +52,27 @@ class _Arriving:
         self.batcher.incoming -= 1
 
 
-class Batcher:
+class QueueWorker:
+    """One asyncio task draining a queue (``_run``), started and stopped with the server's lifespan;
+    shared by the reward batcher and the chat generator."""
+
+    queue: asyncio.Queue | None = None
+    worker: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self.queue = asyncio.Queue()
+        self.worker = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+            try:
+                await self.worker
+            except asyncio.CancelledError:
+                pass
+
+
+class Batcher(QueueWorker):
     """Scores lists of sequences for concurrent callers, batching them (one model, one thread)."""
 
     def __init__(self, model: Any, *, max_sequences: int = 256, max_wait_ms: float = 5.0,
@@ -71,17 +91,6 @@ class Batcher:
         self.encode_seconds = 0.0  # time spent tokenizing
         self.incoming = 0  # requests being read and parsed: the only ones worth waiting for
 
-    async def start(self) -> None:
-        self.queue = asyncio.Queue()
-        self.worker = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self.worker is not None:
-            self.worker.cancel()
-            try:
-                await self.worker
-            except asyncio.CancelledError:
-                pass
 
     def arriving(self) -> _Arriving:
         """``with batcher.arriving():`` around reading and parsing a request, so that a batch being

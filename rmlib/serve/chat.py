@@ -39,6 +39,7 @@ from typing import Any
 
 import torch
 
+from rmlib.serve.batcher import QueueWorker
 from rmlib.serve.protocol import RequestError
 
 _ROLES = ("system", "user", "assistant", "tool")
@@ -185,7 +186,7 @@ class _Job:
     queued: float = field(default_factory=time.perf_counter)
 
 
-class Generator:
+class Generator(QueueWorker):
     """Completions for concurrent callers: greedy requests batched, sampled ones alone, one model call
     at a time on a worker thread (see the module docstring)."""
 
@@ -204,17 +205,6 @@ class Generator:
         self.completions = self.batches = self.generated_tokens = 0
         self.model_seconds = 0.0
 
-    async def start(self) -> None:
-        self.queue = asyncio.Queue()
-        self.worker = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self.worker is not None:
-            self.worker.cancel()
-            try:
-                await self.worker
-            except asyncio.CancelledError:
-                pass
 
     async def complete(self, ids: list[int], max_new: int, request: ChatRequest) -> list[int]:
         """The new token ids of one completion (greedy when ``request.temperature`` is 0)."""
