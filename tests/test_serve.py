@@ -101,6 +101,29 @@ def test_openrlhf_protocol(server, llama):
         assert out["scores"] == out["rewards"]
 
 
+def test_cut_off_generations_keep_their_trailing_whitespace(server, llama):
+    """A generation cut off before its end token (OpenRLHF's max length) that ends in " " or "\\n" is
+    scored as that text, as RewardModel.score scores it: only the end-of-turn text and pads are removed,
+    never the response's own whitespace. Tolerance 1e-5 (same tokens, other batch composition)."""
+    url, _ = server
+    cut = ["Paris is the ", "1 2\n", "hi there,\n\n", "About 32.8 feet. \n "]
+    prompts = PROMPTS[:len(cut)]
+    expected = llama.score(prompts, cut)
+    stripped = llama.score(prompts, [r.rstrip() for r in cut])
+    assert (expected - stripped).abs().min() > 1e-4  # the whitespace changes the reward: the check can fail
+    header = [rendered(llama, p, "X").split("X")[0] for p in prompts]  # rendering up to the assistant's text
+    queries = [h + r for h, r in zip(header, cut)]
+    for body in ({"query": queries},
+                 {"query": [q + "<pad><pad>" for q in queries]},  # a padded batch, decoded with its pads
+                 {"query": queries, "prompts": header}):
+        out = httpx.post(f"{url}/get_reward", json=body)
+        assert out.status_code == 200, out.text
+        torch.testing.assert_close(torch.tensor(out.json()["rewards"]), expected, atol=1e-5, rtol=0)
+    # the same texts followed by their end token: still scored with the whitespace before it
+    ended = httpx.post(f"{url}/get_reward", json={"query": [rendered(llama, p, r) for p, r in zip(prompts, cut)]})
+    torch.testing.assert_close(torch.tensor(ended.json()["rewards"]), expected, atol=1e-5, rtol=0)
+
+
 def test_fifty_concurrent_clients_get_their_own_answers_in_order(server, llama):
     url, app = server
     n = 50

@@ -141,7 +141,7 @@ class QueryEncoder:
 
     The response's trailing pad, eos and sep token texts (of this model's tokenizer: OpenRLHF decodes
     generations with special tokens and pads) are removed, since the tokenizer's pair encoding adds
-    its own end token.
+    its own end token; the response's own trailing whitespace is kept.
     """
 
     def __init__(self, feat: Featurizer):
@@ -169,16 +169,29 @@ class QueryEncoder:
         else:
             cut = 0
         response = query[cut:]
-        end = self.post.rstrip()
-        if end:  # generated text may stop at the end token, lack it (special tokens skipped), or trail pads
-            body = response.rstrip()
-            pad = self.feat.tok.pad_token
-            while pad and pad != end and body.endswith(pad):
-                body = body[: len(body) - len(pad)].rstrip()
-            if body.endswith(end):
-                body = body[: len(body) - len(end)]
-            response = body + self.post
+        if self.post.rstrip():
+            response = self.response_body(response) + self.post
         return query[:cut], response
+
+    def response_body(self, response: str) -> str:
+        """The generated text without its end-of-turn text and trailing pads.
+
+        Generated text may stop at the end token, lack it (cut off at max length, or decoded with
+        special tokens skipped), or trail pads (OpenRLHF decodes padded batches). Only those special
+        texts are removed, with whitespace that sits after them (the template's own text after the
+        end token, or what a decoder puts between special tokens); whitespace the response itself
+        ends with is kept, as ``RewardModel.score`` keeps it: a cut-off generation ending in " " or
+        "\\n" is scored as that text.
+        """
+        end = self.post.rstrip()
+        pad = self.feat.tok.pad_token
+        body = response
+        for token in ([pad] if pad and pad != end else []) + [end]:
+            while (tail := body.rstrip()).endswith(token):
+                body = tail[: len(tail) - len(token)]
+                if token == end and pad != end:
+                    break  # one end token; with pad == end, every repeat after the first is a pad
+        return body
 
     def check_items(self, items: Sequence[tuple[str, str | None]]) -> None:
         """422 naming the first query a template-less model cannot read: one that does not begin with
@@ -198,10 +211,10 @@ class QueryEncoder:
             messages, response = [], query
         else:
             messages, response = [{"role": "user", "content": prompt}], query[len(prompt):]
-        body, cut = response.rstrip(), False
-        while (end := next((t for t in self.trailing if body.endswith(t)), None)) is not None:
-            body, cut = body[: len(body) - len(end)].rstrip(), True
-        return messages, body if cut else response
+        # only the special texts go (with whitespace after them); the response's own whitespace stays
+        while (end := next((t for t in self.trailing if (tail := response.rstrip()).endswith(t)), None)):
+            response = tail[: len(tail) - len(end)]
+        return messages, response
 
     def encode(self, query: str, prompt: str | None = None) -> Encoded | None:
         """The sequence of one query (None when its response part alone cannot fit)."""
