@@ -343,8 +343,10 @@ def test_curation_steps_on_the_feature_cache_workers_write_what_one_process_writ
     pairs = read_pairs(src, tmp_path / "w")
     cols = map_columns(pairs, _pid_batch, {"pid": np.int64, "index": np.int64}, None, min_rows=10)
     assert cols["index"].tolist() == list(range(84))
-    assert len(set(cols["pid"].tolist())) == 2 and os.getpid() not in set(cols["pid"].tolist())
-    assert len(set(map_columns(pairs, _pid_batch, {"pid": np.int64, "index": np.int64}, None)["pid"])) == 1
+    # worker processes did the rows (two ranges; one quick worker may take both, so no count of pids)
+    assert os.getpid() not in set(cols["pid"].tolist())
+    here = map_columns(pairs, _pid_batch, {"pid": np.int64, "index": np.int64}, None)  # default: below 4,000
+    assert set(here["pid"].tolist()) == {os.getpid()}
 
     index = benchmark_index({"heldout": ("pairs", SAMPLES / "preference_test.jsonl")}, n=8)
     for workers in (1, 3):
