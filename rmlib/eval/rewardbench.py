@@ -179,8 +179,12 @@ def ties_score(ids: Sequence[str], scores: Sequence[Sequence[float]], num_correc
 
     Each row: ``ids[i]`` is ``"ref:<int>"`` or ``"tied:<int>"``, ``scores[i]`` lists scores with the
     ``num_correct[i]`` correct answers first. Rows that share an id are merged into one group (their
-    completions pooled, each keeping its own row's correctness), as upstream groups by ``(sample_type,
-    prompt_id)``. Per group (upstream ``sample_stats``):
+    completions pooled, each keeping its own row's correctness). Here rmlib differs from upstream:
+    ``process_single_model`` stores completions by ``(sample_type, prompt_id, position)``
+    (``results[sample_type][prompt_id][i] = ...``), so a later row with the same id overwrites the
+    earlier row's completion at each position it has, and only the last row's scores count where
+    they overlap. Pooling keeps every scored completion instead of silently discarding some; the two
+    give the same number whenever each id occurs once. Per group (upstream ``sample_stats``):
 
     * ``accurate = min(correct) − max(incorrect) > 0`` (strict); ``cim = min(correct) − max(incorrect)``;
       ``dcm = max(correct) − min(correct)``, defined only with more than one correct answer;
