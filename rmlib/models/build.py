@@ -19,6 +19,7 @@ def build_reward_model(path: str, attributes: list[str], model_cfg, *, device: t
     from rmlib.models.reward_model import RewardModel
     from rmlib.runtime import enable_checkpointing
 
+    common = {**common, "reward_token": "end"}  # rmlib trains at its end token, whatever the base was trained at
     if model_cfg.lora.enabled:  # PEFT LoRA/QLoRA with the head in modules_to_save (rmlib/models/lora.py)
         from rmlib.models.lora import build_lora_model
 

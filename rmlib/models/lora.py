@@ -342,7 +342,7 @@ def load_adapter(adapter_dir: str | Path, *, dtype: str | torch.dtype | None = N
     rm = RewardModel.from_pretrained(info["base_model"], attributes=info.get("attributes"),
                                      dtype=dtype or info.get("dtype", "float32"), max_length=max_length,
                                      trust_remote_code=trust_remote_code,
-                                     attn_implementation=attn_implementation, **quant)
+                                     attn_implementation=attn_implementation, reward_token="end", **quant)
     rm.tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
     hf = rm._hf
     if quant:

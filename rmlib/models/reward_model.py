@@ -9,11 +9,18 @@ weights), so a saved directory is a plain transformers checkpoint that other too
   rows holding many sequences, and never depends on finding pad tokens;
 * encoders (BERT-style ``classifier`` heads) use their own pooling ([CLS] + pooler), which is how
   they were pre-trained and how transformers will load them again.
+
+A decoder checkpoint trained elsewhere with ``pad == eos`` (TRL's ``RewardTrainer`` sets the pad token
+to eos when a tokenizer has none) was trained at another token: transformers' sequence-classification
+pooling reads the rightmost token that is not ``config.pad_token_id``, so with pad == eos the token
+*before* the final end token. :meth:`RewardModel.from_pretrained` detects such a checkpoint and reads
+it there (``reward_token``, :data:`REWARD_TOKENS`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,7 +32,18 @@ from rmlib.data.schema import Message
 from rmlib.data.tokenize import Featurizer, prepare_tokenizer
 from rmlib.io import resolve_model, torch_dtype
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_MAX_LENGTH = 1024
+
+#: Where a decoder reads the reward. ``"end"``: the last token of the sequence (rmlib's rule, the
+#: end-of-response token). ``"last_non_pad"``: transformers' own pooling over the checkpoint's
+#: ``config.pad_token_id``, the rightmost token that is not that id; for a checkpoint whose pad is its
+#: eos (TRL's RewardTrainer on a tokenizer without a pad token) the token before the final eos.
+#: ``"auto"``: ``"last_non_pad"`` for a checkpoint not trained by rmlib (no ``rmlib.json``) whose
+#: config has ``pad_token_id == eos_token_id`` and whose trained head is kept, else ``"end"``.
+REWARD_TOKENS = ("auto", "end", "last_non_pad")
+INFO_FILE = "rmlib.json"
 
 
 class TooLong(ValueError):
@@ -69,6 +87,42 @@ def resolve_max_length(requested: int | None, config, key: str = "max_length") -
         raise ValueError(f"{key}={requested} is more than this model's {limit} positions "
                          f"(max_position_embeddings); use {key} <= {limit} or leave it unset")
     return requested
+
+
+def _eos_ids(config) -> set[int]:
+    eos = getattr(config, "eos_token_id", None)
+    return {e for e in (eos if isinstance(eos, (list, tuple)) else [eos]) if isinstance(e, int)}
+
+
+def trained_reward_token(src: str | Path, config, requested: str, head_kept: bool) -> str:
+    """The ``reward_token`` rule (:data:`REWARD_TOKENS`) a checkpoint is read with.
+
+    Why: with ``pad == eos`` transformers' pooling, and so every trainer built on it (TRL's
+    ``RewardTrainer``), trains the head on the token before the final eos, while rmlib reads the final
+    eos; reading it there moves rewards silently. An rmlib checkpoint (``rmlib.json`` beside it) records
+    its rule, or was trained at ``"end"``.
+    """
+    if requested not in REWARD_TOKENS:
+        raise ValueError(f"reward_token must be one of {REWARD_TOKENS}, got {requested!r}")
+    info = Path(src) / INFO_FILE
+    if requested != "auto":
+        return requested
+    if info.is_file():
+        try:
+            return str(json.loads(info.read_text()).get("reward_token", "end"))
+        except (json.JSONDecodeError, AttributeError) as e:
+            raise ValueError(f"{info}: not a JSON object ({e}); it is rmlib's training summary") from None
+    pad = getattr(config, "pad_token_id", None)
+    foreign = head_kept and isinstance(pad, int) and pad in _eos_ids(config) and any(
+        str(a).endswith("ForSequenceClassification") for a in getattr(config, "architectures", None) or [])
+    if foreign:
+        logger.warning("%s: pad_token_id == eos_token_id (%d) in its config and no %s: a checkpoint trained "
+                       "elsewhere (e.g. TRL's RewardTrainer), whose reward is read at the last token that is "
+                       "not the pad, the one before the final eos. Reading it there (reward_token="
+                       "'last_non_pad'); pass reward_token='end' to read the final eos instead.", src, pad,
+                       INFO_FILE)
+        return "last_non_pad"
+    return "end"
 
 
 def as_messages(prompt: str | Sequence[Message]) -> list[Message]:
@@ -120,6 +174,27 @@ class RewardModel(HFWrapper):
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.is_decoder_head = isinstance(getattr(self._hf, "score", None), nn.Linear)
+        #: the token id that reading steps back over (``reward_token="last_non_pad"``), or None
+        self.skip_token_id: int | None = None
+
+    @property
+    def reward_token(self) -> str:
+        """Where this model reads the reward (:data:`REWARD_TOKENS`): ``"end"`` or ``"last_non_pad"``."""
+        return "end" if self.skip_token_id is None else "last_non_pad"
+
+    def read_reward_at(self, rule: str, pad_token_id: int | None = None) -> None:
+        """Read the reward at ``rule`` (``"end"``, or ``"last_non_pad"`` of ``pad_token_id``: the id the
+        checkpoint was trained to pool over, its ``config.pad_token_id`` before loading)."""
+        if rule == "end":
+            self.skip_token_id = None
+        elif rule == "last_non_pad":
+            if not self.is_decoder_head:
+                raise ValueError("reward_token='last_non_pad' applies to decoders; an encoder reads its [CLS] pooling")
+            if pad_token_id is None:
+                raise ValueError("reward_token='last_non_pad' needs the pad token id the checkpoint was trained with")
+            self.skip_token_id = int(pad_token_id)
+        else:
+            raise ValueError(f"reward_token must be 'end' or 'last_non_pad', got {rule!r}")
 
     # -- construction ----------------------------------------------------------------------
 
@@ -132,7 +207,7 @@ class RewardModel(HFWrapper):
     def from_pretrained(cls, path_or_name: str | Path, *, attributes: Sequence[str] | None = None,
                         dtype: str | torch.dtype = "float32", trust_remote_code: bool = False,
                         attn_implementation: str | None = None, max_length: int | None = None,
-                        **kwargs) -> RewardModel:
+                        reward_token: str = "auto", **kwargs) -> RewardModel:
         """Load a checkpoint (local directory or hub name) as a reward model.
 
         ``attributes`` names the outputs; when it differs from the checkpoint's labels the head is
@@ -141,14 +216,19 @@ class RewardModel(HFWrapper):
         ``adapter_config.json``) loads as its base + adapter + trained head (``rmlib/models/lora.py``).
         ``max_length`` (tokens per sequence) defaults to the model's position limit, at most 1024;
         a value above that limit is refused here rather than crashing on the first long input.
+        ``reward_token`` says where a decoder reads the reward (:data:`REWARD_TOKENS`); ``"auto"``
+        reads a checkpoint trained elsewhere with pad == eos where it was trained (and logs a warning).
         """
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
         src = resolve_model(path_or_name)  # built-in alias (minilm-l6), local directory or hub id
         for matches, load in cls.directory_loaders:  # e.g. a LoRA run's output: base + adapter + full head
             if matches(Path(src)):
-                return load(src, attributes=attributes, dtype=dtype, trust_remote_code=trust_remote_code,
-                            attn_implementation=attn_implementation, max_length=max_length, **kwargs)
+                rm = load(src, attributes=attributes, dtype=dtype, trust_remote_code=trust_remote_code,
+                          attn_implementation=attn_implementation, max_length=max_length, **kwargs)
+                if isinstance(rm, RewardModel):  # an rmlib run's output: trained at rmlib's end token
+                    rm.read_reward_at("end")
+                return rm
         tok = load_tokenizer(src, trust_remote_code=trust_remote_code)
         config = AutoConfig.from_pretrained(src, trust_remote_code=trust_remote_code)
         max_length = resolve_max_length(max_length, config)
@@ -164,10 +244,15 @@ class RewardModel(HFWrapper):
         model = AutoModelForSequenceClassification.from_pretrained(
             src, dtype=torch_dtype(dtype), use_safetensors=True,
             trust_remote_code=trust_remote_code, **extra, **kwargs)
+        trained_pad = getattr(config, "pad_token_id", None)
+        rule = trained_reward_token(src, config, reward_token, head_kept=not extra.get("num_labels"))
         if len(tok) > model.get_input_embeddings().num_embeddings:  # prepare_tokenizer added a pad token
             model.resize_token_embeddings(len(tok))
         model.config.pad_token_id = tok.pad_token_id
-        return cls(model, tok, max_length=max_length)
+        rm = cls(model, tok, max_length=max_length)
+        if rm.is_decoder_head or rule != "last_non_pad":  # an encoder reads [CLS] whatever its pad
+            rm.read_reward_at(rule, trained_pad)
+        return rm
 
 
     @property
@@ -212,17 +297,18 @@ class RewardModel(HFWrapper):
             return out.logits
         backbone = self.backbone
         mask = batch.attention_mask
+        end_index = batch.end_index if self.skip_token_id is None else self._last_non_pad(batch)
         if batch.row_calls is not None:  # shared-prompt rows: one call per group of similar-length rows
             # only the end tokens' states are kept from each call (no rows × width copy of the batch)
             width = batch.input_ids.shape[1]
-            row_of = torch.div(batch.end_index, width, rounding_mode="floor")
+            row_of = torch.div(end_index, width, rounding_mode="floor")
             order, picked = [], []
             for start, end, n in batch.row_calls:
                 h = backbone(input_ids=batch.input_ids[start:end, :n],
                              attention_mask=self._block_mask(mask[start:end, :, :n, :n]),
                              position_ids=batch.position_ids[start:end, :n], use_cache=False).last_hidden_state
                 seqs = ((row_of >= start) & (row_of < end)).nonzero().squeeze(1)
-                local = (row_of[seqs] - start) * n + batch.end_index[seqs] % width
+                local = (row_of[seqs] - start) * n + end_index[seqs] % width
                 order.append(seqs)
                 picked.append(h.reshape(-1, h.shape[-1]).index_select(0, local))
             return self._head(torch.cat(picked).index_select(0, torch.cat(order).argsort()))
@@ -230,7 +316,21 @@ class RewardModel(HFWrapper):
             mask = self._block_mask(mask)
         hidden = backbone(input_ids=batch.input_ids, attention_mask=mask,
                           position_ids=batch.position_ids, use_cache=False).last_hidden_state
-        return self._head(hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch.end_index))
+        return self._head(hidden.reshape(-1, hidden.shape[-1]).index_select(0, end_index))
+
+    def _last_non_pad(self, batch: Batch) -> torch.Tensor:
+        """``end_index`` moved left past trailing ``skip_token_id`` tokens, within each row: the
+        position transformers' pooling reads (the rightmost token that is not the checkpoint's pad).
+        Causal attention makes the state there independent of the tokens after it."""
+        flat, width = batch.input_ids.reshape(-1), batch.input_ids.shape[1]
+        end = batch.end_index
+        start = torch.div(end, width, rounding_mode="floor") * width
+        for _ in range(width):
+            back = (flat[end] == self.skip_token_id) & (end > start)
+            if not bool(back.any()):
+                break
+            end = end - back.long()
+        return end
 
     def _head(self, hidden: torch.Tensor) -> torch.Tensor:
         """The linear head in its weights' dtype, outside autocast.
@@ -354,6 +454,12 @@ class RewardModel(HFWrapper):
         (the export contract, :mod:`rmlib.models.export`).
         """
         out = Path(out_dir)
+        if self.skip_token_id is not None:
+            raise ValueError("this model reads its reward at the last token that is not its training pad "
+                             f"(reward_token='last_non_pad', pad id {self.skip_token_id}: a checkpoint trained "
+                             "elsewhere with pad == eos); an rmlib checkpoint is read at its end token, so saving "
+                             "it would move every reward. Keep the original directory, or load it with "
+                             "reward_token='end' and train it with rmlib")
         self.config.problem_type = "regression"
         if is_main_process:
             out.mkdir(parents=True, exist_ok=True)
@@ -362,5 +468,5 @@ class RewardModel(HFWrapper):
         if is_main_process:
             self.tokenizer.save_pretrained(out)
             if extra:
-                (out / "rmlib.json").write_text(json.dumps(extra, indent=2, default=str))
+                (out / INFO_FILE).write_text(json.dumps(extra, indent=2, default=str))
         return out
