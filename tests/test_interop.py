@@ -90,3 +90,65 @@ def test_trl_trained_pad_eq_eos_model_is_read_where_trl_trained_it(trl_model, tm
     assert RewardModel.from_pretrained(out, attributes=["a", "b"]).reward_token == "end"
     with pytest.raises(ValueError, match="reward_token must be one of"):
         RewardModel.from_pretrained(out, reward_token="first")
+
+
+def _card_code(model_dir) -> list[str]:
+    """The ```python blocks of the README.md that write_model_card wrote, in order."""
+    import re
+
+    from rmlib.models.export import write_model_card
+
+    card = write_model_card(model_dir).read_text()
+    return re.findall(r"```python\n(.*?)```", card, flags=re.S)
+
+
+def _run_card(model_dir) -> dict:
+    ns: dict = {}
+    for block in _card_code(model_dir):
+        exec(compile(block, f"{model_dir}/README.md", "exec"), ns)  # the card's code as a user would run it
+    return ns
+
+
+def test_model_card_recipe_gives_rmlibs_reward_on_a_decoder_with_a_chat_template(tiny_llama, tmp_path):
+    """A decoder with a chat template: the card's transformers code (apply_chat_template on the conversation)
+    gives RewardModel.score's reward within 1e-4."""
+    rm = RewardModel.from_pretrained(tiny_llama).eval()
+    with torch.no_grad():
+        rm.model.score.weight.normal_()  # a head that is not the random init
+    out = rm.save_pretrained(tmp_path / "decoder")
+    blocks = _card_code(out)
+    assert len(blocks) == 1 and "apply_chat_template" in blocks[0]
+    ns = _run_card(out)
+    expected = rm.score([ns["prompt"]], [ns["response"]])
+    torch.testing.assert_close(ns["rewards"], expected, atol=1e-4, rtol=0)
+
+
+def test_model_card_recipe_gives_rmlibs_reward_on_minilm(tmp_path):
+    """MiniLM has no chat template (apply_chat_template raises): the card's code passes the prompt as
+    "Role: content" paragraphs and the response as a text pair, and gives RewardModel.score's reward
+    within 1e-4; so does sentence-transformers' CrossEncoder with activation_fn=Identity, while its
+    default (a sigmoid for one output) does not."""
+    pytest.importorskip("sentence_transformers")
+    rm = RewardModel.from_pretrained("minilm-l6", attributes=["reward"]).eval()
+    with torch.no_grad():
+        rm.model.classifier.weight.normal_()
+    out = rm.save_pretrained(tmp_path / "encoder")
+    with pytest.raises(ValueError):
+        rm.tokenizer.apply_chat_template([{"role": "user", "content": "q"}], tokenize=False)
+    blocks = _card_code(out)
+    assert len(blocks) == 2 and not any("apply_chat_template" in b for b in blocks)
+    ns = _run_card(out)
+    expected = rm.score([ns["prompt"]], [ns["response"]])
+    torch.testing.assert_close(ns["rewards"], expected, atol=1e-4, rtol=0)
+    torch.testing.assert_close(torch.as_tensor(ns["ce_rewards"]).reshape(-1), expected, atol=1e-4, rtol=0)
+    default = ns["CrossEncoder"](str(out))  # the card's claim: the default squashes with a sigmoid
+    squashed = torch.as_tensor(default.predict([(ns["prompt_text"], ns["response"])])).reshape(-1)
+    torch.testing.assert_close(squashed, torch.sigmoid(expected), atol=1e-4, rtol=0)
+    assert (squashed - expected).abs().max() > 1e-2
+    # a two-turn prompt with a system message: the card's code with the example's lines replaced
+    code = "\n".join(line for line in blocks[0].splitlines() if not line.startswith(("prompt = ", "response = ")))
+    ns2 = {"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+           "response": "Hello."}
+    exec(compile(code, "README.md", "exec"), ns2)
+    assert ns2["prompt_text"] == "System: Be brief.\n\nUser: Hi"
+    torch.testing.assert_close(ns2["rewards"], rm.score([ns2["prompt"]], [ns2["response"]]), atol=1e-4, rtol=0)

@@ -87,39 +87,94 @@ def model_card(model_dir: str | Path, *, repo_id: str | None = None, config_yaml
     return "\n".join(parts)
 
 
+def has_chat_template(d: Path) -> bool:
+    """Whether the tokenizer saved in ``d`` has a chat template (``chat_template.jinja``, or the key in
+    ``tokenizer_config.json``): it decides how rmlib formats inputs (:mod:`rmlib.data.tokenize`)."""
+    if (d / "chat_template.jinja").is_file():
+        return True
+    try:
+        cfg = json.loads((d / "tokenizer_config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return bool(isinstance(cfg, dict) and cfg.get("chat_template"))
+
+
+def _chat_recipe(name: str) -> list[str]:
+    """transformers code giving rmlib's reward of a model with a chat template: the conversation with
+    the response as the assistant turn, rendered and tokenized by the template (``Featurizer``)."""
+    return ["```python", "import torch",
+            "from transformers import AutoModelForSequenceClassification, AutoTokenizer", "",
+            f'tok = AutoTokenizer.from_pretrained("{name}")',
+            f'model = AutoModelForSequenceClassification.from_pretrained("{name}")',
+            'prompt = [{"role": "user", "content": "What is 2 + 2?"}]',
+            'response = "4"',
+            "# the chat template renders the whole conversation, the response as the assistant turn",
+            'ids = tok.apply_chat_template(prompt + [{"role": "assistant", "content": response}],',
+            "                              return_tensors='pt', return_dict=True)",
+            "with torch.no_grad():",
+            "    rewards = model(**ids).logits[0]  # one value per output, in id2label order", "```", ""]
+
+
+def _pair_recipe(name: str) -> list[str]:
+    """transformers and sentence-transformers code giving rmlib's reward of a model without a chat
+    template (BERT-style encoders): the prompt as "Role: content" paragraphs and the response, passed
+    as a text pair (``Featurizer.render_prompt_text`` and the tokenizer's own pair encoding)."""
+    return ["This model has no chat template (`apply_chat_template` raises): rmlib writes the prompt as "
+            '"Role: content" paragraphs (`User: ...`, blank line between messages) and passes it with the '
+            "response as a text pair, `[CLS] prompt [SEP] response [SEP]`, segment ids included.", "",
+            "```python", "import torch",
+            "from transformers import AutoModelForSequenceClassification, AutoTokenizer", "",
+            f'tok = AutoTokenizer.from_pretrained("{name}")',
+            f'model = AutoModelForSequenceClassification.from_pretrained("{name}")',
+            'prompt = [{"role": "user", "content": "What is 2 + 2?"}]',
+            'response = "4"',
+            "prompt_text = \"\\n\\n\".join(f\"{m['role'].capitalize()}: {m['content']}\" for m in prompt)",
+            "ids = tok(prompt_text, response, return_tensors='pt')  # a text pair",
+            "with torch.no_grad():",
+            "    rewards = model(**ids).logits[0]  # one value per output, in id2label order", "```", "",
+            "With sentence-transformers' `CrossEncoder`, give it the same pair, and ask for the raw output: "
+            "its default activation is a sigmoid for a one-output model, which squashes rewards into (0, 1).",
+            "", "```python", "from sentence_transformers import CrossEncoder", "",
+            f'ce = CrossEncoder("{name}", activation_fn=torch.nn.Identity())  # the raw reward, no sigmoid',
+            "ce_rewards = ce.predict([(prompt_text, response)])", "```", ""]
+
+
 def _reward_card_intro(d: Path, name: str, raw: Mapping[str, Any], labels: list[str]) -> list[str]:
-    """A reward model's card up to its training section: what it is, transformers, vLLM and SGLang."""
+    """A reward model's card up to its training section: what it is, transformers, vLLM and SGLang.
+
+    The loading recipe follows the model's kind: the chat template's rendering for a model that has
+    one, the text pair for one that has not (an encoder); each gives ``RewardModel.score``'s rewards
+    (tests/test_interop.py runs the card's code).
+    """
     arch = (raw.get("architectures") or ["sequence-classification"])[0]
+    chat = has_chat_template(d)
+    where = ("read at the last token of prompt + response" if chat else
+             "read from the encoder's pooled first token of the (prompt, response) text pair")
     parts = ["---", "library_name: transformers", "pipeline_tag: text-classification", "tags:",
              "  - reward-model", "  - rmlib", "---", "", f"# Reward model `{name}`", "",
              f"A `{arch}` reward model trained with rmlib: {len(labels) or 1} output(s) "
-             f"({', '.join(f'`{x}`' for x in labels) or '`reward`'}), read at the last token of "
-             "prompt + response. The outputs are raw rewards (`problem_type: regression`); higher is better.", ""]
+             f"({', '.join(f'`{x}`' for x in labels) or '`reward`'}), {where}. The outputs are raw rewards "
+             "(`problem_type: regression`); higher is better.", ""]
     if any((d / f).exists() for f in ADAPTER_FILES):
         parts += ["This directory is a LoRA adapter with its full reward head (rmlib loads it as is). Merge it "
                   f"into a plain model first for the lines below: `rmlib export {d} --out MERGED_DIR`.", ""]
-    parts += ["## Use with transformers", "", "```python", "import torch",
-              "from transformers import AutoModelForSequenceClassification, AutoTokenizer", "",
-              f'tok = AutoTokenizer.from_pretrained("{name}")',
-              f'model = AutoModelForSequenceClassification.from_pretrained("{name}")',
-              'messages = [{"role": "user", "content": "What is 2 + 2?"}, {"role": "assistant", "content": "4"}]',
-              "ids = tok.apply_chat_template(messages, return_tensors='pt', return_dict=True)",
-              "with torch.no_grad():",
-              "    rewards = model(**ids).logits[0]  # one value per output, in id2label order", "```", "",
-              "With a pipeline, ask for the raw logits: `pipeline(\"text-classification\", model=..., "
+    parts += ["## Use with transformers", ""]
+    parts += _chat_recipe(name) if chat else _pair_recipe(name)
+    parts += ["With a pipeline, ask for the raw logits: `pipeline(\"text-classification\", model=..., "
               "function_to_apply=\"none\", top_k=None)`; its default applies a sigmoid or softmax, which squashes "
               "rewards into (0, 1) and turns close ones into ties.", "",
-              "With rmlib (batched, length-sorted scoring): "
+              "With rmlib (batched, length-sorted scoring, the same inputs): "
               f'`rmlib.RewardModel.from_pretrained("{name}").score(prompts, responses)`; '
               f"as an HTTP server for RL loops: `rmlib serve {name}` (see rmlib's docs/serving.md).", ""]
+    fmt = ("Format requests with that chat template, the assistant turn included." if chat else
+           "Send the prompt text and the response as a text pair, as above.")
     parts += ["## Serve with vLLM or SGLang", "", "```bash",
               f"vllm serve {name} --runner pooling --convert classify   # POST /classify or /pooling",
               f"python -m sglang.launch_server --model-path {name} --is-embedding",
               "```", "",
               "Both load the directory as it is: `architectures` ends in `ForSequenceClassification`, "
-              "`problem_type` is `regression` (raw logits, no sigmoid), `pad_token_id` is set, and the chat "
-              "template is saved with the tokenizer. Format requests with that chat template, the "
-              "assistant turn included.", ""]
+              "`problem_type` is `regression` (raw logits, no sigmoid), `pad_token_id` is set"
+              + (", and the chat template is saved with the tokenizer. " if chat else ". ") + fmt, ""]
     return parts
 
 
