@@ -273,6 +273,18 @@ def test_retrieve_pairs_with_minilm(tmp_path):
     assert [r["meta"]["curation"]["retrieved_by"] for r in got] == [[0], [0], [1]]
     assert (rep.n_in, rep.n_out, dict(rep.removed)) == (5, 3, {"not_retrieved": 2})
     assert rep.extra["k_counts"] == {1: 1, 2: 1} and rep.extra["seeds_wrong"] == 1
+    # a second round excludes what the first took (one of them with chosen and rejected swapped, as an
+    # annotator may label it): the seeds reach the next-nearest pool pairs instead of the same three
+    taken = _rows(tmp_path / "out" / "data.jsonl")
+    taken[1]["chosen"], taken[1]["rejected"] = taken[1]["rejected"], taken[1]["chosen"]
+    (tmp_path / "taken.jsonl").write_text("".join(json.dumps(r) + "\n" for r in taken))
+    rep2 = retrieve_pairs(labeled, pool, tmp_path / "out2", scores, k_max=2, backend="numpy",
+                          exclude=[tmp_path / "taken.jsonl"])
+    got2 = [r["meta"]["id"] for r in _rows(tmp_path / "out2" / "data.jsonl")]
+    assert got2 and not set(got2) & {0, 1, 2} and set(got2) <= {3, 4}
+    assert rep2.n_in == 5 == rep2.n_out + sum(rep2.removed.values()) and rep2.removed["already_taken"] == 3
+    with pytest.raises(DataError, match="pool is used up"):  # a clear stop, not an empty file for the next step
+        retrieve_pairs(labeled, pool, tmp_path / "out3", scores, exclude=[tmp_path / "taken.jsonl", pool])
 
 
 # ---------------------------------------------------------------------------------------------- the chain

@@ -194,6 +194,11 @@ def test_skywork_bt_smoke(tmp_path):
         with open(s1 / f"round{r}" / "review" / "review.csv", newline="") as fh:
             assert len(list(csv.DictReader(fh))) == review["n_out"]
         annotated += ann["n_out"]
+    # round 2 never retrieves what round 1 took (recipes/skywork_bt passes it as --exclude)
+    taken = [{(json.dumps(row["prompt"]), row["chosen"], row["rejected"]) for row in map(json.loads, (
+        s1 / f"round{r}" / "retrieve" / "data.jsonl").read_text().splitlines())} for r in (1, 2)]
+    assert taken[1] and not taken[0] & taken[1]
+    assert reports["stage1/round2/retrieve"]["removed"]["already_taken"] == len(taken[0])
     dedup, decon = _json(c / "dedup" / "report.json"), _json(c / "decontaminate" / "report.json")
     # 44 pairs: one exact duplicate and one swapped copy (a label conflict: both sides of it go)
     assert (dedup["n_in"], dedup["n_out"]) == (44, 41)

@@ -79,6 +79,7 @@ rmlib data annotate "${GOLD_DATA}" --out "${S1}/gold" --label keep "${ANNOTATE[@
 # 1. the silver data: the seed pairs labelled by the LLM
 rmlib data annotate "${SEED}" --out "${S1}/silver" ${ORDERS[@]+"${ORDERS[@]}"} "${ANNOTATE[@]}"
 MIX=""
+EXCLUDE=()  # the pool pairs earlier rounds took: never retrieved again
 for R in $(seq 1 "${ROUNDS}"); do
   D="${S1}/round${R}"
   # a. a reward model on the silver pairs so far, validated on the gold set
@@ -86,7 +87,8 @@ for R in $(seq 1 "${ROUNDS}"); do
     "train.output_dir=${D}/rm" "$@"
   # b. error-driven retrieval: pool pairs like the gold pairs this model gets wrong (k = 8) or is unsure of
   rmlib data retrieve "${S1}/gold/data.jsonl" --pool "${S1}/pool/data.jsonl" --scores "${D}/rm/model" \
-    --key prompt_attributes --out "${D}/retrieve"
+    --key prompt_attributes --out "${D}/retrieve" ${EXCLUDE[@]+"${EXCLUDE[@]}"}
+  EXCLUDE=(--exclude "${EXCLUDE[@]:1}" "${D}/retrieve/data.jsonl")
   # c. preference-aware labelling: the LLM sees the gold pairs that retrieved each pair
   rmlib data annotate "${D}/retrieve/data.jsonl" --out "${D}/annotate" --examples "${S1}/gold/data.jsonl" \
     ${ORDERS[@]+"${ORDERS[@]}"} "${ANNOTATE[@]}"

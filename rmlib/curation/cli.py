@@ -111,7 +111,8 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
 
     return _print(retrieve_pairs(args.path, args.pool, args.out, args.scores, embedder=args.embedder, key=args.key,
                                  k_max=args.k_max, max_p=args.max_p, backend=args.backend,
-                                 batch_size=args.batch_size, format=args.format, on_invalid=args.on_invalid))
+                                 batch_size=args.batch_size, format=args.format, on_invalid=args.on_invalid,
+                                 exclude=args.exclude))
 
 
 def cmd_annotate(args: argparse.Namespace) -> int:
@@ -223,6 +224,9 @@ def add_parsers(dsub: Any) -> None:
     p.add_argument("--backend", default="numpy", choices=["numpy", "faiss"],
                    help="exact search: numpy (default; bounded memory) or faiss (faiss-cpu's IndexFlatIP)")
     p.add_argument("--batch-size", type=int, default=16, help="scoring batch size when --scores is a model")
+    p.add_argument("--exclude", nargs="*", default=[], metavar="FILE",
+                   help="pairs already taken from the pool (earlier rounds' retrieved or annotated files): never "
+                        "retrieved again, in either order; counted as already_taken")
     p.set_defaults(curation_func=cmd_retrieve)
 
     _annotate_parser(dsub)

@@ -49,7 +49,8 @@ def pair_keys(prompt_json: str, chosen: str, rejected: str) -> tuple[int, int]:
             hash64(json.dumps([prompt_json, rejected, chosen], ensure_ascii=False)))
 
 
-def _keys_batch(batch: dict[str, list]) -> dict[str, list]:
+def keys_batch(batch: dict[str, list]) -> dict[str, list]:
+    """:func:`pair_keys` of a batch of table rows (dedup's keys; retrieval's ``exclude`` matches on them)."""
     keys = [pair_keys(p, c, r) for p, c, r in zip(batch["prompt"], batch["chosen"], batch["rejected"])]
     return {"key": [k for k, _ in keys], "swap": [s for _, s in keys]}
 
@@ -92,7 +93,7 @@ def dedup_pairs(source: str | os.PathLike, out_dir: str | os.PathLike, *, format
         table = read_pairs(source, work, format=format, on_invalid=on_invalid, max_examples=max_examples)
         report.source, report.read = table.source, table.report.to_dict()
         report.n_in = len(table)
-        hashed = map_columns(table, _keys_batch, {"key": np.int64, "swap": np.int64}, num_proc)
+        hashed = map_columns(table, keys_batch, {"key": np.int64, "swap": np.int64}, num_proc)
         key, swap = hashed["key"], hashed["swap"]
         duplicate, conflict = dedup_masks(key, swap, conflicts)
         report.remove("duplicate", duplicate.sum())
