@@ -88,7 +88,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     if _is_causal_lm(args.model):  # a generative judge gives verdicts, not rewards
         return _score_with_judge(args, loaded)
     model = RewardModel.from_pretrained(args.model, trust_remote_code=args.trust_remote_code,
-                                        max_length=args.max_length)
+                                        max_length=args.max_length, reward_token=args.reward_token)
     ex = loaded.examples
     kw = dict(batch_size=args.batch_size, show_progress=True)
     from rmlib.data.schema import DataError
@@ -151,7 +151,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         max_new_tokens=args.max_new_tokens, max_pending=args.max_pending)
     serve(args.model, host=args.host, port=args.port, dtype=args.dtype, device=args.device,
           max_length=args.max_length, trust_remote_code=args.trust_remote_code,
-          attn_implementation=args.attn_implementation, options=opts, served_name=args.served_model_name)
+          attn_implementation=args.attn_implementation, options=opts, served_name=args.served_model_name,
+          reward_token=args.reward_token)
     return 0
 
 
@@ -227,6 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=16, help="sequences per scoring batch (an upper bound)")
     s.add_argument("--max-length", type=int, default=None,
                    help="tokens per sequence (default: the model's position limit, at most 1024)")
+    s.add_argument("--reward-token", default="auto", choices=["auto", "end", "last_non_pad"],
+                   help="where a reward model's reward is read: auto (default; a decoder trained elsewhere "
+                        "with pad == eos, as TRL's RewardTrainer does, at the token before the final eos, "
+                        "otherwise the end-of-response token), end, or last_non_pad")
     s.add_argument("--trust-remote-code", action="store_true",
                    help="allow the model's own Python code from its directory or the hub (off by default)")
     s.add_argument("--max-new-tokens", type=int, default=256,
@@ -289,6 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="generative models: completions queued or generating (more: 429, retry later)")
     sv.add_argument("--served-model-name", default=None,
                     help="the `model` name clients send and /v1/models lists (default: the MODEL argument)")
+    sv.add_argument("--reward-token", default="auto", choices=["auto", "end", "last_non_pad"],
+                    help="where a reward model's reward is read: auto (default; a decoder trained elsewhere "
+                         "with pad == eos, as TRL's RewardTrainer does, at the token before the final eos, "
+                         "otherwise the end-of-response token), end, or last_non_pad")
     sv.add_argument("--trust-remote-code", action="store_true",
                     help="allow the model's own Python code from its directory or the hub (off by default)")
     sv.set_defaults(func=cmd_serve)

@@ -92,6 +92,23 @@ def test_trl_trained_pad_eq_eos_model_is_read_where_trl_trained_it(trl_model, tm
         RewardModel.from_pretrained(out, reward_token="first")
 
 
+@pytest.mark.slow  # shares the TRL training; two `rmlib score` subprocesses
+def test_the_command_line_reads_a_trl_model_where_it_was_trained_or_where_told(trl_model, tmp_path):
+    """`rmlib score` (like `rmlib eval reward_token=...` and `rmlib serve --reward-token`) takes the same rule."""
+    from tests.helpers import run_cli
+
+    out, trl_chosen, _ = trl_model
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps({"prompt": p, "chosen": c, "rejected": r}) + "\n"
+                            for p, c, r in zip(PROMPTS, CHOSEN, REJECTED)))
+    got = {}
+    for token in ("auto", "end"):
+        run_cli("score", str(out), str(data), "--out", str(tmp_path / f"{token}.jsonl"), "--reward-token", token)
+        got[token] = torch.tensor([json.loads(line)["chosen"] for line in (tmp_path / f"{token}.jsonl").open()])
+    torch.testing.assert_close(got["auto"], trl_chosen, atol=1e-4, rtol=0)
+    assert (got["end"] - trl_chosen).abs().max() > 1e-2
+
+
 def _card_code(model_dir) -> list[str]:
     """The ```python blocks of the README.md that write_model_card wrote, in order."""
     import re
@@ -152,3 +169,13 @@ def test_model_card_recipe_gives_rmlibs_reward_on_minilm(tmp_path):
     exec(compile(code, "README.md", "exec"), ns2)
     assert ns2["prompt_text"] == "System: Be brief.\n\nUser: Hi"
     torch.testing.assert_close(ns2["rewards"], rm.score([ns2["prompt"]], [ns2["response"]]), atol=1e-4, rtol=0)
+
+
+def test_eval_config_takes_the_reward_token_rule():
+    from rmlib.config import ConfigError
+    from rmlib.eval.config import load_eval_config
+
+    assert load_eval_config("pairs", None, ["reward_token=end"]).reward_token == "end"
+    assert load_eval_config("pairs").reward_token == "auto"
+    with pytest.raises(ConfigError, match="reward_token.*one of"):
+        load_eval_config("pairs", None, ["reward_token=first"])

@@ -125,7 +125,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
         acc = _accelerator()
         model = RewardModel.from_pretrained(args.model, trust_remote_code=cfg.trust_remote_code,
-                                            max_length=cfg.max_length)
+                                            max_length=cfg.max_length, reward_token=cfg.reward_token)
         if (weights is not None or not suite.per_head) and not cfg.heads.search:  # fail before scoring
             try:
                 combine_heads(np.zeros((1, len(model.attributes))), weights, model.attributes)

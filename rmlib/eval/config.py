@@ -53,6 +53,10 @@ class EvalConfig:
     max_length: int | None = field(default=None, metadata={
         "help": "longest tokenized prompt + response; null: the model's position limit, at most 1024"})
     trust_remote_code: bool = field(default=False, metadata={"help": "passed to from_pretrained"})
+    reward_token: str = field(default="auto", metadata={
+        "help": "where a reward model's reward is read: auto (rmlib checkpoints: the end-of-response token; a "
+                "decoder trained elsewhere with pad == eos, as TRL's RewardTrainer does: the token before the "
+                "final eos), end, or last_non_pad"})
     heads: HeadsConfig = field(default_factory=HeadsConfig, metadata={"help": "multi-head models"})
     judge: JudgeConfig = field(default_factory=JudgeConfig, metadata={
         "help": "generative judges (Pairwise Justifier): a MODEL whose config names a *ForCausalLM architecture"})
@@ -85,6 +89,9 @@ def load_eval_config(suite: str | Suite, path: str | Path | None = None, overrid
     if cfg.heads.search and (s.name != "rewardbench" or cfg.heads.weights is not None or cfg.heads.search_step <= 0):
         raise ConfigError("config key 'heads.search': needs --suite rewardbench, no heads.weights and "
                           f"heads.search_step > 0 (got suite {s.name!r}, step {cfg.heads.search_step})")
+    tokens = ("auto", "end", "last_non_pad")  # rmlib.models.reward_model.REWARD_TOKENS (models sit below eval)
+    if cfg.reward_token not in tokens:
+        raise ConfigError(f"config key 'reward_token': must be one of {tokens}, got {cfg.reward_token!r}")
     if cfg.batch_size < 1 or (cfg.max_length is not None and cfg.max_length < 1):
         raise ConfigError(f"config keys 'batch_size', 'max_length': must be >= 1, got {cfg.batch_size}, "
                           f"{cfg.max_length}")

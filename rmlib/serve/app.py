@@ -229,7 +229,7 @@ def create_chat_app(model: Any, options: ServeOptions | None = None, *, name: st
 def serve(model_path: str, *, host: str = "127.0.0.1", port: int = 8000, dtype: str = "float32",
           device: str | None = None, max_length: int | None = None, trust_remote_code: bool = False,
           attn_implementation: str | None = None, options: ServeOptions | None = None,
-          log_level: str = "info", served_name: str | None = None) -> None:
+          log_level: str = "info", served_name: str | None = None, reward_token: str = "auto") -> None:
     """Load a model and serve it until interrupted (``rmlib serve``): a reward model's scores, or a causal
     LM's (a Pairwise Justifier's) chat completions. ``served_name`` is the name clients send as
     ``model`` (default: ``model_path``)."""
@@ -245,8 +245,9 @@ def serve(model_path: str, *, host: str = "127.0.0.1", port: int = 8000, dtype: 
     except (OSError, ValueError):
         generative = False
     cls = JustifierModel if generative else RewardModel  # a causal LM generates; anything else scores
+    extra = {} if generative else {"reward_token": reward_token}  # where a reward model reads its reward
     model = cls.from_pretrained(model_path, dtype=dtype, max_length=max_length, trust_remote_code=trust_remote_code,
-                                attn_implementation=attn_implementation)
+                                attn_implementation=attn_implementation, **extra)
     target = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(target).eval()
     uvicorn.run(create_app(model, options, name=served_name or str(model_path)), host=host, port=port,
