@@ -32,9 +32,17 @@ def _targets(example: Example, attributes: Sequence[str]) -> list[float] | None:
     return [math.nan if scores.get(a) is None else float(scores[a]) for a in attributes]
 
 
+def vote_share(votes: Sequence[float] | None) -> float:
+    """:func:`votes_to_target_prob`, and 1.0 for a pair without votes: one judgement that chosen is better
+    (``mean_var`` trains on any preference data; with ``data.annotations=all`` each pair is one vote)."""
+    p = votes_to_target_prob(votes)
+    return 1.0 if p is None else p
+
+
 _READERS: dict[str, LabelReader] = {
     "margin": lambda ex, attrs: getattr(ex, "strength", None),
     "target_prob": lambda ex, attrs: votes_to_target_prob(getattr(ex, "votes", None)),
+    "vote_share": lambda ex, attrs: vote_share(getattr(ex, "votes", None)),
     "targets": _targets,
 }
 

@@ -1,10 +1,12 @@
 """Reward-model losses behind one registry: ``get_loss(name, **options)``.
 
 Importing this package registers the built-in losses (pairwise: ``bt``, ``margin_bt``,
-``scaled_bt``, ``soft_bt``; pointwise: ``mse``; generative: ``justifier``). See :class:`RewardLoss`
+``scaled_bt``, ``soft_bt``; pointwise: ``mse``; distributional: ``mean_var`` (pairs), ``rating_ce``
+(ratings); generative: ``justifier``). See :class:`RewardLoss`
 for the contract and for how the trainer normalises summed losses under gradient accumulation.
 """
 
+from rmlib.losses.distributional import MeanVarLoss, RatingCELoss
 from rmlib.losses.generative import JustifierLoss
 from rmlib.losses.pairwise import (
     BradleyTerryLoss,
@@ -30,8 +32,10 @@ __all__ = [
     "JustifierLoss",
     "MarginBradleyTerryLoss",
     "MaskedMSELoss",
+    "MeanVarLoss",
     "PairwiseLoss",
     "PointwiseLoss",
+    "RatingCELoss",
     "RewardLoss",
     "ScaledBradleyTerryLoss",
     "SoftBradleyTerryLoss",

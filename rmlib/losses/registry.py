@@ -17,10 +17,10 @@ import torch
 from torch import nn
 
 Reduction = Literal["mean", "sum", "none"]
-Family = Literal["pairwise", "pointwise", "generative"]
-CountUnit = Literal["pairs", "examples", "tokens"]
-DataKind = Literal["pairs", "ratings", "judge"]
-FAMILIES: tuple[str, ...] = ("pairwise", "pointwise", "generative")
+Family = Literal["pairwise", "pointwise", "generative", "listwise"]
+CountUnit = Literal["pairs", "examples", "tokens", "lists"]
+DataKind = Literal["pairs", "ratings", "judge", "lists"]
+FAMILIES: tuple[str, ...] = ("pairwise", "pointwise", "generative", "listwise")
 
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 
@@ -47,7 +47,7 @@ class RewardLoss(nn.Module):
 
     family: ClassVar[Family]
     count_unit: ClassVar[CountUnit]
-    # which records the loss trains on: preference pairs, rated responses or judge examples
+    # which records the loss trains on: preference pairs, rated responses, judge examples or ranked lists
     data_kind: ClassVar[DataKind]
     # the labels the loss consumes, by name: a batch carries exactly these in ``Batch.labels`` and
     # the data must provide each of them for every example (checked before a model is loaded)
@@ -91,6 +91,26 @@ class RewardLoss(nn.Module):
     def count(self, labels: Mapping[str, torch.Tensor], n_items: int) -> int:
         """Units a ``reduction="sum"`` value of these items is a sum over (default: the items)."""
         return n_items
+
+    # -- what the loss asks of the model (read by the trainer, never its name) ------------------
+
+    @classmethod
+    def data_attributes(cls, options: Mapping[str, object]) -> list[str] | None:
+        """The rated attributes the loss reads when ``model.attributes`` is unset (None: every attribute)."""
+        return None
+
+    def model_head(self, attributes: list[str]) -> tuple[list[str], object | None]:
+        """(the head's output names, the distribution they carry or None) for the data's ``attributes``.
+
+        Why on the loss: the loss decides what the head predicts. A scalar loss has one output per
+        attribute; a distributional loss has its distribution's raw outputs
+        (:mod:`rmlib.models.distribution`), which the model declares in its config when it is built.
+        """
+        return list(attributes), None
+
+    def predictions(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The per-attribute predictions of raw outputs (held-out MSE and correlations); raw outputs by default."""
+        return outputs
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}"

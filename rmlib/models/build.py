@@ -14,22 +14,34 @@ from typing import Any
 import torch
 
 
-def build_reward_model(path: str, attributes: list[str], model_cfg, *, device: torch.device, **common: Any):
-    """A :class:`~rmlib.models.RewardModel` (sequence classifier read at the end token)."""
+def build_reward_model(path: str, attributes: list[str], model_cfg, *, device: torch.device,
+                       distribution: Any = None, **common: Any):
+    """A :class:`~rmlib.models.RewardModel` (sequence classifier read at the end token).
+
+    ``distribution`` (:mod:`rmlib.models.distribution`, declared by the loss) makes the head a
+    distributional one: declared in the config and zero-initialised, so every pair starts at P = 0.5.
+    """
     from rmlib.models.reward_model import RewardModel
     from rmlib.runtime import enable_checkpointing
 
     common = {**common, "reward_token": "end"}  # rmlib trains at its end token, whatever the base was trained at
+    if distribution is not None and model_cfg.init_from_regression_attribute:
+        raise ValueError(f"model.init_from_regression_attribute starts a scalar head from a regression model; a "
+                         f"{distribution.kind} head has {len(attributes)} outputs of its own: leave it unset")
     if model_cfg.lora.enabled:  # PEFT LoRA/QLoRA with the head in modules_to_save (rmlib/models/lora.py)
         from rmlib.models.lora import build_lora_model
 
-        return build_lora_model(path, attributes, model_cfg, device=device, **common)
-    if model_cfg.init_from_regression_attribute:
+        model = build_lora_model(path, attributes, model_cfg, device=device, **common)
+    elif model_cfg.init_from_regression_attribute:
         model = RewardModel.from_pretrained(path, **common)
         model.keep_attributes([model_cfg.init_from_regression_attribute], rename=attributes)
     else:
         model = RewardModel.from_pretrained(path, attributes=attributes, **common)
-    if model_cfg.gradient_checkpointing:
+    if distribution is not None:
+        from rmlib.models.distribution import apply_distribution
+
+        apply_distribution(model.config, model.head, distribution)
+    if model_cfg.gradient_checkpointing and not model_cfg.lora.enabled:
         enable_checkpointing(model._hf)
     return model
 

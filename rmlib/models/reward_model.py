@@ -257,8 +257,22 @@ class RewardModel(HFWrapper):
 
     @property
     def attributes(self) -> list[str]:
+        """The raw outputs' names (``config.id2label``): one per attribute, or a distribution's raw outputs."""
         labels = self.config.id2label or {0: "reward"}
         return [labels[i] for i in sorted(labels)]
+
+    @property
+    def head(self) -> nn.Module:
+        """The linear head (``score`` of a decoder, ``classifier`` of an encoder; PEFT's wrapper under LoRA)."""
+        return getattr(self._hf, "score" if self.is_decoder_head else "classifier")
+
+    @property
+    def distribution(self):
+        """What the outputs mean when the model predicts a distribution over the reward
+        (:mod:`rmlib.models.distribution`: ``mean_var`` or ``rating_ce``), or None for a scalar model."""
+        from rmlib.models.distribution import distribution_from_config
+
+        return distribution_from_config(self.config)
 
     def keep_attributes(self, keep: Sequence[str], rename: Sequence[str] | None = None) -> None:
         """Shrink the head to the named outputs (the two-stage recipe: a regression model's
@@ -398,7 +412,44 @@ class RewardModel(HFWrapper):
         responses apart: the rewards equal separate encoding (to float rounding) at the cost of
         ``p + sum(responses)`` tokens instead of ``N * p + sum(responses)``. ``batch_size`` then
         counts prompt groups.
+
+        A distributional model (:attr:`distribution`) returns its mean, shape (N,): every caller that
+        ranks responses (suites, ExPO, curation) works unchanged; :meth:`score_outputs` adds the spread.
         """
+        raw = self.score_raw(prompts, responses, batch_size=batch_size, max_tokens=max_tokens, packing=packing,
+                             shared_prompt=shared_prompt, accelerator=accelerator, show_progress=show_progress)
+        dist = self.distribution
+        if dist is not None:  # the reward of a distributional model is its mean
+            if combine is not None:
+                raise ValueError(f"combine weights heads of a multi-attribute model; this {dist.kind} model has one "
+                                 "reward (its mean): use score_outputs for the spread")
+            return dist.read(raw)["reward"]
+        if combine is not None:
+            w = torch.tensor(list(combine), dtype=raw.dtype)
+            if w.numel() != raw.shape[1]:
+                raise ValueError(f"combine has {w.numel()} weights for {raw.shape[1]} outputs {self.attributes}")
+            return raw @ w
+        return raw[:, 0] if raw.shape[1] == 1 else raw
+
+    def score_outputs(self, prompts: Sequence[str | Sequence[Message]], responses: Sequence[str],
+                      **kwargs) -> dict[str, torch.Tensor]:
+        """Named outputs, each (N,) (``probs`` of a rating model (N, levels)): ``reward`` and ``std`` of a
+        distributional model, ``reward`` of a one-output model, one entry per attribute otherwise.
+
+        Why beside :meth:`score`: every caller that ranks responses wants one reward, and gets the mean;
+        a caller that wants to know how contested a response is (the divergence suite, the server) asks here.
+        """
+        from rmlib.models.distribution import distribution_outputs
+
+        raw = self.score_raw(prompts, responses, **kwargs)
+        if self.distribution is None and raw.shape[1] > 1:
+            return {name: raw[:, j] for j, name in enumerate(self.attributes)}
+        return distribution_outputs(self.distribution, raw)
+
+    def score_raw(self, prompts: Sequence[str | Sequence[Message]], responses: Sequence[str], *,
+                  batch_size: int = 16, max_tokens: int | None = None, packing: bool = False,
+                  shared_prompt: bool = False, accelerator=None, show_progress: bool = False) -> torch.Tensor:
+        """The head's raw outputs (N, heads) through the one scoring loop; :meth:`score` reads them."""
         from rmlib.models.scoring import score_sequences
 
         if len(prompts) != len(responses):
@@ -418,12 +469,7 @@ class RewardModel(HFWrapper):
                               accelerator=accelerator, show_progress=show_progress)
         if not seqs:
             out = torch.zeros((0, len(self.attributes)))
-        if combine is not None:
-            w = torch.tensor(list(combine), dtype=out.dtype)
-            if w.numel() != out.shape[1]:
-                raise ValueError(f"combine has {w.numel()} weights for {out.shape[1]} outputs {self.attributes}")
-            return out @ w
-        return out[:, 0] if out.shape[1] == 1 else out
+        return out
 
     def score_pairs(self, prompts: Sequence[str | Sequence[Message]], chosen: Sequence[str],
                     rejected: Sequence[str], **kwargs) -> tuple[torch.Tensor, torch.Tensor]:

@@ -124,7 +124,7 @@ def load_examples(cfg: Config, featurizer: Featurizer) -> Examples:
 
     loss = get_loss_class(cfg.loss.name)
     d = cfg.data
-    attrs = list(cfg.model.attributes) if cfg.model.attributes else None
+    attrs = list(cfg.model.attributes) if cfg.model.attributes else loss.data_attributes(cfg.loss.options)
     try:  # loss options that shape the features (the justifier's target and flip), part of the cache key
         data_options = loss.data_options(cfg.loss.options)
     except ValueError as e:

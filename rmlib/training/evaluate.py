@@ -78,4 +78,4 @@ def evaluate(model, loss_fn, feats: Sequence, *, kind: str, attributes: list[str
     if kind == "pairs":
         n = len(feats)
         return pair_metrics(outputs[:n, 0].numpy(), outputs[n:, 0].numpy(), loss)
-    return rated_metrics(outputs.numpy(), labels["targets"].numpy(), loss, attributes)
+    return rated_metrics(loss_fn.predictions(outputs).numpy(), labels["targets"].numpy(), loss, attributes)

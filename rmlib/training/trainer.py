@@ -149,7 +149,7 @@ class Trainer:
         if resume is None and t.overwrite and acc.is_main_process:
             self._clear_previous_run()
         examples = self._load_data(acc)  # every data/loss check runs here, before a model is loaded
-        model = self._build_model(examples.attributes, acc.device)
+        model = self._build_model(loss_fn, examples.attributes, acc.device)
         sanity.check_head_across_ranks(acc, model, t.sanity_checks)  # before prepare partitions or syncs it
         parts = acc.num_processes * t.gradient_accumulation_steps
         lengths = examples.train.lengths
@@ -212,18 +212,20 @@ class Trainer:
                   f"{'built' if examples.built else 'from the cache'}")
         return examples
 
-    def _build_model(self, attributes: list[str], device):
-        """The model the loss declares (``model_kind``: a reward model or a causal LM), built by
-        ``rmlib.models.build_model`` with LoRA/QLoRA and checkpointing as configured."""
-        from rmlib.losses import get_loss_class
+    def _build_model(self, loss_fn, attributes: list[str], device):
+        """The model the loss declares (``model_kind``: a reward model or a causal LM; ``model_head``: its
+        outputs, and a distribution when it predicts one), built by ``rmlib.models.build_model`` with
+        LoRA/QLoRA and checkpointing as configured."""
         from rmlib.models import build_model
 
         m = self.cfg.model
         common = dict(dtype=m.dtype, trust_remote_code=m.trust_remote_code,
                       attn_implementation=m.attn_implementation, max_length=self.cfg.data.max_length)
         try:
-            return build_model(get_loss_class(self.cfg.loss.name).model_kind, resolve_model(m.name_or_path),
-                               attributes, m, device=device, **common)
+            outputs, distribution = loss_fn.model_head(attributes)
+            if distribution is not None:
+                common["distribution"] = distribution
+            return build_model(loss_fn.model_kind, resolve_model(m.name_or_path), outputs, m, device=device, **common)
         except ValueError as e:
             raise ConfigError(str(e)) from None
 
