@@ -76,6 +76,41 @@ def test_truncation_without_keep_system_drops_system_first(tok):
     assert "be kind" not in text and text.endswith("<|assistant|>ok<|end|>")
 
 
+def test_keep_response_end_keeps_the_last_tokens_of_a_too_long_response(tok):
+    """The reward server's option: a response longer than max_length keeps BOS and its last tokens (the
+    end-of-turn token last, where the reward is read), the prompt dropped; without it the sequence is None.
+    A response that fits is placed exactly as without the option. Counted apart from prompt truncations."""
+    msgs = [{"role": "user", "content": "q " * 30}]
+    words = " ".join(f"w{i}" for i in range(80))
+    assert Featurizer(tok, max_length=24).encode(msgs, words) is None
+    f = Featurizer(tok, max_length=24, keep_response_end=True)
+    enc = f.encode(msgs, words)
+    full = Featurizer(tok, max_length=4096).encode(msgs, words)  # the whole sequence, to compare against
+    end = tok.convert_tokens_to_ids("<|end|>")
+    assert len(enc.ids) == 24 and enc.prompt_len == 1
+    assert enc.ids == full.ids[:1] + full.ids[-23:] and enc.ids[-1] == end and enc.ids[0] == tok.bos_token_id
+    text = tok.decode(enc.ids)
+    assert text.endswith(" w78 w79<|end|>") and " w1 " not in text and "q q" not in text
+    assert (f.truncated_responses, f.truncated_prompts) == (1, 1)
+    short = f.encode(msgs, "ok")  # fits once the prompt is cut: the training rule, unchanged
+    assert short.ids == Featurizer(tok, max_length=24).encode(msgs, "ok").ids
+    assert (f.truncated_responses, f.truncated_prompts) == (1, 2)
+    # a kept system message that fills the limit leaves no room: still None
+    system = [{"role": "system", "content": "rule " * 40}, {"role": "user", "content": "q"}]
+    assert f.encode(system, words) is None
+
+
+def test_keep_response_end_on_a_text_pair_keeps_the_separator_and_segment_ids():
+    from rmlib.io import resolve_model
+
+    t = AutoTokenizer.from_pretrained(resolve_model("minilm-l6"))
+    f = Featurizer(t, max_length=16, keep_response_end=True)
+    enc = f.encode([{"role": "user", "content": "capital of france"}], " ".join(str(i) for i in range(40)))
+    tokens = t.convert_ids_to_tokens(enc.ids)
+    assert tokens[:2] == ["[CLS]", "[SEP]"] and tokens[-1] == "[SEP]" and tokens[-2] == "39"
+    assert len(enc.ids) == 16 and enc.type_ids == [0, 0] + [1] * 14
+
+
 def test_pairs_that_cannot_fit_are_dropped_and_counted(tok):
     f = Featurizer(tok, max_length=24)
     report = ValidationReport("t")

@@ -8,7 +8,9 @@ Two rules drive this module:
   tokenizers a distinct pad token instead.
 * Truncation never cuts a response. The prompt is cut from the left (keeping its leading special
   tokens, and the system message when asked); a pair whose responses cannot fit is dropped and
-  counted in the :class:`~rmlib.data.schema.ValidationReport` (:func:`drop_reason`).
+  counted in the :class:`~rmlib.data.schema.ValidationReport` (:func:`drop_reason`). Only the reward
+  server, which must give every generation a reward, asks to keep a too-long response's end
+  (``Featurizer(keep_response_end=True)``, :meth:`Featurizer.place`).
 
 Whole datasets become features through :mod:`rmlib.data.features` (Arrow, cached), and examples held
 in memory through the same path (:func:`rmlib.data.features.encode_examples`); this module tokenizes.
@@ -132,14 +134,19 @@ class Featurizer:
     with ``trim``, is rendered in full for every response instead).
     """
 
-    def __init__(self, tokenizer, max_length: int = 1024, keep_system: bool = True):
+    def __init__(self, tokenizer, max_length: int = 1024, keep_system: bool = True, *,
+                 keep_response_end: bool = False):
         if max_length < 8:
             raise ValueError(f"max_length must be at least 8, got {max_length}")
         self.tok = tokenizer
         self.max_length = max_length
         self.keep_system = keep_system
+        # a response longer than max_length: None (training drops the example, RewardModel.score raises),
+        # or with keep_response_end its last tokens, where the reward is read (the reward server)
+        self.keep_response_end = keep_response_end
         self.has_template = bool(getattr(tokenizer, "chat_template", None))
-        self.truncated_prompts = 0
+        self.truncated_prompts = 0  # sequences whose prompt was cut from the left (counted by place)
+        self.truncated_responses = 0  # responses cut to their end (keep_response_end only)
         template = tokenizer.chat_template if self.has_template else ""
         self._placeholder_ok = self.has_template and not any(
             f in str(template) for f in ("trim", "strip", "replace", "split", "lower", "upper"))
@@ -255,6 +262,33 @@ class Featurizer:
             return None
         return min(len(body), room)
 
+    def place(self, head: list[int], body: list[int], resp: list[int], budget: int | None = None) -> Encoded | None:
+        """One sequence by the one truncation rule, counted in ``truncated_prompts`` / ``truncated_responses``.
+
+        The prompt body is cut from the left (:meth:`fit`). A response that cannot fit even with the
+        prompt cut to nothing gives None, unless ``keep_response_end``: then the prompt body is dropped
+        and the response keeps its last tokens (its end, and the end-of-turn tokens after it, are where
+        the reward is read) after the head; a text pair keeps the separator that opens its second
+        segment. Why an option and not the rule: training must not learn from a response it never saw
+        whole, while an RL loop's reward server must still give every generation a reward.
+        """
+        keep = self.fit(head, body, resp, budget)
+        if keep is None and self.keep_response_end:
+            limit = self.max_length if budget is None else budget
+            lead = 0 if self.has_template else len(self._middle)  # [SEP] before a text pair's response
+            tail = limit - len(head) - lead
+            if tail < 1 + (0 if self.has_template else len(self._suffix)):
+                return None  # the head alone (leading special tokens, a kept system message) fills the limit
+            if len(resp) > limit - len(head):
+                resp = resp[:lead] + resp[len(resp) - tail:]
+                self.truncated_responses += 1
+            keep = 0
+        if keep is None:
+            return None
+        if keep < len(body):
+            self.truncated_prompts += 1
+        return self.assemble(head, body, resp, keep)
+
     def assemble(self, head: list[int], body: list[int], resp: list[int], keep: int) -> Encoded:
         """The sequence ``head + body[-keep:] + resp`` (and segment ids for encoders)."""
         kept = body[len(body) - keep:] if keep else []
@@ -273,10 +307,7 @@ class Featurizer:
         for sp in self.split_many(prompts, responses):
             row = []
             for resp in sp.responses:
-                keep = self.fit(sp.head, sp.body, resp, budget)
-                if keep is not None and keep < len(sp.body):
-                    self.truncated_prompts += 1
-                row.append(None if keep is None else self.assemble(sp.head, sp.body, resp, keep))
+                row.append(self.place(sp.head, sp.body, resp, budget))
             out.append(row)
         return out
 
