@@ -143,12 +143,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from rmlib.serve import ServeOptions, serve
+    from rmlib.serve.auth import read_api_key
 
     combine = [float(w) for w in args.combine.split(",")] if args.combine else None
+    api_key = read_api_key(args.api_key_file) if args.api_key_file else None  # once, before the model loads
     opts = ServeOptions(max_batch_sequences=args.max_batch_sequences, max_wait_ms=args.max_wait_ms,
                         batch_size=args.batch_size, max_items=args.max_items, max_chars=args.max_chars,
                         max_body_bytes=args.max_body_mb * 2**20, combine=combine,
-                        max_new_tokens=args.max_new_tokens, max_pending=args.max_pending)
+                        max_new_tokens=args.max_new_tokens, max_pending=args.max_pending, api_key=api_key)
     serve(args.model, host=args.host, port=args.port, dtype=args.dtype, device=args.device,
           max_length=args.max_length, trust_remote_code=args.trust_remote_code,
           attn_implementation=args.attn_implementation, options=opts, served_name=args.served_model_name,
@@ -284,8 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-items", type=int, default=1024,
                     help="sequences per request, or messages per chat request (more: 413 / 400)")
     sv.add_argument("--max-chars", type=int, default=200_000,
-                    help="characters per prompt, response or message (more: 413 / 400)")
+                    help="generative models: characters per message (more: 400); a reward model truncates "
+                         "long texts as training does instead (the prompt from the left, a response longer than "
+                         "max_length keeps its end) and counts it in /health")
     sv.add_argument("--max-body-mb", type=int, default=16, help="request body size (more: 413)")
+    sv.add_argument("--api-key-file", default=None,
+                    help="a file holding a key: every route but /health then needs `Authorization: Bearer <key>` "
+                         "(401 otherwise, counted in /health); read once at start")
     sv.add_argument("--combine", default=None, help="comma-separated head weights for `reward` (default: the "
                                                    "first head; every head is returned anyway)")
     sv.add_argument("--max-new-tokens", type=int, default=1024,

@@ -158,15 +158,61 @@ def test_fifty_concurrent_clients_get_their_own_answers_in_order(server, llama):
     (json.dumps({"messages": [{"role": "robot", "content": "q"}, {"role": "assistant", "content": "a"}]}).encode(),
      422, "role must be one of"),
     (json.dumps([{"prompt": "q", "response": "a"}] * 65).encode(), 413, "65 items"),
-    (json.dumps({"prompt": "q", "response": "a" * 2001}).encode(), 413, "2001 characters"),
     (json.dumps({"prompt": "q", "response": "x" * 250_000}).encode(), 413, "request body"),
-    (json.dumps({"prompt": "q", "response": "ka lo mi " * 220}).encode(), 413, "does not fit in the model's max_length"),
 ])
 def test_bad_plain_requests_get_4xx_and_the_server_survives(server, body, status, message):
     url, _ = server
     r = httpx.post(f"{url}/score", content=body, headers={"content-type": "application/json"})
     assert r.status_code == status and message in r.json()["error"], r.text
     assert httpx.post(f"{url}/score", json={"prompt": "q", "response": "a"}).status_code == 200
+
+
+def _kept_end_reward(model, prompt: str, response: str) -> float:
+    """The reward of BOS + the last tokens of the response's turn, built from the chat template by hand and
+    scored by transformers alone: what the server must give a response longer than max_length."""
+    tok = model.tokenizer
+    user = [{"role": "user", "content": prompt}]
+    p_text = tok.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
+    full = tok.apply_chat_template(user + [{"role": "assistant", "content": response}], tokenize=False)
+    turn = tok(full[len(p_text):], add_special_tokens=False)["input_ids"]
+    ids = [tok.bos_token_id] + turn[-(model.max_length - 1):]
+    assert len(ids) == model.max_length and len(turn) > model.max_length
+    with torch.no_grad():
+        return model._hf(input_ids=torch.tensor([ids])).logits[0, 0].item()
+
+
+def test_texts_longer_than_max_length_are_truncated_as_training_does_never_refused(server, llama):
+    """OpenRLHF's client gives up after 5 failed tries and leaves the reward None, so a long text is
+    truncated, never a 413: a long prompt is cut from the left (as RewardModel.score cuts it), a response
+    longer than max_length=256 keeps its end (BOS + its last tokens, checked against transformers on ids
+    built by hand, 1e-4), through /score and /get_reward; /health counts both kinds. The character limit
+    (2000 here) no longer applies to reward requests: only the body's byte limit gives a 413."""
+    url, _ = server
+    before = httpx.get(f"{url}/health").json()["truncated"]
+    long_prompt = "Tell me about " + "the sea and the sky " * 120 + "in one word."
+    want = llama.score([long_prompt], ["Blue."])
+    got = httpx.post(f"{url}/score", json={"prompt": long_prompt, "response": "Blue."})
+    assert got.status_code == 200, got.text
+    assert got.json()["reward"] == pytest.approx(want[0].item(), abs=1e-5)
+    long_response = " ".join(f"ka{i % 7} lo mi" for i in range(220)) + " and that is all."
+    kept = _kept_end_reward(llama, "q", long_response)
+    start = _kept_end_reward(llama, "q", long_response.replace("that is all", "nothing more"))
+    assert abs(kept - start) > 1e-4  # the reward depends on the end that is kept: the check can fail
+    plain = httpx.post(f"{url}/score", json={"prompt": "q", "response": long_response})
+    assert plain.status_code == 200, plain.text
+    assert plain.json()["reward"] == pytest.approx(kept, abs=1e-4)
+    for body in ({"query": [rendered(llama, "q", long_response)]},
+                 {"query": [rendered(llama, "q", long_response).removesuffix("<|end|>")]}):  # cut off unended
+        rl = httpx.post(f"{url}/get_reward", json=body)
+        assert rl.status_code == 200, rl.text
+        assert rl.json()["rewards"][0] == pytest.approx(kept, abs=1e-4)
+    after = httpx.get(f"{url}/health").json()["truncated"]
+    assert after["responses"] - before["responses"] == 3
+    assert after["prompts"] - before["prompts"] == 4  # the long prompt, and the prompts of the three cut responses
+    with pytest.raises(Exception, match="does not fit"):  # RewardModel.score itself is unchanged: it refuses
+        llama.score(["q"], [long_response])
+    many_chars = httpx.post(f"{url}/score", json={"prompt": "q", "response": "a" * 2001})
+    assert many_chars.status_code == 200, many_chars.text
 
 
 @pytest.mark.parametrize("body, status, message", [
@@ -321,3 +367,61 @@ def test_batched_tokenizing_matches_one_at_a_time_and_a_misfit_fails_alone(llama
     assert isinstance(boom, ValueError) and "refuses" in str(boom)
     expected = llama.score([m for m, _ in items], [r for _, r in items])
     torch.testing.assert_close(torch.cat([first, last])[:, 0], expected, atol=1e-5, rtol=0)
+
+
+def test_bearer_token_guards_every_route_but_health_and_counts_refusals(llama, tmp_path):
+    """With an API key, every route but /health needs `Authorization: Bearer <key>`: no header or another
+    scheme is a 401 counted as `missing`, another token a 401 counted as `wrong`, both with
+    WWW-Authenticate: Bearer; the right token scores as RewardModel.score (1e-5). The interactive docs
+    are off (they are not routes a dependency guards)."""
+    from rmlib.serve.auth import read_api_key
+
+    key_file = tmp_path / "key"
+    key_file.write_text("s3cret-token\n")
+    key = read_api_key(key_file)
+    assert key == "s3cret-token"
+    expected = llama.score(PROMPTS[:2], RESPONSES[:2])
+    items = [{"prompt": p, "response": r} for p, r in zip(PROMPTS[:2], RESPONSES[:2])]
+    with running(create_app(llama, ServeOptions(api_key=key))) as url:
+        health = httpx.get(f"{url}/health")
+        assert health.status_code == 200 and health.json()["unauthorized"] == {"missing": 0, "wrong": 0}
+        for headers, reason in (({}, "missing"), ({"Authorization": "Basic czNjcmV0"}, "missing"),
+                                ({"Authorization": "Bearer"}, "missing"),
+                                ({"Authorization": "Bearer s3cret-tokeN"}, "wrong"),
+                                ({"Authorization": "Bearer s3cret"}, "wrong")):
+            r = httpx.post(f"{url}/score", json=items, headers=headers)
+            assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", (headers, r.text)
+            assert ("missing bearer token" if reason == "missing" else "wrong bearer token") in r.json()["error"]
+        for path in ("/get_reward", "/v1/chat/completions"):  # every route, even one that only answers a 404
+            assert httpx.post(f"{url}{path}", json={"query": ["x"]}).status_code == 401
+        assert httpx.get(f"{url}/docs").status_code == 404 and httpx.get(f"{url}/openapi.json").status_code == 404
+        good = {"Authorization": "Bearer s3cret-token"}
+        ok = httpx.post(f"{url}/score", json=items, headers=good)
+        assert ok.status_code == 200, ok.text
+        torch.testing.assert_close(torch.tensor([o["reward"] for o in ok.json()]), expected, atol=1e-5, rtol=0)
+        rl = httpx.post(f"{url}/get_reward", json={"query": [rendered(llama, p, r) for p, r in
+                                                            zip(PROMPTS[:2], RESPONSES[:2])]}, headers=good)
+        torch.testing.assert_close(torch.tensor(rl.json()["rewards"]), expected, atol=1e-5, rtol=0)
+        assert httpx.get(f"{url}/health").json()["unauthorized"] == {"missing": 5, "wrong": 2}
+    with running(create_app(llama)) as url:  # no key: no guard, and no counter in /health
+        assert httpx.post(f"{url}/score", json=items[0]).status_code == 200
+        assert "unauthorized" not in httpx.get(f"{url}/health").json()
+
+
+def test_api_key_file_errors_name_the_file_before_the_model_loads(tmp_path, capsys):
+    from rmlib.cli import main
+    from rmlib.config import ConfigError
+    from rmlib.serve.auth import read_api_key
+
+    empty, multi = tmp_path / "empty.key", tmp_path / "two.key"
+    empty.write_text(" \n")
+    multi.write_text("one\ntwo\n")
+    for path, message in ((tmp_path / "absent.key", "cannot read the key"), (empty, "the file is empty"),
+                          (multi, "whitespace inside")):
+        with pytest.raises(ConfigError, match=message) as e:
+            read_api_key(path)
+        assert str(path) in str(e.value)
+    # the CLI reads the file first: a one-line error naming it, status 2, and no model is looked for
+    assert main(["serve", str(tmp_path / "no-such-model"), "--api-key-file", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert f"--api-key-file {empty}: the file is empty" in err and "no-such-model" not in err

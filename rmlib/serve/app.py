@@ -3,7 +3,8 @@
 Routes:
 
 * ``GET /health``: ``{"status": "ok", "model", "attributes", "max_length", "batches", "sequences",
-  "model_seconds", "encode_seconds"}`` (the last four count since start);
+  "model_seconds", "encode_seconds", "truncated": {"prompts", "responses"}, "unauthorized":
+  {"missing", "wrong"}}`` (counters since start; ``unauthorized`` only with an API key);
 * ``POST /get_reward``: OpenRLHF's remote reward model protocol (see :mod:`rmlib.serve.protocol`),
   answered with ``{"rewards", "scores", "extra_logs"}`` (``extra_logs`` holds each head's values);
 * ``POST /score``: ``{"prompt", "response"}`` or ``{"messages"}`` → ``{"reward", "heads"}``; a list
@@ -12,6 +13,14 @@ Routes:
 ``reward`` is the raw model output (no sigmoid): the only head, or the heads combined with the
 server's ``combine`` weights, or else the first head; ``heads`` names every head's value. A bad
 request gets a 4xx status and ``{"error": message}``; the server keeps serving.
+
+A long text is never refused: OpenRLHF's client retries a failed request five times and then leaves
+the sample's reward as None, so a 413 for one long generation silently loses a reward. Sequences are
+truncated by the featurizer's one rule (the prompt from the left, never into the response; a response
+longer than ``max_length`` keeps its end, where the reward is read: ``keep_response_end``), and
+counted in ``/health``. 413 is kept for a body over ``max_body_bytes`` and more than ``max_items``
+sequences. With ``api_key`` every route but ``/health`` asks for ``Authorization: Bearer <key>``
+(:mod:`rmlib.serve.auth`).
 ``POST /v1/chat/completions`` answers a 404 in OpenAI's error shape: a reward model does not generate.
 
 A causal LM (a Pairwise Justifier) is served by :func:`create_chat_app` instead: OpenAI's
@@ -28,11 +37,13 @@ neither).
 import json
 from collections.abc import Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from rmlib.data.tokenize import Featurizer
+from rmlib.serve.auth import BearerAuth
 from rmlib.serve.batcher import Batcher
 from rmlib.serve.chat import ChatError, Generator, add_chat_routes, not_generative_error
 from rmlib.serve.protocol import (
@@ -56,14 +67,29 @@ class ServeOptions:
     batch_size: int = 64  # sequences per model call inside a gathered batch (an upper bound)
     max_tokens: int | None = None  # padded tokens per model call (default: batch_size × the longest)
     max_items: int = 1024  # sequences per request
-    max_chars: int = 200_000  # characters per prompt or response
+    max_chars: int = 200_000  # characters per chat message (a reward request's texts are truncated instead)
     max_body_bytes: int = 16 * 2**20  # request body size
     combine: Sequence[float] | None = None  # weights of the heads in `reward`
+    api_key: str | None = field(default=None, repr=False)  # bearer token of every route but /health
     # a generative model (causal LM, /v1/chat/completions): max_items caps the messages of a request,
     # max_chars each message, max_batch_sequences the greedy requests generated together and batch_size
     # the rows of one generate call
     max_new_tokens: int = 1024  # tokens one completion may ask for (more: 400)
     max_pending: int = 256  # completions queued or generating (more: 429, retry later)
+
+
+def _guarded(auth: BearerAuth | None) -> dict[str, Any]:
+    """FastAPI arguments of an app whose routes ``auth`` guards: the dependency on every route, and no
+    interactive docs (``/docs``, ``/openapi.json`` are not routes a dependency reaches)."""
+    if auth is None:
+        return {}
+    from fastapi import Depends
+
+    return {"dependencies": [Depends(auth.dependency())], "docs_url": None, "redoc_url": None, "openapi_url": None}
+
+
+def _rejections(auth: BearerAuth | None) -> dict[str, Any]:
+    return {} if auth is None else {"unauthorized": dict(auth.rejected)}
 
 
 def _install_hint() -> ImportError:
@@ -110,9 +136,10 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
         weights = torch.tensor(list(opts.combine), dtype=torch.float32)
         if weights.numel() != len(attributes):
             raise ValueError(f"combine has {weights.numel()} weights for the heads {attributes}")
-    feat = model.featurizer()
+    # the model's featurizer settings, keeping a too-long response's end instead of refusing it
+    feat = Featurizer(model.tokenizer, model.max_length, keep_response_end=True)
     queries = QueryEncoder(feat)
-    limits = Limits(opts.max_items, opts.max_chars)
+    limits = Limits(opts.max_items, None)  # no character limit: texts are truncated, the body size is bounded
     batcher = Batcher(model, max_sequences=opts.max_batch_sequences, max_wait_ms=opts.max_wait_ms,
                       batch_size=opts.batch_size, max_tokens=opts.max_tokens)
 
@@ -122,7 +149,8 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
         yield
         await batcher.stop()
 
-    app = FastAPI(title="rmlib reward server", lifespan=lifespan)
+    auth = BearerAuth(opts.api_key) if opts.api_key else None
+    app = FastAPI(title="rmlib reward server", lifespan=lifespan, **_guarded(auth))
     app.state.batcher = batcher
 
     read_json = body_reader(opts.max_body_bytes)
@@ -135,11 +163,11 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError):
-        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(ChatError)
     async def chat_error(request: Request, exc: ChatError):
-        return JSONResponse(exc.body(), status_code=exc.status)
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
     @app.post("/v1/chat/completions")
     async def chat_completions():
@@ -159,7 +187,9 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
         return {"status": "ok", "model": name, "attributes": attributes, "max_length": feat.max_length,
                 "batches": batcher.batches, "sequences": batcher.sequences,
                 "model_seconds": round(batcher.model_seconds, 3),
-                "encode_seconds": round(batcher.encode_seconds, 3)}
+                "encode_seconds": round(batcher.encode_seconds, 3),
+                "truncated": {"prompts": feat.truncated_prompts, "responses": feat.truncated_responses},
+                **_rejections(auth)}
 
     @app.post("/get_reward")
     async def get_reward(request: Request):
@@ -200,12 +230,15 @@ def create_chat_app(model: Any, options: ServeOptions | None = None, *, name: st
         yield
         await gen.stop()
 
-    app = FastAPI(title="rmlib generative judge server", lifespan=lifespan)
+    # a refused token in OpenAI's error shape, as an OpenAI client expects it
+    auth = BearerAuth(opts.api_key, lambda status, message: ChatError(
+        status, message, code="invalid_api_key")) if opts.api_key else None
+    app = FastAPI(title="rmlib generative judge server", lifespan=lifespan, **_guarded(auth))
     app.state.generator = gen
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError):
-        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=exc.headers)
 
     add_chat_routes(app, model, gen, name=name, read_json=body_reader(opts.max_body_bytes),
                     max_new_tokens=opts.max_new_tokens, max_messages=opts.max_items, max_chars=opts.max_chars)
@@ -215,7 +248,7 @@ def create_chat_app(model: Any, options: ServeOptions | None = None, *, name: st
         return {"status": "ok", "model": name, "kind": "generative judge (causal LM)", "max_length": model.max_length,
                 "max_new_tokens": opts.max_new_tokens, "completions": gen.completions, "batches": gen.batches,
                 "generated_tokens": gen.generated_tokens, "pending": gen.pending,
-                "model_seconds": round(gen.model_seconds, 3)}
+                "model_seconds": round(gen.model_seconds, 3), **_rejections(auth)}
 
     @app.post("/score")
     @app.post("/get_reward")

@@ -312,7 +312,7 @@ def add_chat_routes(app: Any, model: Any, gen: Generator, *, name: str, read_jso
 
     @app.exception_handler(ChatError)
     async def chat_error(request: Request, exc: ChatError):
-        return JSONResponse(exc.body(), status_code=exc.status)
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
     @app.get("/v1/models")
     async def models():

@@ -40,6 +40,7 @@ class RequestError(ValueError):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
+        self.headers: dict[str, str] | None = None  # response headers (a 401's WWW-Authenticate)
 
 
 @dataclass(frozen=True)
@@ -47,13 +48,15 @@ class Limits:
     """What one request may ask for."""
 
     max_items: int = 1024  # sequences per request
-    max_chars: int = 200_000  # characters of one prompt + response
+    # characters of one prompt or response; None: no limit (the reward routes truncate long texts as
+    # training does, so only the body's byte limit refuses a long request)
+    max_chars: int | None = 200_000
 
 
 def _check_text(value: Any, where: str, limits: Limits) -> str:
     if not isinstance(value, str):
         raise RequestError(422, f"{where} must be a string, got {type(value).__name__}")
-    if len(value) > limits.max_chars:
+    if limits.max_chars is not None and len(value) > limits.max_chars:
         raise RequestError(413, f"{where} has {len(value)} characters, more than the server's limit of "
                                 f"{limits.max_chars}")
     return value
@@ -239,8 +242,7 @@ class QueryEncoder:
             head = 0
             while head < min(len(p_ids), 4) and p_ids[head] in special:
                 head += 1
-            keep = feat.fit(p_ids[:head], p_ids[head:], r_ids)
-            out.append(None if keep is None else feat.assemble(p_ids[:head], p_ids[head:], r_ids, keep))
+            out.append(feat.place(p_ids[:head], p_ids[head:], r_ids))  # the featurizer's truncation rule
         return out
 
 
@@ -260,16 +262,23 @@ def plain_sequences(feat: Featurizer, items: Sequence[tuple[list[dict[str, str]]
     return out
 
 
+def _misfit(feat: Featurizer, where: str) -> RequestError:
+    if feat.keep_response_end:  # the server's featurizer: only a head that fills max_length is left over
+        return RequestError(413, f"{where}: the prompt's kept head (leading special tokens and the system "
+                                 f"message) fills the model's max_length={feat.max_length} tokens, leaving no "
+                                 "room for the response")
+    return RequestError(413, f"{where}: the response does not fit in the model's max_length={feat.max_length} "
+                             "tokens even with its prompt cut to nothing")
+
+
 def plain_misfit(feat: Featurizer, i: int) -> RequestError:
     """The 413 of a plain request whose item ``i`` cannot fit (the batcher raises it for that request)."""
-    return RequestError(413, f"item {i}: the response does not fit in the model's max_length={feat.max_length} "
-                             "tokens even with its prompt cut to nothing")
+    return _misfit(feat, f"item {i}")
 
 
 def query_misfit(feat: Featurizer, i: int) -> RequestError:
     """The 413 of an OpenRLHF request whose query ``i`` cannot fit."""
-    return RequestError(413, f"query[{i}]: the response does not fit in the model's max_length={feat.max_length} "
-                             "tokens even with its prompt cut to nothing")
+    return _misfit(feat, f"query[{i}]")
 
 
 def _all_fit(seqs: list[Encoded | None], misfit) -> list[Encoded]:
