@@ -125,14 +125,53 @@ def cmd_expo(args: argparse.Namespace) -> int:
     return (search_cli(args) if getattr(args, "search", False) else cli(args)) or 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    from rmlib.models.export import merge_for_export
+def _head_spec(text: str) -> dict[str, float]:
+    """``--heads helpfulness=0.7,correctness=0.3`` → {name: weight}."""
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        name, eq, value = part.partition("=")
+        try:
+            if not eq or not name.strip():
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise SystemExit(f"rmlib export: --heads {text!r}: give NAME=WEIGHT pairs separated by commas, e.g. "
+                             "helpfulness=1 or helpfulness=0.7,correctness=0.3") from None
+    return out
 
-    result = merge_for_export(args.adapter_dir, args.out, dtype=args.dtype, device=args.device,
+
+def _weight_list(text: str) -> list[float]:
+    try:
+        return [float(w) for w in text.split(",")]
+    except ValueError:
+        raise SystemExit(f"rmlib export: --head-weights {text!r}: give one number per head separated by commas, "
+                         "e.g. 0.3,0.7,0,0,0") from None
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from rmlib.models.export import export_model, model_heads
+
+    heads = _head_spec(args.heads) if args.heads else None
+    weights = _weight_list(args.head_weights) if args.head_weights else None
+    try:
+        result = export_model(args.adapter_dir, args.out, heads=heads, head_weights=weights,
+                              one_output=args.one_output, dtype=args.dtype, device=args.device,
                               max_shard_size=args.max_shard_size)
-    what = "probe logits" if result.get("model_type") == "causal_lm" else "probe scores"
-    print(f"merged {args.adapter_dir} into {result['out']} ({result['dtype']}); {what} reproduced "
-          f"after reloading (max |diff| {result['max_abs_diff']:.2g}); export contract met")
+    except ValueError as e:  # a user's weights or directory, named; not a crash
+        raise SystemExit(f"rmlib export: {e}") from None
+    if "max_abs_diff" in result:
+        what = "probe logits" if result.get("model_type") == "causal_lm" else "probe scores"
+        print(f"merged {args.adapter_dir} ({result['dtype']}); {what} reproduced after reloading "
+              f"(max |diff| {result['max_abs_diff']:.2g}); export contract met")
+    fold = result.get("fold")
+    if fold:
+        terms = " + ".join(f"{w:g}*{h}" for h, w in fold["weights"].items() if w)
+        print(f"folded the heads into one output: reward = {terms} (weights from {fold['source']}); probe scores "
+              f"match the weighted heads (max |diff| {fold['max_abs_diff']:.2g}); export contract met")
+    elif len(heads_out := model_heads(result["out"])) > 1:
+        print(f"note: {result['out']} has {len(heads_out)} outputs {heads_out}; RL clients read one each (TRL's GRPO "
+              "the first, verl the last): --heads, --head-weights or --one-output write a one-output model")
+    print(f"wrote {result['out']}")
     from rmlib.models.export import write_model_card
 
     info = Path(args.adapter_dir) / "rmlib.json"  # the run's summary (steps, data report, held-out eval)
@@ -256,9 +295,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_cli_arguments(x)
     x.set_defaults(func=cmd_expo)
 
-    ex = sub.add_parser("export", help="merge a LoRA adapter directory into a plain transformers model directory")
+    ex = sub.add_parser("export", help="merge a LoRA adapter directory into a plain transformers model directory, "
+                                       "and/or fold a multi-head model's heads into one output")
     ex.add_argument("adapter_dir", help="a LoRA run's model directory (a reward model's adapter + head + tokenizer, "
-                                        "or a Pairwise Justifier's causal-LM adapter)")
+                                        "or a Pairwise Justifier's causal-LM adapter), or a plain model directory "
+                                        "to fold with --heads / --head-weights / --one-output")
+    ex.add_argument("--heads", default=None,
+                    help="write a one-output model, reward = the weighted heads: NAME=WEIGHT pairs, e.g. "
+                         "helpfulness=1 or helpfulness=0.7,correctness=0.3 (heads not named weigh 0)")
+    ex.add_argument("--head-weights", default=None,
+                    help="write a one-output model: one weight per head in id2label order, e.g. 0.3,0.7,0,0,0")
+    ex.add_argument("--one-output", action="store_true",
+                    help="write a one-output model with the weights the RewardBench head-weight grid search found "
+                         "for this model (`rmlib eval DIR --suite rewardbench heads.search=true`, DIR/*/report.json)")
     ex.add_argument("--merge", action="store_true",
                     help="accepted for compatibility and ignored: export always merges")
     ex.add_argument("--out", required=True, help="the merged model directory (written atomically)")

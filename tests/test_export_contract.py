@@ -228,3 +228,132 @@ def test_push_cli(full_run, tmp_path):
     (broken / "config.json").write_text(json.dumps(cfg))
     res = run_cli("push", str(broken), "me/rm", check=False)
     assert res.returncode == 2 and "problem_type" in res.stderr
+
+
+# -- one-output export: the heads folded into the one reward every RL client reads ----------------
+
+FIVE = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
+PROMPTS = ["What is 2 + 2?", "Name a colour.", "Say something kind, please."]
+RESPONSES = ["4", "Blue, like the sky at noon.", "You did well today."]
+
+
+@pytest.fixture(scope="module")
+def five_heads(tiny_llama_5, tmp_path_factory):
+    """A plain 5-head directory as training writes it."""
+    d = tmp_path_factory.mktemp("five") / "model"
+    rm = RewardModel.from_pretrained(tiny_llama_5)
+    rm.save_pretrained(d, extra={"summary": {"steps": 3}})
+    return d
+
+
+def _one_output(out: Path, src: Path, w) -> None:
+    """The export is a one-output model whose reward equals the weighted sum of the source's heads (1e-5),
+    through rmlib and through transformers alone (the export contract's check), and its card says so."""
+    _assert_contract(out, ("reward",))
+    heads = RewardModel.from_pretrained(src).score(PROMPTS, RESPONSES)
+    assert heads.shape == (3, 5)
+    got = RewardModel.from_pretrained(out).score(PROMPTS, RESPONSES)
+    torch.testing.assert_close(got, heads @ torch.tensor(w), atol=1e-5, rtol=0)
+    assert (got - heads[:, 0]).abs().max() > 1e-3 or w[0] == 1  # not merely the first head
+    card = (out / "README.md").read_text()
+    assert "**The reward is output 0 (`reward`), the only output**" in card
+
+
+def test_one_output_export_equals_the_weighted_heads(five_heads, tmp_path, capsys):
+    from rmlib.cli import main
+
+    w = [0.3, 0.7, 0.0, -0.5, 1.0]
+    assert main(["export", str(five_heads), "--out", str(tmp_path / "one"), "--head-weights", "0.3,0.7,0,-0.5,1",
+                 "--device", "cpu"]) == 0
+    assert "reward = 0.3*helpfulness + 0.7*correctness + -0.5*complexity + 1*verbosity" in capsys.readouterr().out
+    _one_output(tmp_path / "one", five_heads, w)
+    info = json.loads((tmp_path / "one" / "rmlib.json").read_text())
+    assert info["summary"] == {"steps": 3} and info["folded_heads"]["weights"] == dict(zip(FIVE, w))
+    assert "--head-weights 0.3,0.7,0,-0.5,1" in (tmp_path / "one" / "README.md").read_text()
+    # --heads by name: the unnamed heads weigh 0, so helpfulness=1 is exactly the first head
+    assert main(["export", str(five_heads), "--out", str(tmp_path / "h"), "--heads", "helpfulness=1"]) == 0
+    _one_output(tmp_path / "h", five_heads, [1.0, 0, 0, 0, 0])
+
+
+def test_one_output_export_of_an_encoder_folds_the_head_bias_too(tmp_path):
+    """A BERT-style head has a bias (classifier.bias, one value per output): the fold carries w·b."""
+    from rmlib.models.export import export_model
+    from rmlib.testing import build_tiny_bert
+
+    src = build_tiny_bert(tmp_path / "bert", num_labels=3)
+    rm = RewardModel.from_pretrained(src, attributes=["a", "b", "c"])
+    with torch.no_grad():
+        rm.model.classifier.bias.copy_(torch.tensor([0.5, -2.0, 1.5]))  # so that w·b matters
+    rm.save_pretrained(tmp_path / "m")
+    res = export_model(tmp_path / "m", tmp_path / "one", heads={"a": 1.0, "c": -0.5})
+    assert res["fold"]["weights"] == {"a": 1.0, "b": 0.0, "c": -0.5}
+    assert check_export_contract(tmp_path / "one") == []
+    heads = RewardModel.from_pretrained(tmp_path / "m").score(PROMPTS, RESPONSES)
+    got = RewardModel.from_pretrained(tmp_path / "one").score(PROMPTS, RESPONSES)
+    torch.testing.assert_close(got, heads[:, 0] - 0.5 * heads[:, 2], atol=1e-5, rtol=0)
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "one" / "model.safetensors"), "pt") as f:
+        assert f.get_tensor("classifier.bias").tolist() == pytest.approx([0.5 - 0.75])
+
+
+def test_one_output_uses_the_grid_search_weights_the_run_recorded(five_heads, tmp_path):
+    from rmlib.cli import main
+    from rmlib.eval.report import Report
+
+    run = tmp_path / "run"
+    shutil.copytree(five_heads, run)
+    with pytest.raises(SystemExit, match="no head-weight grid search in"):
+        main(["export", str(run), "--out", str(tmp_path / "none"), "--one-output"])
+    # what `rmlib eval RUN --suite rewardbench heads.search=true` writes into RUN/eval-rewardbench
+    w = [0.5, 0.0, -0.2, 0.0, 0.9]
+    Report("rewardbench", meta={"head_search": {"weights": w, "heads": list(FIVE), "overall": 0.8}}).save(
+        run / "eval-rewardbench")
+    assert main(["export", str(run), "--out", str(tmp_path / "grid"), "--one-output"]) == 0
+    _one_output(tmp_path / "grid", run, w)
+    card = (tmp_path / "grid" / "README.md").read_text()
+    assert f"grid search in {run / 'eval-rewardbench' / 'report.json'}" in card
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--heads", "helpfulness=1,kindness=2"], "unknown heads ['kindness']"),
+    (["--heads", "helpfulness"], "NAME=WEIGHT pairs"),
+    (["--head-weights", "1,2"], "2 head weights for the 5 heads"),
+    (["--head-weights", "0,0,0,0,0"], "the reward would be constant"),
+    (["--heads", "helpfulness=1", "--head-weights", "1,0,0,0,0"], "not both"),
+    ([], "not a LoRA adapter directory"),
+])
+def test_one_output_export_errors_name_the_heads(five_heads, tmp_path, flags, message):
+    from rmlib.cli import main
+
+    with pytest.raises(SystemExit, match=message.replace("[", r"\[").replace("]", r"\]")):
+        main(["export", str(five_heads), "--out", str(tmp_path / "x"), *flags])
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_multi_head_card_says_no_output_alone_is_the_reward(five_heads):
+    write_model_card(five_heads)
+    card = (five_heads / "README.md").read_text()
+    assert "**Which output is the reward**: none alone. This model has 5 outputs" in card
+    assert "TRL's GRPO the first (`helpfulness`), verl the last (`verbosity`)" in card
+
+
+def test_one_output_export_of_a_multi_head_lora_run(tiny_llama, tmp_path):
+    """A 5-attribute LoRA regression run: merged (probe-checked), then folded; equal to the adapter's heads
+    combined (1e-4: the merge reorders sums)."""
+    from rmlib.cli import main
+    from tests.helpers import write_ratings
+
+    cfg = _cfg(tiny_llama, write_ratings(tmp_path / "ratings.jsonl", 16), tmp_path / "run", lora=True)
+    cfg["loss"]["name"] = "mse"
+    train(cfg)
+    adapter = tmp_path / "run" / "model"
+    assert (adapter / "adapter_config.json").is_file()
+    assert main(["export", str(adapter), "--out", str(tmp_path / "one"), "--heads",
+                 "helpfulness=0.6,correctness=0.4"]) == 0
+    out = tmp_path / "one"
+    _assert_contract(out, ("reward",))
+    heads = RewardModel.from_pretrained(adapter).score(PROMPTS, RESPONSES)
+    got = RewardModel.from_pretrained(out).score(PROMPTS, RESPONSES)
+    torch.testing.assert_close(got, heads[:, 0] * 0.6 + heads[:, 1] * 0.4, atol=1e-4, rtol=0)
+    assert not (tmp_path / "one.merged").exists()  # the intermediate merge is removed

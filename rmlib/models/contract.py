@@ -37,7 +37,7 @@ class ExportContractError(ValueError):
     """A model directory that other tools would not load or score as rmlib does."""
 
 
-def _expected_head_keys(config) -> dict[str, tuple[int, ...]]:
+def expected_head_keys(config) -> dict[str, tuple[int, ...]]:
     """The head parameters the architecture's ``from_pretrained`` looks for, with their shapes.
 
     The class is built on the meta device (no memory, no weights), and the head is every top-level
@@ -114,7 +114,7 @@ def check_export_contract(model_dir: str | Path) -> list[str]:
         try:
             from transformers import AutoConfig
 
-            expected = _expected_head_keys(AutoConfig.from_pretrained(d))
+            expected = expected_head_keys(AutoConfig.from_pretrained(d))
         except (ValueError, KeyError, OSError) as e:
             problems.append(f"config.json: transformers cannot build {archs[0]} from it ({str(e).splitlines()[0]})")
             expected = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,25 @@ def _pair_recipe(name: str) -> list[str]:
             "ce_rewards = ce.predict([(prompt_text, response)])", "```", ""]
 
 
+def _reward_line(d: Path, labels: list[str]) -> str:
+    """The card's line saying which output is the reward. RL clients read one output of a sequence
+    classifier, each its own (TRL's GRPO the first, verl the last), so a model with several outputs has
+    no one reward until its heads are folded (:func:`export_model`)."""
+    info = json.loads((d / "rmlib.json").read_text()) if (d / "rmlib.json").is_file() else {}
+    folded = info.get("folded_heads")
+    if folded:
+        terms = " + ".join(f"{w:g}·`{h}`" for h, w in folded["weights"].items() if w)
+        return (f"**The reward is output 0 (`{labels[0] if labels else 'reward'}`), the only output**: {terms}, the "
+                f"heads of `{folded['from']}` folded into one linear output (weights from {folded['source']}), so "
+                "every RL client (TRL's GRPO reads the first output, verl the last) reads the same reward.")
+    if len(labels) > 1:
+        return (f"**Which output is the reward**: none alone. This model has {len(labels)} outputs, and RL clients "
+                f"read one each: TRL's GRPO the first (`{labels[0]}`), verl the last (`{labels[-1]}`). For RL, "
+                f"export a one-output model: `rmlib export {d} --out ONE_DIR --heads {labels[0]}=1` (or "
+                "`--head-weights w1,w2,...`, or `--one-output` for the weights of a RewardBench grid search).")
+    return "**The reward is output 0**, the only output: every client reads the same value."
+
+
 def _reward_card_intro(d: Path, name: str, raw: Mapping[str, Any], labels: list[str]) -> list[str]:
     """A reward model's card up to its training section: what it is, transformers, vLLM and SGLang.
 
@@ -154,7 +174,7 @@ def _reward_card_intro(d: Path, name: str, raw: Mapping[str, Any], labels: list[
              "  - reward-model", "  - rmlib", "---", "", f"# Reward model `{name}`", "",
              f"A `{arch}` reward model trained with rmlib: {len(labels) or 1} output(s) "
              f"({', '.join(f'`{x}`' for x in labels) or '`reward`'}), {where}. The outputs are raw rewards "
-             "(`problem_type: regression`); higher is better.", ""]
+             "(`problem_type: regression`); higher is better.", "", _reward_line(d, labels), ""]
     if any((d / f).exists() for f in ADAPTER_FILES):
         parts += ["This directory is a LoRA adapter with its full reward head (rmlib loads it as is). Merge it "
                   f"into a plain model first for the lines below: `rmlib export {d} --out MERGED_DIR`.", ""]
@@ -218,6 +238,88 @@ def require_contract(model_dir: str | Path) -> None:
     from rmlib.models.contract import require_generative_contract
 
     (require_generative_contract if is_causal_lm_dir(model_dir) else require_export_contract)(model_dir)
+
+
+def model_heads(model_dir: str | Path) -> list[str]:
+    """The output names of a model directory (``config.json``'s ``id2label``; an adapter's ``rmlib.json``)."""
+    d = Path(model_dir)
+    raw = json.loads((d / "config.json").read_text()) if (d / "config.json").is_file() else {}
+    labels = [v for _, v in sorted((int(k), v) for k, v in (raw.get("id2label") or {}).items())]
+    if not labels and (d / "rmlib.json").is_file():
+        labels = list((json.loads((d / "rmlib.json").read_text()).get("lora") or {}).get("attributes") or [])
+    return labels
+
+
+def grid_search_weights(run_dir: str | Path) -> tuple[dict[str, float], Path] | None:
+    """The head weights the evaluator's grid search found for this model, and the report they are in.
+
+    ``rmlib eval RUN_DIR --suite rewardbench heads.search=true`` writes them to
+    ``RUN_DIR/eval-rewardbench/report.json`` (``meta.head_search``); every ``RUN_DIR/*/report.json`` is
+    read. None when there is none; two reports with different weights are an error naming both.
+    """
+    found: list[tuple[dict[str, float], Path]] = []
+    for path in sorted(Path(run_dir).glob("*/report.json")):
+        search = ((_read_eval_report(path) or {}).get("meta") or {}).get("head_search")
+        if isinstance(search, dict) and search.get("weights") and search.get("heads"):
+            found.append((dict(zip(search["heads"], (float(x) for x in search["weights"]))), path))
+    if len({tuple(w.items()) for w, _ in found}) > 1:
+        raise ValueError("several grid searches found different head weights: "
+                         + "; ".join(f"{p}: {w}" for w, p in found) + ". Give --heads or --head-weights")
+    return found[0] if found else None
+
+
+def export_model(model_dir: str | Path, out_dir: str | Path, *, heads: Mapping[str, float] | None = None,
+                 head_weights: Sequence[float] | None = None, one_output: bool = False, dtype: str | None = None,
+                 device: str | None = None, max_shard_size: int | str = "5GB") -> dict[str, Any]:
+    """``rmlib export``: merge a LoRA run into a plain directory, and/or fold a multi-head model's heads
+    into one output (:func:`rmlib.models.fold.fold_heads`), so that every RL client reads one reward.
+
+    The fold's weights: ``heads`` ({name: weight}, unnamed heads 0), ``head_weights`` (one per head), or
+    with ``one_output`` alone the grid search's (:func:`grid_search_weights`). They are checked against
+    the model's heads before anything is merged. A LoRA run is merged first (the probe-checked merge),
+    then folded; a plain directory is folded as stored. Returns the merge's and the fold's results.
+    """
+    from rmlib.models.causal import is_causal_lm_dir
+    from rmlib.models.fold import fold_heads, head_weight_vector
+    from rmlib.models.merge import is_adapter_dir
+
+    d, out = Path(model_dir), Path(out_dir)
+    if heads is not None and head_weights is not None:
+        raise ValueError("give --heads or --head-weights, not both")
+    fold = heads is not None or head_weights is not None or one_output
+    adapter = is_adapter_dir(d)
+    if not fold:
+        if not adapter:
+            raise ValueError(f"{d} is not a LoRA adapter directory (no adapter_config.json): there is nothing to "
+                             "merge. To write a one-output model give --heads, --head-weights or --one-output")
+        return merge_for_export(d, out, dtype=dtype, device=device, max_shard_size=max_shard_size)
+    if is_causal_lm_dir(d):
+        raise ValueError(f"{d} is a generative judge (a causal LM): it has no reward heads to fold")
+    names = model_heads(d)
+    if heads is not None:
+        weights, source = dict(heads), "--heads " + ",".join(f"{k}={v:g}" for k, v in heads.items())
+    elif head_weights is not None:
+        weights, source = list(head_weights), "--head-weights " + ",".join(f"{v:g}" for v in head_weights)
+    else:
+        found = grid_search_weights(d)
+        if found is None:
+            raise ValueError(f"--one-output: no head-weight grid search in {d}/*/report.json; run `rmlib eval {d} "
+                             "--suite rewardbench --data ... heads.search=true` first, or give --heads or --head-weights")
+        weights, source = found[0], f"the RewardBench head-weight grid search in {found[1]}"
+    head_weight_vector(weights, names)  # fail before any merge
+    if not adapter:
+        if dtype is not None:
+            raise ValueError(f"--dtype converts a LoRA merge's weights; {d} is a plain directory and is folded in "
+                             "its stored dtypes")
+        folded = fold_heads(d, out, weights, source=source, max_shard_size=max_shard_size, device=device)
+        return {"out": folded["out"], "fold": folded}
+    merged = out.with_name(out.name + ".merged")
+    try:
+        merge = merge_for_export(d, merged, dtype=dtype, device=device, max_shard_size=max_shard_size)
+        folded = fold_heads(merged, out, weights, source=source, max_shard_size=max_shard_size, device=device)
+    finally:
+        shutil.rmtree(merged, ignore_errors=True)
+    return {**merge, "out": folded["out"], "fold": folded}
 
 
 def merge_for_export(adapter_dir: str | Path, out_dir: str | Path, *, dtype: str | None = None,
