@@ -101,8 +101,8 @@ class DataConfig:
     keep_system: bool = opt(True, "Keep a leading system message when the prompt is truncated.")
     packing: bool = opt(False, "Padding-free batches: all sequences of a micro-batch in one row (decoder "
                                "backbones only).")
-    shared_prompt: bool = opt(False, "Pairs only: prompt, chosen and rejected in one packed sequence, the prompt "
-                                     "computed once (decoder backbones only).")
+    shared_prompt: bool = opt(False, "Pairs and ranked lists: a prompt and all its responses in one packed "
+                                     "sequence, the prompt computed once (decoder backbones only).")
     group_by_length: bool = opt(True, "Group similar lengths into the same global batch (less padding).")
     on_invalid: str = opt("error", "`error`: stop at the first invalid record; `skip`: drop and count it in the "
                                    "data report.", ("error", "skip"))

@@ -66,3 +66,23 @@ def load_weights(model_dir: Path) -> dict:
     from safetensors.torch import load_file
 
     return load_file(str(Path(model_dir) / "model.safetensors"))
+
+
+LIST_WORDS = ("great", "good", "ok", "bad")  # the learnable ranking of write_lists: best first
+
+
+def write_lists(path: Path, n: int = 64, seed: int = 0, *, k: int = 4, ties: bool = True) -> Path:
+    """Canonical ranked lists a tiny model learns: a response's score follows its leading word
+    (great > good > ok > bad); with ``ties`` every third list has two responses sharing a score."""
+    rng = random.Random(seed)
+    with open(path, "w") as f:
+        for i in range(n):
+            ranks = rng.sample(range(len(LIST_WORDS)), k)
+            scores = [float(len(LIST_WORDS) - r) for r in ranks]
+            words = [LIST_WORDS[r] for r in ranks]
+            if ties and i % 3 == 0:
+                scores[1] = scores[0]
+            row = {"prompt": [{"role": "user", "content": f"{i} " + _sentence(rng, 3, 12)}],
+                   "responses": [f"{w} " + _sentence(rng, 2, 10) for w in words], "scores": scores, "meta": {}}
+            f.write(json.dumps(row) + "\n")
+    return path

@@ -15,7 +15,7 @@ from functools import partial
 import numpy as np
 import torch
 
-from rmlib.data.tokenize import Encoded, PairFeatures, RatedFeatures
+from rmlib.data.tokenize import Encoded, ListFeatures, PairFeatures, RatedFeatures
 
 
 @dataclass
@@ -64,11 +64,19 @@ def stack_labels(feats: Sequence[PairFeatures | RatedFeatures]) -> dict[str, tor
     """The one place features' labels become batch tensors (float32, one row per item).
 
     Every feature of a dataset carries the same label names (those its loss declared); a label
-    holding a list per item (``targets``) becomes a (B, A) matrix.
+    holding a list per item (``targets``, a list's ``scores``) becomes a (B, A) matrix, NaN-padded on
+    the right when the lists differ in length (lists of k responses, k varying).
     """
     if not feats:
         return {}
-    return {name: torch.tensor([f.labels[name] for f in feats], dtype=torch.float32) for name in feats[0].labels}
+    out = {}
+    for name in feats[0].labels:
+        values = [f.labels[name] for f in feats]
+        if isinstance(values[0], (list, tuple)):
+            width = max(len(v) for v in values)
+            values = [list(v) + [math.nan] * (width - len(v)) for v in values]
+        out[name] = torch.tensor(values, dtype=torch.float32)
+    return out
 
 
 def _pad(seqs: Sequence[Encoded], pad_id: int, multiple: int | None) -> dict[str, torch.Tensor]:
@@ -377,6 +385,26 @@ def collate_pairs_shared(feats: Sequence[PairFeatures], pad_id: int, *, row_toke
     return b
 
 
+def collate_lists(feats: Sequence[ListFeatures], pad_id: int, *, shared_prompt: bool = True, packing: bool = False,
+                  row_tokens: int | None = None, max_padding: float = CALL_PADDING) -> Batch:
+    """Ranked lists: sequences list by list (list 0's k responses, then list 1's, ...), the layout
+    listwise losses read; ``labels["scores"]`` is (lists, longest k), NaN-padded.
+
+    ``shared_prompt`` (decoders): each list's prompt once, then its k responses, in packed rows with the
+    block mask of :func:`collate_shared_prompt` (each response sees the prompt and itself), so a list
+    costs ``p + r_1 + ... + r_k`` tokens instead of ``k·p + r_1 + ... + r_k``. Otherwise every response
+    is its own sequence, padded (or ``packing``: padding-free), as encoders need.
+    """
+    if shared_prompt:
+        b = collate_shared_prompt([f.seqs for f in feats], pad_id, row_tokens=row_tokens, max_padding=max_padding)
+    else:
+        seqs = [s for f in feats for s in f.seqs]
+        tensors = _pack(seqs) if packing else _pad(seqs, pad_id, None)
+        b = Batch(**tensors, n_tokens=_tokens(seqs), n_positions=tensors["input_ids"].numel())
+    b.labels = stack_labels(feats)
+    return b
+
+
 Collator = Callable[[Sequence, int], Batch]
 
 
@@ -390,6 +418,8 @@ def collator_for(kind: str, *, shared_prompt: bool = False, packing: bool = Fals
         if shared_prompt:
             return collate_pairs_shared
         return partial(collate_pairs, packing=packing)
+    if kind == "lists":
+        return partial(collate_lists, shared_prompt=shared_prompt, packing=packing)
     if kind == "ratings":
         if shared_prompt:
             raise ValueError("data.shared_prompt=true needs preference pairs (a prompt with two responses)")

@@ -41,8 +41,16 @@ import numpy as np
 
 from rmlib.data import judge_features
 from rmlib.data.labels import read_labels
-from rmlib.data.schema import PreferencePair, RatedResponse, ValidationReport
-from rmlib.data.tokenize import DROP_REASONS, Encoded, Featurizer, PairFeatures, RatedFeatures, drop_reason
+from rmlib.data.schema import PreferencePair, RankedList, RatedResponse, ValidationReport
+from rmlib.data.tokenize import (
+    DROP_REASONS,
+    Encoded,
+    Featurizer,
+    ListFeatures,
+    PairFeatures,
+    RatedFeatures,
+    drop_reason,
+)
 from rmlib.data.workers import row_ranges, run_in_workers, worker_processes
 from rmlib.io import publish_dir, staging_dir
 
@@ -51,6 +59,9 @@ MANIFEST = "manifest.json"
 COLUMNS_FILE = "columns.arrow"  # the per-row scalar columns, contiguous (see _write_scalar_columns)
 #: rows per record batch of the feature files: few batches, so opening a file touches few pages
 TOKENS_BATCH_ROWS = 8192
+#: labels held as one value per attribute (``targets``, ratings) or per response (``scores``, lists): list
+#: columns of their own, not the scalar ``label_<name>`` columns of the other labels
+LIST_LABELS = ("targets", "scores")
 
 
 def default_cache_dir() -> Path:
@@ -167,11 +178,14 @@ class FeatureSet:
         if t.kind == "judge":  # rmlib.data.judge_features: original (+ flipped) sequence per item
             return [judge_features.take_row(rows, j) for j in range(len(idx))]
         out = []
-        labels = [n for n in t.labels if n != "targets"]
+        labels = [n for n in t.labels if n not in LIST_LABELS]
         for j in range(len(idx)):
             head, body = rows["head"][j], rows["body"][j]
             values = {n: rows[f"label_{n}"][j] for n in labels}
-            if t.kind == "pairs":
+            if t.kind == "lists":  # one sequence per response, the prompt stored once
+                seqs = [self._encoded(head, body, r, k) for r, k in zip(rows["resps"][j], rows["keeps"][j])]
+                out.append(ListFeatures(seqs, {"scores": list(rows["scores"][j]), **values}, int(rows["index"][j])))
+            elif t.kind == "pairs":
                 c = self._encoded(head, body, rows["resp_0"][j], rows["keep_0"][j])
                 r = self._encoded(head, body, rows["resp_1"][j], rows["keep_1"][j])
                 out.append(PairFeatures(c, r, values, int(rows["index"][j])))
@@ -199,9 +213,10 @@ class FeatureSet:
         rows = self.rows[np.asarray(list(idx), dtype=np.int64)]
         out = {}
         for name in self.table.labels:
-            if name == "targets":
-                raw = self.table.ds.select_columns(["targets"])[rows.tolist()]["targets"]
-                values = [[math.nan if v is None else v for v in t] for t in raw]
+            if name in LIST_LABELS:  # ragged for lists: NaN-padded to the longest list of these items
+                raw = self.table.ds.select_columns([name])[rows.tolist()][name]
+                width = max((len(t) for t in raw), default=0)
+                values = [[math.nan if v is None else v for v in t] + [math.nan] * (width - len(t)) for t in raw]
             else:
                 values = self.table.column(f"label_{name}")[rows]
             out[name] = torch.tensor(np.asarray(values, dtype=np.float32))
@@ -352,14 +367,17 @@ def encode_examples(featurizer: Featurizer, examples: Iterable[PreferencePair | 
     import tempfile
 
     examples = list(examples)
-    kinds = {"pairs" if isinstance(e, PreferencePair) else "ratings" if isinstance(e, RatedResponse) else None
-             for e in examples}
+    kinds = {"pairs" if isinstance(e, PreferencePair) else "ratings" if isinstance(e, RatedResponse)
+             else "lists" if isinstance(e, RankedList) else None for e in examples}
     if not examples:
         return []
     if len(kinds) != 1 or None in kinds:
-        raise TypeError("encode_examples takes PreferencePair or RatedResponse examples, one kind at a time")
+        raise TypeError("encode_examples takes PreferencePair, RatedResponse or RankedList examples, one kind at a time")
     kind = kinds.pop()
-    labels = tuple(dict.fromkeys(("targets", *labels))) if kind == "ratings" else tuple(labels)
+    if kind in ("ratings", "lists"):  # the kind's own label is always there
+        labels = tuple(dict.fromkeys(("targets" if kind == "ratings" else "scores", *labels)))
+    else:
+        labels = tuple(labels)
     with tempfile.TemporaryDirectory(prefix="rmlib-features-") as tmp:
         path = str(Path(tmp) / "canonical-00000.arrow")
         n, names = _write_examples(iter(examples), path, kind, labels, attributes)
@@ -442,9 +460,11 @@ def _canonical_features(kind: str, labels: Sequence[str]):
         cols.update({"chosen": v("string"), "rejected": v("string")})
     elif kind == "judge":
         cols.update(judge_features.canonical_columns(v))
+    elif kind == "lists":  # JSON lists: one string column each, whatever k
+        cols.update({"responses": v("string"), "scores": v("string")})
     else:
         cols.update({"response": v("string"), "scores": v("string")})
-    cols.update({f"label_{n}": v("float64") for n in labels if n != "targets"})
+    cols.update({f"label_{n}": v("float64") for n in labels if n not in LIST_LABELS})
     return datasets.Features(cols)
 
 
@@ -472,7 +492,7 @@ def _write_canonical(spec: SourceSpec, tmp: Path, labels: Sequence[str], attribu
                         on_invalid=spec.on_invalid, max_examples=max_examples)
     if expect_kind and st.kind != expect_kind[0]:
         raise KindMismatch(f"{expect_kind[1]}, but {spec.path} holds {st.kind}")
-    if st.kind not in ("pairs", "ratings", "judge"):
+    if st.kind not in ("pairs", "ratings", "judge", "lists"):
         raise ValueError(f"{spec.path}: {st.kind} data has no features for reward-model training")
     parts = _canonical_parts(spec, st, local, num_proc)
     if parts is None:
@@ -522,9 +542,12 @@ def _write_examples(examples: Iterator, path: str, kind: str, labels: Sequence[s
                 row.update({"response": ex.response, "scores": json.dumps(dict(ex.attributes))})
                 if attributes is None:
                     names += [a for a in ex.attributes if a not in names]
+            elif kind == "lists":
+                row.update({"responses": json.dumps(list(ex.responses), ensure_ascii=False),
+                            "scores": json.dumps(list(ex.scores))})
             else:
                 row.update(judge_features.canonical_row(ex))
-            values = read_labels(ex, [x for x in labels if x != "targets"])
+            values = read_labels(ex, [x for x in labels if x not in LIST_LABELS])
             row.update({f"label_{k}": None if v is None else float(v) for k, v in values.items()})
             w.write(row)
             n += 1
@@ -602,6 +625,8 @@ def _canonical_part(job: tuple, part: Any, out: str) -> tuple[str, int, Validati
 
 def _tokenize_batch(batch: dict, *, featurizer: Featurizer, kind: str, attributes: list[str]) -> dict:
     prompts = [json.loads(p) for p in batch["prompt"]]
+    if kind == "lists":
+        return _tokenize_lists(batch, prompts, featurizer)
     responses = list(zip(batch["chosen"], batch["rejected"])) if kind == "pairs" else [[r] for r in batch["response"]]
     splits = featurizer.split_many(prompts, responses)
     n_resp = 2 if kind == "pairs" else 1
@@ -630,6 +655,29 @@ def _tokenize_batch(batch: dict, *, featurizer: Featurizer, kind: str, attribute
     return out
 
 
+def _tokenize_lists(batch: dict, prompts: list, featurizer: Featurizer) -> dict:
+    """Lists: the prompt's tokens once, every response's tokens and how much prompt each keeps. A list
+    is dropped whole (``too_long``, ``identical_after_tokenization``): a ranking with a response left out
+    is another ranking. ``n_tokens`` counts every sequence in full (prompt once per response), the same
+    unit as pairs, so batch planning weighs items by what separate encoding would cost."""
+    splits = featurizer.split_many(prompts, [json.loads(r) for r in batch["responses"]])
+    out: dict[str, list] = {k: [] for k in ("head", "body", "resps", "keeps", "scores", "n_tokens", "drop",
+                                            "truncated")}
+    for i, sp in enumerate(splits):
+        fits = [featurizer.fit(sp.head, sp.body, r) for r in sp.responses]
+        drop = drop_reason(fits, sp.responses)
+        keeps = [0 if k is None else k for k in fits]
+        out["head"].append(sp.head)
+        out["body"].append(sp.body)
+        out["resps"].append(sp.responses)
+        out["keeps"].append(keeps)
+        out["scores"].append([float(x) for x in json.loads(batch["scores"][i])])
+        out["n_tokens"].append(sum(len(sp.head) + k + len(r) for k, r in zip(keeps, sp.responses)))
+        out["drop"].append(drop)
+        out["truncated"].append(min(127, sum(k < len(sp.body) for k in keeps)) if not drop else 0)
+    return out
+
+
 def _tokenize(canonical_files: Canonical, tmp: Path, kind: str, featurizer: Featurizer, attributes: list[str],
               n: int, num_proc: int | None, data_options: Mapping[str, Any] | None = None) -> list[Path]:
     """Tokenize the canonical shards (read as one table of ``n`` rows) into feature shards (in row order),
@@ -654,7 +702,10 @@ def _tokenize(canonical_files: Canonical, tmp: Path, kind: str, featurizer: Feat
     else:
         fn, fn_kwargs = _tokenize_batch, {"featurizer": featurizer, "kind": kind, "attributes": attributes}
         cols.update({"head": ids, "body": ids, "n_tokens": v("int32"), "drop": v("string"), "truncated": v("int8")})
-        for k in range(2 if kind == "pairs" else 1):
+        if kind == "lists":  # k responses, k any number: nested lists
+            cols.update({"resps": datasets.Sequence(ids), "keeps": datasets.Sequence(v("int32")),
+                         "scores": datasets.Sequence(v("float64"))})
+        for k in range({"pairs": 2, "lists": 0}.get(kind, 1)):
             cols.update({f"resp_{k}": ids, f"keep_{k}": v("int32")})
         if kind == "ratings":
             cols["targets"] = datasets.Sequence(v("float64"))

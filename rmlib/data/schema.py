@@ -110,7 +110,28 @@ class JudgeExample:
                 "meta": dict(self.meta)}
 
 
-Example = PreferencePair | RatedResponse | JudgeExample
+@dataclass(frozen=True)
+class RankedList:
+    """One prompt answered k times (k >= 2), every response rated: higher ``scores`` is better.
+
+    Why scores and not only a ranking: UltraFeedback rates, RewardBench 2 marks correct and incorrect,
+    a ranking is scores by another name (rank 1 → score -1). Equal scores are a tie: the responses
+    form one tied group, which the listwise losses treat by their stated tie rule
+    (docs/losses_plackett_luce.md). A list whose responses are all tied carries no ranking and is
+    filtered by the readers (reason ``all_tied``).
+    """
+
+    prompt: tuple[Message, ...]
+    responses: tuple[str, ...]
+    scores: tuple[float, ...]
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"prompt": list(self.prompt), "responses": list(self.responses), "scores": list(self.scores),
+                "meta": dict(self.meta)}
+
+
+Example = PreferencePair | RatedResponse | JudgeExample | RankedList
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,6 +230,40 @@ def make_rated(source: str, index: int | None, prompt: Any, response: Any, attri
     if attrs and all(v is None for v in attrs.values()):
         raise DataError(source, index, "attributes", "every attribute score is missing", "missing_field")
     return RatedResponse(p, r, attrs, dict(meta or {}))
+
+
+def make_list(source: str, index: int | None, prompt: Any, responses: Any, scores: Any, *,
+              meta: Mapping[str, Any] | None = None, responses_field: str = "responses",
+              scores_field: str = "scores") -> RankedList:
+    """Validated constructor of a :class:`RankedList`; the ``*_field`` names are the source's own
+    column names, so an error names what the user wrote. All-tied lists are valid here (a reader
+    filters them by rule: :func:`all_tied`)."""
+    p = check_messages(prompt, source, index, "prompt")
+    if not isinstance(responses, (list, tuple)):
+        raise DataError(source, index, responses_field, f"expected a list of strings, got {type(responses).__name__}",
+                        "wrong_type")
+    if len(responses) < 2:
+        raise DataError(source, index, responses_field, f"a ranked list needs at least 2 responses, got "
+                        f"{len(responses)}", "too_few_responses")
+    rs = tuple(check_text(r, source, index, f"{responses_field}[{i}]") for i, r in enumerate(responses))
+    seen: dict[str, int] = {}
+    for i, r in enumerate(rs):
+        if r in seen:
+            raise DataError(source, index, f"{responses_field}[{i}]", f"is identical to {responses_field}[{seen[r]}]",
+                            "identical_responses")
+        seen[r] = i
+    if not isinstance(scores, (list, tuple)):
+        raise DataError(source, index, scores_field, f"expected a list of numbers, got {type(scores).__name__}",
+                        "wrong_type")
+    if len(scores) != len(rs):
+        raise DataError(source, index, scores_field, f"has {len(scores)} values for {len(rs)} responses", "bad_value")
+    sc = tuple(check_number(v, source, index, f"{scores_field}[{i}]") for i, v in enumerate(scores))
+    return RankedList(p, rs, sc, dict(meta or {}))
+
+
+def all_tied(example: RankedList) -> bool:
+    """Every response has the same score: the list orders nothing (readers filter it, reason ``all_tied``)."""
+    return len(set(example.scores)) == 1
 
 
 def make_judge(source: str, index: int | None, prompt: Any, response_1: Any, response_2: Any,

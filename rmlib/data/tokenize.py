@@ -88,6 +88,19 @@ class RatedFeatures:
         return len(self.seq.ids)
 
 
+@dataclass
+class ListFeatures:
+    """A tokenized ranked list: one sequence per response; ``labels["scores"]`` one score per response."""
+
+    seqs: list[Encoded]
+    labels: dict[str, Any]
+    index: int
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(len(s.ids) for s in self.seqs)
+
+
 _SENTINEL = "\u2063rmlib-response\u2063"  # a response no real data contains (invisible separators)
 _CHECKED_PER_CALL = 4  # sentinel renders cross-checked against full renders in each encode_many call
 
@@ -115,8 +128,11 @@ def drop_reason(keeps: Sequence[int | None], responses: Sequence[Sequence[int]],
     """
     if any(k is None for k in keeps):
         return "too_long"
-    if len(responses) == 2 and keeps[0] == keeps[1] and list(responses[0]) == list(responses[1]):
-        return "identical_after_tokenization"
+    seen = set()
+    for keep, resp in zip(keeps, responses):  # pairs and lists: two responses that are one sequence
+        if (keep, tuple(resp)) in seen:
+            return "identical_after_tokenization"
+        seen.add((keep, tuple(resp)))
     if targets is not None and all(t is None or math.isnan(t) for t in targets):
         return "no_target_attribute"
     return ""
@@ -318,5 +334,5 @@ class Featurizer:
 
 #: what each drop reason means, for reports (``{}``: max_length)
 DROP_REASONS = {"too_long": "a response does not fit in max_length={}",
-            "identical_after_tokenization": "chosen and rejected tokenize identically",
+            "identical_after_tokenization": "two responses (chosen and rejected) tokenize identically",
             "no_target_attribute": "every target attribute is missing"}

@@ -126,6 +126,9 @@ class Suite:
     * ``per_head``: the metrics handle a multi-head model without head weights (see :class:`Scores`).
     * ``read(suite, source, split, options) -> SuiteData | None``: reads the whole source another way
       (e.g. through a dataset format of :mod:`rmlib.data.formats`) when it returns a :class:`SuiteData`.
+    * ``lists``: records hold k responses to one prompt (best-of-k, RewardBench 2): a decoder reward model
+      scores each record's list in one packed call, the prompt computed once (shared-prompt scoring, equal
+      to separate encoding to float rounding).
     """
 
     name: str
@@ -136,6 +139,7 @@ class Suite:
     hub_split: str | None = None
     per_head: bool = False
     read: Callable[[Suite, Any, str | None, Any], SuiteData | None] | None = None
+    lists: bool = False
 
     def __post_init__(self) -> None:
         if not dataclasses.is_dataclass(self.options):

@@ -73,6 +73,31 @@ def _to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x, dtype=float)
 
 
+class PackedLists:
+    """A decoder reward model whose ``score`` computes each prompt once (``shared_prompt=True``).
+
+    Why: a suite of k responses per prompt (``Suite.lists``: best-of-k, RewardBench 2) then scores each
+    record's list in one packed call, the prompt once instead of k times, with rewards equal to separate
+    encoding to float rounding (the block mask of ``rmlib.data.collate.collate_shared_prompt``). Every
+    other attribute is the model's own.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def score(self, *args: Any, **kwargs: Any) -> Any:
+        return self.model.score(*args, shared_prompt=True, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+
+def for_suite(scorer: Any, suite: Suite) -> Any:
+    """``scorer`` as a suite scores with it: a decoder reward model (``is_decoder_head``) packs the lists of
+    a ``lists`` suite (:class:`PackedLists`); anything else (encoders, judges, score functions) is unchanged."""
+    return PackedLists(scorer) if suite.lists and getattr(scorer, "is_decoder_head", False) else scorer
+
+
 def model_scores(model: Any, prompts: Sequence[Any], responses: Sequence[str], *, batch_size: int = 16,
                  progress: bool = False, accelerator: Any = None) -> np.ndarray:
     """The one call from evaluation into a model: ``model.score`` on every item, in input order.
@@ -270,6 +295,7 @@ def run_suite(suite: str | Suite, data: Any, score_fn: Any = None, *, scores: An
     not given.
     """
     s = get_suite(suite)
+    score_fn = for_suite(score_fn, s)
     if isinstance(data, SuiteData):
         if data.suite != s.name:
             raise ValueError(f"data was loaded for suite {data.suite!r}, not {s.name!r}")

@@ -2,12 +2,13 @@
 
 Importing this package registers the built-in losses (pairwise: ``bt``, ``margin_bt``,
 ``scaled_bt``, ``soft_bt``; pointwise: ``mse``; distributional: ``mean_var`` (pairs), ``rating_ce``
-(ratings); generative: ``justifier``). See :class:`RewardLoss`
+(ratings); generative: ``justifier``; listwise: ``plackett_luce``, ``all_pairs_bt``). See :class:`RewardLoss`
 for the contract and for how the trainer normalises summed losses under gradient accumulation.
 """
 
 from rmlib.losses.distributional import MeanVarLoss, RatingCELoss
 from rmlib.losses.generative import JustifierLoss
+from rmlib.losses.listwise import AllPairsBradleyTerryLoss, ListwiseLoss, PlackettLuceLoss
 from rmlib.losses.pairwise import (
     BradleyTerryLoss,
     MarginBradleyTerryLoss,
@@ -28,6 +29,9 @@ from rmlib.losses.registry import (
 
 __all__ = [
     "MISSING_TARGET",
+    "AllPairsBradleyTerryLoss",
+    "ListwiseLoss",
+    "PlackettLuceLoss",
     "BradleyTerryLoss",
     "JustifierLoss",
     "MarginBradleyTerryLoss",

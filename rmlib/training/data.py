@@ -19,7 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from rmlib.config import Config, ConfigError
-from rmlib.data.features import FeatureSet, FeatureTable, KindMismatch, MixedSet, SourceSpec, build_features
+from rmlib.data.features import (
+    LIST_LABELS,
+    FeatureSet,
+    FeatureTable,
+    KindMismatch,
+    MixedSet,
+    SourceSpec,
+    build_features,
+)
 from rmlib.data.schema import ValidationReport
 from rmlib.data.tokenize import Featurizer
 
@@ -30,7 +38,7 @@ class Examples:
 
     train: FeatureSet | MixedSet
     eval: FeatureSet
-    kind: str  # "pairs" | "ratings" | "judge"
+    kind: str  # "pairs" | "ratings" | "judge" | "lists"
     attributes: list[str]
     report: ValidationReport
     eval_source: str
@@ -108,7 +116,7 @@ def drop_eval_overlap(train: FeatureSet, held: FeatureSet, report: ValidationRep
 
 def _check_labels(fs: FeatureSet, labels: tuple[str, ...], loss_name: str, source: str) -> None:
     for name in labels:
-        if name == "targets":
+        if name in LIST_LABELS:  # the kind's own per-attribute / per-response label, always present
             continue
         missing = np.nonzero(np.isnan(fs.table.column(f"label_{name}")[fs.rows].astype(np.float64)))[0]
         if len(missing):
@@ -192,9 +200,9 @@ def load_examples(cfg: Config, featurizer: Featurizer) -> Examples:
         tables.append(et)
         extra[name] = FeatureSet(et, np.nonzero(_valid(et))[0])
         _check_labels(extra[name], loss.labels, cfg.loss.name, path)
-    if table.kind == "pairs" and cfg.model.attributes and len(cfg.model.attributes) != 1:
-        raise ConfigError(f"pairwise losses train one output, got model.attributes={list(cfg.model.attributes)}")
-    attributes = ["reward"] if table.kind == "pairs" else table.attributes
+    if table.kind in ("pairs", "lists") and cfg.model.attributes and len(cfg.model.attributes) != 1:
+        raise ConfigError(f"{loss.family} losses train one output, got model.attributes={list(cfg.model.attributes)}")
+    attributes = ["reward"] if table.kind in ("pairs", "lists") else table.attributes
     truncated = sum(int(t.column("truncated").sum()) for t in tables)
     return Examples(train, held, table.kind, attributes, report, eval_source, truncated,
                     built=any(t.built for t in tables), tokenize_seconds=sum(t.tokenize_seconds for t in tables),

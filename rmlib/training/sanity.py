@@ -196,7 +196,8 @@ def initial_reward_stats(run: Any) -> tuple[float, float]:
 
     n = min(len(run.train_f), INITIAL_REWARD_SEQUENCES // 2)
     items = run.train_f.take(list(range(n))) if hasattr(run.train_f, "take") else list(run.train_f)[:n]
-    seqs = [s for f in items for s in ((f.chosen, f.rejected) if hasattr(f, "chosen") else (f.seq,))]
+    seqs = [s for f in items for s in ((f.chosen, f.rejected) if hasattr(f, "chosen")
+                                       else f.seqs if hasattr(f, "seqs") else (f.seq,))]
     rewards = score_sequences(run.model, seqs, pad_id=run.pad_id, accelerator=run.acc).double()
     if rewards.numel() == 0:
         return 0.0, 0.0

@@ -365,7 +365,8 @@ class Trainer:
 
     def _eval_kwargs(self, run: Run) -> dict:
         return dict(kind=run.examples.kind, attributes=run.examples.attributes, pad_id=run.pad_id,
-                    batch_size=self.cfg.train.eval_batch_size, accelerator=run.acc, packing=self.cfg.data.packing)
+                    batch_size=self.cfg.train.eval_batch_size, accelerator=run.acc, packing=self.cfg.data.packing,
+                    shared_prompt=self.cfg.data.shared_prompt)
 
     def _evaluate(self, run: Run) -> dict:
         """The primary evaluation set (it ranks checkpoints), then each of ``data.eval_sets`` by name."""
@@ -475,7 +476,7 @@ class Trainer:
             finish_training_output(final, config_yaml=to_yaml(self.cfg), summary=summary,  # card (+ upload)
                                    push_to_hub=self.cfg.train.push_to_hub)
         summary["model_dir"] = str(final)
-        unit = "pairs" if run.examples.kind == "pairs" else "rows"
+        unit = {"pairs": "pairs", "lists": "lists"}.get(run.examples.kind, "rows")
         acc.print(f"done: {run.state.step} steps in {elapsed:.1f}s, {summary['items_per_s']:.1f} {unit}/s, "
                   f"{summary['tokens_per_s']:.0f} tokens/s; model saved to {final}")
         acc.end_training()
