@@ -95,7 +95,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     from rmlib.models.reward_model import TooLong
 
     try:
-        if loaded.kind == "pairs":
+        if model.distribution is not None and loaded.kind in ("pairs", "ratings"):
+            rows = _distribution_rows(model, loaded.kind, ex, kw)
+        elif loaded.kind == "pairs":
             chosen, rejected = model.score_pairs([e.prompt for e in ex], [e.chosen for e in ex],
                                                  [e.rejected for e in ex], **kw)
             rows = [{"index": i, "chosen": c, "rejected": r}
@@ -113,10 +115,54 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _distribution_rows(model, kind: str, ex, kw: dict) -> list[dict]:
+    """A distributional model's rows: the reward (its mean) and its ``std``; for pairs also
+    ``p_chosen`` = P(chosen ≻ rejected) under the model's distributions."""
+    import numpy as np
+
+    from rmlib.eval.divergence import pair_preference
+
+    if kind == "ratings":
+        out = model.score_outputs([e.prompt for e in ex], [e.response for e in ex], **kw)
+        return [{"index": i, "response": r, "std": s} for i, (r, s) in
+                enumerate(zip(out["reward"].tolist(), out["std"].tolist()))]
+    from rmlib.models.reward_model import TooLong
+
+    n = len(ex)
+    try:
+        out = model.score_outputs([e.prompt for e in ex] * 2, [e.chosen for e in ex] + [e.rejected for e in ex],
+                                  **kw)
+    except TooLong as e:  # name the pair and the side, as score_pairs does
+        side_name = "chosen" if e.index < n else "rejected"
+        raise TooLong(e.index % n, f"pair {e.index % n}: the {side_name} response does not fit in "
+                                   f"max_length={model.max_length}") from None
+    side = [{k: v[:n].numpy() for k, v in out.items()}, {k: v[n:].numpy() for k, v in out.items()}]
+    p, _ = pair_preference(model.distribution.kind, *side)
+    return [{"index": i, "chosen": float(side[0]["reward"][i]), "rejected": float(side[1]["reward"][i]),
+             "chosen_std": float(side[0]["std"][i]), "rejected_std": float(side[1]["std"][i]),
+             "p_chosen": float(np.asarray(p)[i])} for i in range(n)]
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from rmlib.eval.cli import run_eval
 
     return run_eval(args)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from rmlib.eval.report import compare_reports
+    from rmlib.io import write_text
+
+    named = {}
+    for spec in args.reports:
+        name, sep, path = spec.partition("=")
+        named[name if sep else Path(spec).name] = path if sep else spec
+    rows, md = compare_reports(named, args.metrics or None, title=args.title)
+    out = write_text(md, args.out)
+    write_text(json.dumps(rows, indent=2, default=str) + "\n", Path(args.out).with_suffix(".json"))
+    print(md)
+    print(f"wrote {out} and {Path(args.out).with_suffix('.json')}")
+    return 0
 
 
 def cmd_expo(args: argparse.Namespace) -> int:
@@ -288,6 +334,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_eval_arguments(e)
     e.set_defaults(func=cmd_eval)
+
+    c = sub.add_parser("compare", help="one table of several evaluation reports of a suite: a row per model, a "
+                                       "column per metric")
+    c.add_argument("reports", nargs="+", metavar="[NAME=]DIR",
+                   help="report directories (rmlib eval --out) or report.json files; NAME labels the row")
+    c.add_argument("--metrics", nargs="*", default=None,
+                   help="shell-style patterns of the metrics to show, in order (e.g. 'metric.*' 'auroc.*' ece); "
+                        "default: every metric")
+    c.add_argument("--title", default=None, help="heading of the Markdown table")
+    c.add_argument("--out", required=True, help="Markdown file to write (the rows also go to the .json beside it)")
+    c.set_defaults(func=cmd_compare)
 
     x = sub.add_parser("expo", help="ExPO weight extrapolation: θ = θ_strong + α(θ_strong − θ_weak)")
     from rmlib.expo import add_cli_arguments

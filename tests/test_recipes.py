@@ -235,9 +235,11 @@ def test_diverging_preferences_smoke(tmp_path):
     out = tmp_path / "div"
     log = _smoke("diverging_preferences", out)
     _links(out / "SUMMARY.md")
-    # the trainer's data line of each run, in the script's order: bt_aggregate, bt_all, mse_aggregate, mse_all
+    # the trainer's data line of each run, in the script's order: bt_aggregate, bt_all, mse_aggregate, mse_all,
+    # mean_var (every vote), rating_ce (every rating)
     train_sizes = [int(n) for n in re.findall(r"^train (\d+) \|", log, flags=re.M)]
-    assert len(train_sizes) == 4, log[-3000:]
+    assert len(train_sizes) == 6, log[-3000:]
+    assert train_sizes[4] == train_sizes[1] and train_sizes[5] == train_sizes[3], train_sizes
     # every annotation as its own example: more examples than records (3 to 5 votes per bundled pair; 2 to 4
     # ratings per disagreements row), from the same records
     assert train_sizes[1] > train_sizes[0] and train_sizes[3] > train_sizes[2], train_sizes
@@ -246,10 +248,22 @@ def test_diverging_preferences_smoke(tmp_path):
         assert every["data_report"]["kept"] == agg["data_report"]["kept"], kind
     assert "tie_annotation" in _json(out / "bt_all" / "summary.json")["data_report"]["filtered"]
     for run, model_type in [("bt_aggregate", "bt"), ("bt_all", "bt"), ("mse_aggregate", "regression"),
-                            ("mse_all", "regression")]:
+                            ("mse_all", "regression"), ("mean_var", "mean_var"), ("rating_ce", "rating_ce")]:
         report = _json(out / "divergence" / run / "report.json")
         assert report["suite"] == "divergence" and report["tables"]["classes"], run
         assert report["metrics"]["model_type"] == model_type, run
+        # every model gets the |gap| AUROC; only a distributional one has an uncertainty of its own
+        has_unc = report["metrics"]["auroc"]["high_agreement"]["uncertainty"] is not None
+        assert has_unc == (model_type in ("mean_var", "rating_ce")), run
+        assert ("ece" in report["metrics"]) == (model_type != "regression"), run
+    for run in ("mean_var", "rating_ce"):
+        cfg = _json(out / run / "model" / "config.json")
+        assert cfg["rmlib_distribution"]["kind"] == run and (out / "divergence" / run / "reliability.png").is_file()
+    rows = _json(out / "divergence" / "comparison.json")
+    assert [r["model"] for r in rows] == ["BT (aggregated)", "BT (every annotation)", "MSE (aggregated)",
+                                          "MSE (every annotation)", "mean_var", "rating_ce"]
+    assert all("auroc.high_agreement.abs_gap" in r and "metric.diverging_all" in r for r in rows)
+    assert "| mean_var |" in (out / "divergence" / "comparison.md").read_text()
 
 
 def test_lora_consumer_gpu_smoke(tmp_path):

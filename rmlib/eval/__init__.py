@@ -31,10 +31,14 @@ from rmlib.eval.benchmarks import (
 )
 from rmlib.eval.bon import bon_accuracy_at, bon_curve, bon_prompt_credit, is_correctness
 from rmlib.eval.divergence import (
+    auroc,
+    calibration,
     classify_votes,
+    divergence_identification,
     divergence_table,
     is_substantial,
     multipref_vote,
+    pair_preference,
     preferred_side,
     rating_difference_votes,
 )
@@ -50,7 +54,7 @@ from rmlib.eval.registry import (
     register_suite,
     unregister_suite,
 )
-from rmlib.eval.report import Report
+from rmlib.eval.report import Report, compare_reports
 from rmlib.eval.rewardbench import (
     EXAMPLE_COUNTS,
     PRIOR_SETS,
@@ -68,6 +72,7 @@ from rmlib.eval.runner import (
     evaluate,
     load_scores,
     load_suite,
+    model_outputs,
     model_scores,
     run_suite,
     save_scores,
@@ -98,4 +103,6 @@ __all__ = [
     "pair_results", "pairwise_accuracy", "register_suite", "rewardbench2_scores", "rewardbench_v1_scores",
     "rewardbench_v1_subset_accuracy", "rmbench_difficulty", "rmbench_matrix", "rmbench_scores", "run_suite",
     "save_scores", "score_items", "ties_score", "unregister_suite", "wilson_interval", "word_count",
+    # distributional reward models: do they know when annotators split?
+    "auroc", "calibration", "compare_reports", "divergence_identification", "model_outputs", "pair_preference",
 ]

@@ -126,7 +126,11 @@ def run_eval(args: argparse.Namespace) -> int:
         acc = _accelerator()
         model = RewardModel.from_pretrained(args.model, trust_remote_code=cfg.trust_remote_code,
                                             max_length=cfg.max_length, reward_token=cfg.reward_token)
-        if (weights is not None or not suite.per_head) and not cfg.heads.search:  # fail before scoring
+        kind = None if model.distribution is None else model.distribution.kind
+        if kind is not None and (weights is not None or cfg.heads.search):
+            raise SystemExit(f"rmlib eval: heads.weights and heads.search combine the heads of a multi-attribute "
+                             f"model; this {kind} model has one reward (its mean)")
+        if kind is None and (weights is not None or not suite.per_head) and not cfg.heads.search:  # fail early
             try:
                 combine_heads(np.zeros((1, len(model.attributes))), weights, model.attributes)
             except ValueError as e:
@@ -137,13 +141,23 @@ def run_eval(args: argparse.Namespace) -> int:
             model.to("cuda" if torch.cuda.is_available() else "cpu")
         else:
             model.to(acc.device)
-        scores = score_items(data.items, model, batch_size=cfg.batch_size, progress=True, accelerator=acc)
-        if acc is not None and not acc.is_main_process:
-            return 0
-        if cfg.heads.search:
-            common["head_weights"], search = _search_weights(data, np.asarray(scores), model.attributes,
-                                                             cfg.heads.search_step)
-        report = run_suite(suite, data, scores=scores, head_names=model.attributes, **common)
+        if kind is not None:  # the mean and the spread, from one scoring pass
+            from rmlib.eval.runner import model_outputs
+
+            scores = model_outputs(model, [list(it["prompt"]) for it in data.items],
+                                   [it["response"] for it in data.items], batch_size=cfg.batch_size or 16,
+                                   progress=True, accelerator=acc)
+            if acc is not None and not acc.is_main_process:
+                return 0
+            report = run_suite(suite, data, scores=scores, distribution=kind, cache=args.cache)
+        else:
+            scores = score_items(data.items, model, batch_size=cfg.batch_size, progress=True, accelerator=acc)
+            if acc is not None and not acc.is_main_process:
+                return 0
+            if cfg.heads.search:
+                common["head_weights"], search = _search_weights(data, np.asarray(scores), model.attributes,
+                                                                 cfg.heads.search_step)
+            report = run_suite(suite, data, scores=scores, head_names=model.attributes, **common)
         meta = {"model": str(args.model), "num_processes": 1 if acc is None else acc.num_processes}
     if cfg.heads.search:
         meta["head_search"] = search

@@ -28,15 +28,18 @@ Classes, checked in this order (the first that applies wins, so every pair has e
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from rmlib.data.annotations import preferred_side, rating_difference_votes
+from rmlib.data.labels import votes_to_target_prob
 
-__all__ = ["MULTIPREF_VOTES", "DIVERGENCE_CLASSES", "multipref_vote", "classify_votes", "is_substantial",
-           "preferred_side", "rating_difference_votes", "divergence_table"]
+__all__ = ["MULTIPREF_VOTES", "DIVERGENCE_CLASSES", "auroc", "calibration", "multipref_vote", "classify_votes",
+           "divergence_identification", "is_substantial", "pair_preference", "preferred_side",
+           "rating_difference_votes", "divergence_table"]
 
 MULTIPREF_VOTES: dict[str, int] = {
     "A-is-clearly-better": 2, "A-is-slightly-better": 1, "Tie": 0,
@@ -78,7 +81,8 @@ def is_substantial(votes: Sequence[float], strong: float = 2) -> bool:
 
 
 def divergence_table(votes: Sequence[Sequence[float]], scores_a: np.ndarray, scores_b: np.ndarray, *,
-                     strong: float = 2, model_type: str = "bt", rule: str = "majority") -> dict[str, Any]:
+                     strong: float = 2, model_type: str = "bt", rule: str = "majority",
+                     p_a: np.ndarray | None = None, uncertainty: np.ndarray | None = None) -> dict[str, Any]:
     """Per class, how strongly the reward model favours its own pick.
 
     The paper tracks "how heavily reward models favor a single response by computing P(C > R), where C
@@ -91,6 +95,10 @@ def divergence_table(votes: Sequence[Sequence[float]], scores_a: np.ndarray, sco
     Also reported, under its own name, ``mean_p_majority`` = mean σ(r_maj − r_other) with the
     annotators' majority side (``rule``: ``"majority"`` or ``"sum"``, see
     :func:`~rmlib.data.annotations.preferred_side`) over the class's pairs that have one (NaN if none).
+
+    A distributional model gives its own ``p_a`` = P(A ≻ B) (:func:`pair_preference`): P(C > R) is then
+    max(p_a, 1 − p_a) instead of σ(|r_a − r_b|), and ``uncertainty`` (the pair's predicted spread) gets a
+    ``mean_uncertainty`` column.
 
     Every pair weighs 1 in its class; ``diverging_substantial`` is a subset of ``diverging_all``;
     ``other`` is the leftover class. Returns ``{"rows": [...], "counts": {...}, "classes": [per-pair
@@ -106,8 +114,14 @@ def divergence_table(votes: Sequence[Sequence[float]], scores_a: np.ndarray, sco
     subst = [c == "diverging" and is_substantial(v, strong) for c, v in zip(classes, votes)]
     side = np.array([preferred_side(list(v), rule) for v in votes], dtype=float)
     absdiff = np.abs(a - b)
-    p_favoured = 1.0 / (1.0 + np.exp(-absdiff))
-    p_majority = 1.0 / (1.0 + np.exp(-side * (a - b)))
+    if p_a is None:
+        p_favoured = 1.0 / (1.0 + np.exp(-absdiff))
+        p_majority = 1.0 / (1.0 + np.exp(-side * (a - b)))
+    else:
+        pa = np.asarray(p_a, dtype=float)
+        p_favoured = np.maximum(pa, 1 - pa)
+        p_majority = np.where(side > 0, pa, 1 - pa)
+    unc = None if uncertainty is None else np.asarray(uncertainty, dtype=float)
     cls = np.array(classes)
     masks = {
         "high_agreement_preference": cls == "high_agreement_preference",
@@ -123,8 +137,122 @@ def divergence_table(votes: Sequence[Sequence[float]], scores_a: np.ndarray, sco
         with_side = m & (side != 0)
         mp = float(p_favoured[m].mean()) if k else float("nan")
         md = float(absdiff[m].mean()) if k else float("nan")
-        rows.append({"class": name, "n": k, "mean_p_favoured": mp, "mean_abs_diff": md,
-                     "mean_p_majority": float(p_majority[with_side].mean()) if with_side.any() else float("nan"),
-                     "metric": mp if model_type == "bt" else md})
+        row = {"class": name, "n": k, "mean_p_favoured": mp, "mean_abs_diff": md,
+               "mean_p_majority": float(p_majority[with_side].mean()) if with_side.any() else float("nan"),
+               "metric": mp if model_type == "bt" else md}
+        if unc is not None:
+            row["mean_uncertainty"] = float(unc[m].mean()) if k else float("nan")
+        rows.append(row)
     counts = {name: int(masks[name].sum()) for name in DIVERGENCE_CLASSES}
     return {"rows": rows, "counts": counts, "classes": classes, "substantial": subst, "model_type": model_type}
+
+
+# ------------------------------------------------------------ do models know? (distributional reward models)
+def _ndtr(z: np.ndarray) -> np.ndarray:
+    """Φ(z), the standard normal CDF (numpy has no erf; the pairs of one benchmark are few)."""
+    return np.array([0.5 * math.erfc(-float(v) / math.sqrt(2.0)) for v in np.ravel(z)]).reshape(np.shape(z))
+
+
+def pair_preference(kind: str | None, a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
+    """(P(A ≻ B), the pair's predicted uncertainty or None) from each side's named outputs.
+
+    * scalar model (``kind`` None): P = σ(r_a − r_b), the Bradley-Terry reading; no uncertainty of its own
+      (|r_a − r_b| is all it offers);
+    * ``mean_var``: P = Φ((μ_a − μ_b) / sqrt(σ_a² + σ_b²)); uncertainty sqrt(σ_a² + σ_b²);
+    * ``rating_ce``: P = P(X_a > X_b) + ½·P(X_a = X_b) for independent ratings X ~ the two categoricals;
+      uncertainty the overlap Σ_k min(p_a,k, p_b,k) (1: the same distribution, 0: disjoint).
+    """
+    ra, rb = np.asarray(a["reward"], dtype=float), np.asarray(b["reward"], dtype=float)
+    if kind is None:
+        return 1.0 / (1.0 + np.exp(-(ra - rb))), None
+    if kind == "mean_var":
+        scale = np.sqrt(np.asarray(a["std"], dtype=float) ** 2 + np.asarray(b["std"], dtype=float) ** 2)
+        return _ndtr((ra - rb) / scale), scale
+    if kind == "rating_ce":
+        pa, pb = np.asarray(a["probs"], dtype=float), np.asarray(b["probs"], dtype=float)
+        below = np.cumsum(pb, axis=1) - pb  # P(X_b < level k)
+        p = (pa * below).sum(1) + 0.5 * (pa * pb).sum(1)
+        return p, np.minimum(pa, pb).sum(1)
+    raise ValueError(f"unknown distribution kind {kind!r}; expected None, 'mean_var' or 'rating_ce'")
+
+
+def auroc(scores: Sequence[float] | np.ndarray, positive: Sequence[bool] | np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` for telling ``positive`` rows from the others: the
+    probability that a random positive scores above a random negative, ties counting half (Mann-Whitney
+    U / (n_pos · n_neg)). NaN when either side is empty. Written here because the library does not
+    depend on scikit-learn (the tests check it against ``sklearn.metrics.roc_auc_score``)."""
+    s = np.asarray(scores, dtype=float)
+    pos = np.asarray(positive, dtype=bool)
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s), dtype=float)
+    sorted_s = s[order]
+    # average ranks of tied values (1-based)
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_s)) + 1]
+    ends = np.r_[starts[1:], len(s)]
+    for lo, hi in zip(starts, ends):
+        ranks[order[lo:hi]] = (lo + hi + 1) / 2.0
+    u = ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def calibration(p: Sequence[float] | np.ndarray, observed: Sequence[float] | np.ndarray,
+                bins: int = 10) -> dict[str, Any]:
+    """Expected calibration error of predicted P(A ≻ B) against the observed vote fraction.
+
+    Pairs are put in ``bins`` equal-width bins of predicted P; ECE = Σ_bins (n_bin / n)·|mean P − mean
+    observed| (Guo et al. 2017's ECE with the vote fraction as the outcome; a vote fraction is the
+    outcome's expectation, so a calibrated model has ECE near 0 on any number of annotators). Returns
+    ``{"ece", "bins": [{"lo", "hi", "n", "mean_predicted", "mean_observed"}]}``, the reliability diagram's data.
+    """
+    pp, ob = np.asarray(p, dtype=float), np.asarray(observed, dtype=float)
+    if pp.shape != ob.shape:
+        raise ValueError(f"{pp.size} predictions but {ob.size} observed fractions")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.digitize(pp, edges[1:-1]), 0, bins - 1)
+    rows, ece = [], 0.0
+    for k in range(bins):
+        m = idx == k
+        n = int(m.sum())
+        mp = float(pp[m].mean()) if n else float("nan")
+        mo = float(ob[m].mean()) if n else float("nan")
+        if n:
+            ece += n / max(pp.size, 1) * abs(mp - mo)
+        rows.append({"lo": float(edges[k]), "hi": float(edges[k + 1]), "n": n, "mean_predicted": mp,
+                     "mean_observed": mo})
+    return {"ece": float(ece) if pp.size else float("nan"), "bins": rows}
+
+
+#: the negatives diverging pairs are told apart from, by name
+IDENTIFICATION_NEGATIVES: dict[str, tuple[str, ...]] = {
+    "high_agreement": ("high_agreement_preference", "high_agreement_tie"),
+    "high_agreement_preference": ("high_agreement_preference",),
+}
+
+
+def divergence_identification(classes: Sequence[str], abs_gap: np.ndarray,
+                              uncertainty: np.ndarray | None) -> dict[str, dict[str, float | None]]:
+    """AUROC of telling diverging (all) pairs from high-agreement ones, by each signal a model offers.
+
+    ``abs_gap``: −|Δr| is the score (a small gap reads as "annotators would split"), all a Bradley-Terry
+    model can offer; ``uncertainty``: the pair's predicted spread (:func:`pair_preference`), higher reads as
+    diverging. Negatives: every high-agreement pair (preferences and ties), and the preferences alone
+    (a tie is also a small gap, and two equal narrow rating distributions overlap fully).
+    """
+    cls = np.asarray(classes)
+    out: dict[str, dict[str, float | None]] = {}
+    for name, negatives in IDENTIFICATION_NEGATIVES.items():
+        keep = (cls == "diverging") | np.isin(cls, negatives)
+        pos = cls[keep] == "diverging"
+        out[name] = {"abs_gap": auroc(-np.asarray(abs_gap, dtype=float)[keep], pos),
+                     "uncertainty": None if uncertainty is None else auroc(np.asarray(uncertainty)[keep], pos),
+                     "n_diverging": int(pos.sum()), "n_high_agreement": int((~pos).sum())}
+    return out
+
+
+def observed_fraction(votes: Sequence[Sequence[float]]) -> np.ndarray:
+    """Share of annotators preferring A, ties counting half (the calibration target)."""
+    return np.array([votes_to_target_prob(list(v)) for v in votes], dtype=float)

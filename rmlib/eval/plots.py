@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_reward_histograms", "plot_forest", "plot_bon_curve"]
+__all__ = ["plot_reward_histograms", "plot_forest", "plot_bon_curve", "plot_reliability"]
 
 
 def _pyplot():
@@ -178,3 +178,27 @@ def plot_expo_search(rows: Sequence[Mapping[str, Any]], path: str | Path, *, bes
 
 
 __all__ += ["plot_expo_search"]
+
+
+def plot_reliability(bins: Sequence[Mapping[str, Any]], path: str | Path, title: str = "Reliability",
+                     ece: float | None = None) -> Path:
+    """Reliability diagram: mean observed vote share against mean predicted P(A > B) per bin (dots sized by
+    the pairs in the bin), with the diagonal a calibrated model lies on. ``bins`` are
+    :func:`rmlib.eval.divergence.calibration` rows; empty bins are left out."""
+    plt = _pyplot()
+    rows = [b for b in bins if b["n"]]
+    fig, ax = plt.subplots(figsize=(5.2, 5))
+    ax.plot([0, 1], [0, 1], linestyle="--", color="gray", linewidth=1, label="calibrated")
+    if rows:
+        n = np.array([b["n"] for b in rows], dtype=float)
+        ax.scatter([b["mean_predicted"] for b in rows], [b["mean_observed"] for b in rows],
+                   s=20 + 200 * n / n.max(), color="tab:blue", alpha=0.8, label="bins (size: pairs)")
+        ax.plot([b["mean_predicted"] for b in rows], [b["mean_observed"] for b in rows], color="tab:blue",
+                linewidth=1)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("predicted P(A > B)")
+    ax.set_ylabel("annotators preferring A (ties half)")
+    ax.set_title(title + (f"\nECE {ece:.3f}" if ece is not None and np.isfinite(ece) else ""))
+    ax.legend(loc="upper left", framealpha=0.9)
+    return _save(fig, path)

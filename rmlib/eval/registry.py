@@ -56,6 +56,10 @@ class Scores:
     heads: np.ndarray | None = None
     head_names: list[str] = field(default_factory=lambda: ["score"])
     weighted: bool = False
+    #: a distributional model's kind ("mean_var", "rating_ce"; :mod:`rmlib.models.distribution`) and its
+    #: outputs beside the reward (its mean): ``std`` (N,), and ``probs`` (N, levels) of a rating model
+    distribution: str | None = None
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class Record:

@@ -6,6 +6,7 @@ and so two runs can be compared by diffing ``report.json``.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 from collections.abc import Mapping
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Report", "to_jsonable"]
+__all__ = ["Report", "compare_reports", "to_jsonable"]
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -77,7 +78,7 @@ class Report:
 
     ``metrics``: headline numbers (nested dicts allowed); ``tables``: named lists of row dicts;
     ``notes``: the scoring rules used (tie rule, weighting), so a report explains its own numbers;
-    ``plots``: name → plot data (``{"kind": "reward_histogram"|"forest"|"bon_curve", ...}``) drawn by
+    ``plots``: name → plot data (``{"kind": "reward_histogram"|"forest"|"bon_curve"|"reliability", ...}``) drawn by
     :meth:`save`, kept out of the JSON; ``meta``: where the data came from.
     """
 
@@ -128,6 +129,8 @@ class Report:
                 plots.plot_forest(spec["rows"], path, spec.get("title", "Agreement with labels"))
             elif kind == "bon_curve":
                 plots.plot_bon_curve(spec["curve"], path, spec.get("title", "Best-of-N"))
+            elif kind == "reliability":
+                plots.plot_reliability(spec["bins"], path, spec.get("title", "Reliability"), spec.get("ece"))
             else:
                 raise ValueError(f"plot {name!r}: unknown kind {kind!r}")
             written[name] = path
@@ -135,3 +138,35 @@ class Report:
         (d / "report.md").write_text(self.to_markdown({k: p.name for k, p in written.items()}), encoding="utf-8")
         written["json"], written["markdown"] = d / "report.json", d / "report.md"
         return written
+
+
+def compare_reports(reports: Mapping[str, str | Path | Mapping[str, Any]], metrics: list[str] | None = None,
+                    title: str | None = None) -> tuple[list[dict[str, Any]], str]:
+    """One table of several reports of a suite: a row per report, a column per headline metric.
+
+    ``reports``: name → a report directory (its ``report.json``), a ``report.json`` path, or a report dict.
+    ``metrics``: shell-style patterns over the flattened metric names (``"metric.*"``, ``"auroc.*"``,
+    ``"ece"``), in column order; every metric when None. Why: a recipe that trains several models
+    (BT vs distributional, aggregated vs every annotation) answers its question in one table, built from
+    the reports alone. Returns (rows, Markdown).
+    """
+    rows: list[dict[str, Any]] = []
+    suites = set()
+    for name, rep in reports.items():
+        if not isinstance(rep, Mapping):
+            path = Path(rep)
+            path = path / "report.json" if path.is_dir() else path
+            if not path.is_file():
+                raise FileNotFoundError(f"{name}: no report at {path} (run rmlib eval --out first)")
+            rep = json.loads(path.read_text(encoding="utf-8"))
+        suites.add(rep.get("suite"))
+        flat = dict(_flatten(rep.get("metrics", {})))
+        if metrics is None:
+            keys = list(flat)
+        else:
+            keys = [k for pat in metrics for k in flat if fnmatch.fnmatchcase(k, pat)]
+        rows.append({"model": name, **{k: flat[k] for k in dict.fromkeys(keys)}})
+    if len(suites) > 1:
+        raise ValueError(f"reports of different suites cannot share a table: {sorted(map(str, suites))}")
+    head = f"# {title}\n\n" if title else ""
+    return rows, head + markdown_table(rows)

@@ -22,8 +22,8 @@ from rmlib.data.schema import DataError
 from rmlib.eval.registry import Record, Scores, Suite, SuiteData, get_suite, make_options
 from rmlib.eval.report import Report
 
-__all__ = ["combine_heads", "evaluate", "load_scores", "load_suite", "model_scores", "run_suite", "save_scores",
-           "score_items"]
+__all__ = ["combine_heads", "distribution_kind", "evaluate", "load_scores", "load_suite", "model_outputs",
+           "model_scores", "run_suite", "save_scores", "score_items"]
 
 ScoreFn = Callable[[list[list[dict[str, str]]], list[str]], Any]
 
@@ -112,6 +112,23 @@ def model_scores(model: Any, prompts: Sequence[Any], responses: Sequence[str], *
                                  accelerator=accelerator))
 
 
+def distribution_kind(scorer: Any) -> str | None:
+    """The kind of distribution a model predicts (``RewardModel.distribution``), or None (scalar, or a score_fn)."""
+    dist = getattr(scorer, "distribution", None)
+    return None if dist is None else str(dist.kind)
+
+
+def model_outputs(model: Any, prompts: Sequence[Any], responses: Sequence[str], *, batch_size: int = 16,
+                  progress: bool = False, accelerator: Any = None) -> dict[str, np.ndarray]:
+    """A distributional model's named outputs (``reward`` = its mean, ``std``, a rating model's ``probs``),
+    through ``model.score_outputs``: the same scoring loop as :func:`model_scores`."""
+    if accelerator is not None and not accelerator.is_main_process:
+        progress = False
+    outs = model.score_outputs(prompts, responses, batch_size=batch_size, show_progress=progress,
+                               accelerator=accelerator)
+    return {k: _to_numpy(v) for k, v in outs.items()}
+
+
 def score_items(items: Sequence[Mapping[str, Any]], scorer: Any, *, batch_size: int | None = None,
                 progress: bool = False, accelerator: Any = None) -> np.ndarray:
     """Scores of the items, (N,) or (N, heads), in order.
@@ -196,13 +213,16 @@ def _scores(raw: np.ndarray, suite: Suite, weights: Any, names: Sequence[str] | 
 
 # ------------------------------------------------------------------------------------------- cache
 def save_scores(path: str | Path, items: Sequence[Mapping[str, Any]], scores: np.ndarray,
-                head_names: Sequence[str] | None = None) -> Path:
+                head_names: Sequence[str] | None = None, *, distribution: str | None = None,
+                outputs: Mapping[str, np.ndarray] | None = None) -> Path:
     """Cache scores with the items they belong to, so metrics can be recomputed without the model.
 
     ``.jsonl``: one ``{"prompt", "response", "score"}`` line per item (score a number or a list per head;
     with ``head_names``, every line also carries ``"heads": [names]``).
     ``.npy``: the array, plus a sidecar ``<stem>.json`` with ``{"items": [...], "heads": [...] or null}``.
-    Head names let ``heads.weights`` by name work on a cache as it does on the model.
+    Head names let ``heads.weights`` by name work on a cache as it does on the model. A distributional
+    model's ``outputs`` (``std``, ``probs``) and ``distribution`` kind are kept too (every jsonl line,
+    the sidecar), so the divergence suite's uncertainty columns can be recomputed from the cache.
     """
     from rmlib.io import write_jsonl, write_text
 
@@ -214,27 +234,39 @@ def save_scores(path: str | Path, items: Sequence[Mapping[str, Any]], scores: np
     width = 1 if s.ndim == 1 else s.shape[1]
     if heads is not None and len(heads) != width:
         raise ValueError(f"{len(heads)} head names for scores with {width} heads")
+    outs = {k: np.asarray(v, dtype=float) for k, v in (outputs or {}).items()}
+    for k, v in outs.items():
+        if v.shape[:1] != (len(items),):
+            raise ValueError(f"output {k!r} has {v.shape[0] if v.ndim else 0} rows for {len(items)} items")
+    dist = {"distribution": distribution} if distribution is not None else {}
     if p.suffix == ".npy":
         p.parent.mkdir(parents=True, exist_ok=True)
         np.save(p, s)
-        write_text(json.dumps({"items": [dict(it) for it in items], "heads": heads}), p.with_suffix(".json"))
+        write_text(json.dumps({"items": [dict(it) for it in items], "heads": heads, **dist,
+                               "outputs": {k: v.tolist() for k, v in outs.items()}}), p.with_suffix(".json"))
     elif p.suffix == ".jsonl":
         extra = {"heads": heads} if heads is not None else {}
-        write_jsonl(({"prompt": it["prompt"], "response": it["response"], "score": v.tolist(), **extra}
-                     for it, v in zip(items, s)), p)
+        write_jsonl(({"prompt": it["prompt"], "response": it["response"], "score": v.tolist(), **extra, **dist,
+                      **{k: o[i].tolist() for k, o in outs.items()}}
+                     for i, (it, v) in enumerate(zip(items, s))), p)
     else:
         raise ValueError(f"score cache must end in .jsonl or .npy, got {p.name!r}")
     return p
 
 
-def load_scores(path: str | Path, *, with_heads: bool = False) -> Any:
+OUTPUT_KEYS = ("std", "probs")  # a distributional model's outputs beside the reward, as cached
+
+
+def load_scores(path: str | Path, *, with_heads: bool = False, with_outputs: bool = False) -> Any:
     """Inverse of :func:`save_scores`: ``(items, scores)``, or ``(items, scores, head_names or None)`` with
-    ``with_heads=True``."""
+    ``with_heads=True``; ``with_outputs=True`` appends ``(distribution kind or None, {name: array})``."""
     p = Path(path)
     if p.suffix == ".npy":
         s = np.load(p)
         side = json.loads(p.with_suffix(".json").read_text(encoding="utf-8"))
         items, heads = side["items"], side.get("heads")
+        kind = side.get("distribution")
+        outs = {k: np.asarray(v, dtype=float) for k, v in (side.get("outputs") or {}).items()}
     elif p.suffix == ".jsonl":
         from rmlib.data.formats import read_records
 
@@ -249,31 +281,57 @@ def load_scores(path: str | Path, *, with_heads: bool = False) -> Any:
         items = [{"prompt": r["prompt"], "response": r["response"]} for r in rows]
         s = np.array([r["score"] for r in rows], dtype=float)
         heads = rows[0].get("heads") if rows else None
+        kind = rows[0].get("distribution") if rows else None
+        outs = {}
+        for k in OUTPUT_KEYS:
+            if rows and k in rows[0]:
+                missing = [i for i, r in enumerate(rows) if k not in r]
+                if missing:
+                    raise DataError(str(p), missing[0], k, "missing from the score cache (its first line has it)",
+                                    "missing_field")
+                outs[k] = np.array([r[k] for r in rows], dtype=float)
     else:
         raise ValueError(f"score cache must end in .jsonl or .npy, got {p.name!r}")
-    return (items, s, heads) if with_heads else (items, s)
+    out = (items, s, heads) if with_heads else (items, s)
+    return (*out, kind, outs) if with_outputs else out
 
 
 def _resolve_scores(data: SuiteData, scorer: Any, scores: Any, batch_size: int | None, progress: bool,
-                    accelerator: Any) -> tuple[np.ndarray, list[str] | None]:
-    """(scores aligned with ``data.items``, head names from a model or a cache file, or None)."""
+                    accelerator: Any, distribution: str | None = None
+                    ) -> tuple[np.ndarray, list[str] | None, str | None, dict[str, np.ndarray]]:
+    """(scores aligned with ``data.items``, head names from a model or a cache file or None, the
+    distribution kind or None, a distributional model's outputs beside its reward)."""
     if (scorer is None) == (scores is None):
         raise ValueError("give exactly one of score_fn (or a model) or scores")
     if scorer is not None:
+        kind = distribution_kind(scorer)
+        if kind is not None:  # its reward is the mean; the spread comes with it from the same forward
+            outs = model_outputs(scorer, [list(it["prompt"]) for it in data.items],
+                                 [it["response"] for it in data.items], batch_size=batch_size or 16,
+                                 progress=progress, accelerator=accelerator)
+            return outs.pop("reward"), None, kind, outs
         raw = score_items(data.items, scorer, batch_size=batch_size, progress=progress, accelerator=accelerator)
-        return raw, getattr(scorer, "attributes", None)
+        return raw, getattr(scorer, "attributes", None), None, {}
     if isinstance(scores, (str, Path)):
-        items, arr, heads = load_scores(scores, with_heads=True)
+        items, arr, heads, kind, outs = load_scores(scores, with_heads=True, with_outputs=True)
         if len(items) != len(data.items):
             raise ValueError(f"score cache {scores} has {len(items)} items but the suite has {len(data.items)}")
         for i, (a, b) in enumerate(zip(items, data.items)):
             if a["response"] != b["response"] or list(a["prompt"]) != list(b["prompt"]):
                 raise ValueError(f"score cache {scores} does not match the data at item {i}")
-        return arr, heads
+        return arr, heads, kind, outs
+    outs: dict[str, np.ndarray] = {}
+    if isinstance(scores, Mapping):  # a distributional model's named outputs (model_outputs)
+        if "reward" not in scores or distribution is None:
+            raise ValueError("named outputs as scores need a 'reward' entry and distribution= (the model's kind)")
+        outs = {k: _to_numpy(v) for k, v in scores.items() if k != "reward"}
+        scores = scores["reward"]
+    elif distribution is not None:
+        raise ValueError("distribution= goes with named outputs ({'reward', 'std', ...}) as scores")
     arr = _to_numpy(scores)
-    if arr.shape[0] != len(data.items):
+    if arr.shape[0] != len(data.items) or any(v.shape[:1] != arr.shape[:1] for v in outs.values()):
         raise ValueError(f"{arr.shape[0]} scores given but the suite has {len(data.items)} items")
-    return arr, None
+    return arr, None, distribution, outs
 
 
 # ------------------------------------------------------------------------------------------ running
@@ -281,7 +339,7 @@ def run_suite(suite: str | Suite, data: Any, score_fn: Any = None, *, scores: An
               head_weights: Sequence[float] | Mapping[str, float] | None = None,
               head_names: Sequence[str] | None = None, batch_size: int | None = None, progress: bool = False,
               split: str | None = None, cache: str | Path | None = None, accelerator: Any = None,
-              options: Any = None, **option_kwargs: Any) -> Report:
+              distribution: str | None = None, options: Any = None, **option_kwargs: Any) -> Report:
     """Load ``data`` for ``suite``, score it (``score_fn``: a model with ``.score`` or a plain callable) or
     take ``scores`` (array aligned with the items, or a cache file from :func:`save_scores`), and compute
     the suite's metrics.
@@ -292,7 +350,8 @@ def run_suite(suite: str | Suite, data: Any, score_fn: Any = None, *, scores: An
     heads, ``head_weights`` (list by position or {name: weight}) defines the reward; a ``per_head`` suite
     (agreement) audits every head when it is not given. ``cache`` writes the raw scores (and head names)
     for reuse; head names stored in a cache, or a model's ``attributes``, are used when ``head_names`` is
-    not given.
+    not given. ``scores`` may also be a distributional model's named outputs (:func:`model_outputs`) with
+    ``distribution`` its kind; a model with ``.distribution`` is read that way by itself.
     """
     s = get_suite(suite)
     score_fn = for_suite(score_fn, s)
@@ -306,15 +365,23 @@ def run_suite(suite: str | Suite, data: Any, score_fn: Any = None, *, scores: An
         d = data
     else:
         d = load_suite(s, data, split=split, options=options, **option_kwargs)
-    raw, found_heads = _resolve_scores(d, score_fn, scores, batch_size, progress, accelerator)
+    raw, found_heads, kind, outs = _resolve_scores(d, score_fn, scores, batch_size, progress, accelerator,
+                                                   distribution=distribution)
     multi = raw.ndim == 2 and raw.shape[1] > 1
     if head_names is None and multi and found_heads is not None:
         head_names = list(found_heads)
     if cache is not None:
-        save_scores(cache, d.items, raw, head_names if multi and head_names is not None else None)
+        save_scores(cache, d.items, raw, head_names if multi and head_names is not None else None,
+                    distribution=kind, outputs=outs)
+    if kind is not None and head_weights is not None:
+        raise ValueError(f"head_weights combine the heads of a multi-attribute model; a {kind} model has one "
+                         "reward (its mean)")
     sc = _scores(raw, s, head_weights, head_names)
+    sc.distribution, sc.outputs = kind, outs
     report = s.metrics(d, sc, d.options)
     report.meta.update({"data": d.source, "records": len(d.records), "items_scored": len(d.items)})
+    if kind is not None:
+        report.meta["distribution"] = kind
     if sc.heads is not None:
         report.meta["heads"] = sc.head_names
         if head_weights is not None:

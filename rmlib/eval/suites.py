@@ -19,7 +19,16 @@ import numpy as np
 from rmlib.eval.agreement import agreement_audit
 from rmlib.eval.benchmarks import judgebench_scores, ppe_best_of_k, ppe_preference_accuracy, rmb_scores
 from rmlib.eval.bon import bon_curve, is_correctness
-from rmlib.eval.divergence import divergence_table, multipref_vote, preferred_side, rating_difference_votes
+from rmlib.eval.divergence import (
+    calibration,
+    divergence_identification,
+    divergence_table,
+    multipref_vote,
+    observed_fraction,
+    pair_preference,
+    preferred_side,
+    rating_difference_votes,
+)
 from rmlib.eval.pairwise import pairwise_accuracy
 from rmlib.eval.registry import Record, Scores, Suite, SuiteData, register_suite
 from rmlib.eval.report import Report
@@ -471,7 +480,15 @@ def _read_helpsteer2_disagreements(suite: Suite, data: Any, split: str | None,
 def _metrics_divergence(d: SuiteData, scores: Scores, opts: DivergenceOptions) -> Report:
     a, b = _pairs(d, scores.reward)
     votes = [r["votes"] for r in d.records]
-    res = divergence_table(votes, a, b, strong=opts.strong, model_type=opts.model_type, rule=opts.aggregation)
+    kind = scores.distribution
+    side_a = {"reward": a, **{k: _pairs(d, v)[0] for k, v in scores.outputs.items()}}
+    side_b = {"reward": b, **{k: _pairs(d, v)[1] for k, v in scores.outputs.items()}}
+    p_a, unc = pair_preference(kind, side_a, side_b)
+    model_type = "bt" if kind is not None else opts.model_type  # a distribution gives its own P(A > B)
+    res = divergence_table(votes, a, b, strong=opts.strong, model_type=model_type, rule=opts.aggregation,
+                           p_a=p_a if kind is not None else None, uncertainty=unc)
+    ident = divergence_identification(res["classes"], np.abs(a - b), unc)
+    calib = calibration(p_a, observed_fraction(votes)) if model_type == "bt" else None
     # histogram of the side most annotators preferred vs the other, over pairs with a majority side
     side_all = [preferred_side(v, opts.aggregation) for v in votes]
     pref = [i for i, c in enumerate(res["classes"]) if c in ("high_agreement_preference", "diverging")
@@ -480,11 +497,30 @@ def _metrics_divergence(d: SuiteData, scores: Scores, opts: DivergenceOptions) -
     hist = {"kind": "reward_histogram", "chosen": np.where(side > 0, a[pref], b[pref]),
             "rejected": np.where(side > 0, b[pref], a[pref]),
             "title": "Diverging preferences: majority-preferred vs other response"}
-    metrics: dict[str, Any] = {"counts": res["counts"], "model_type": opts.model_type,
-                               "metric": {row["class"]: row["metric"] for row in res["rows"]}}
+    metrics: dict[str, Any] = {"counts": res["counts"], "model_type": kind or opts.model_type,
+                               "metric": {row["class"]: row["metric"] for row in res["rows"]},
+                               "auroc": {neg: {k: v for k, v in row.items() if k in ("abs_gap", "uncertainty")}
+                                         for neg, row in ident.items()}}
+    tables = {"classes": res["rows"],
+              "identification": [{"negatives": neg, **row} for neg, row in ident.items()]}
+    plots: dict[str, Any] = {"reward_histogram": hist} if pref else {}
+    if calib is not None:
+        metrics["ece"] = calib["ece"]
+        tables["calibration"] = calib["bins"]
+        plots["reliability"] = {"kind": "reliability", "bins": calib["bins"], "ece": calib["ece"],
+                                "title": f"P(A > B) vs the annotators' vote share ({kind or 'bt'})"}
     if "skipped_unaligned" in d.info:
         metrics["skipped_unaligned"] = d.info["skipped_unaligned"]
-    return Report("divergence", metrics=metrics, tables={"classes": res["rows"]},
+    notes_extra = ["auroc: how well a signal tells diverging (all) pairs from high-agreement ones (negatives: "
+                   "'high_agreement' = preferences and ties, 'high_agreement_preference' = preferences only); "
+                   "abs_gap scores a pair by -|r_a - r_b| (all a Bradley-Terry model offers), uncertainty by the "
+                   "pair's predicted spread (mean_var: sqrt(sigma_a^2 + sigma_b^2); rating_ce: the overlap "
+                   "sum_k min(p_a,k, p_b,k)); 0.5 is chance."]
+    if calib is not None:
+        notes_extra.append("ece: expected calibration error of P(A > B) (bt: sigmoid(r_a - r_b); mean_var: "
+                           "Phi(dmu / sqrt(sigma_a^2 + sigma_b^2)); rating_ce: P(X_a > X_b) + P(X_a = X_b)/2) "
+                           "against the share of annotators preferring A (ties half), 10 equal-width bins.")
+    return Report("divergence", metrics=metrics, tables=tables,
                   notes=["Votes > 0 prefer response A; |vote| >= strong is significant. Classes in order of "
                          "precedence: diverging (all) = votes on both sides and a significant one (slight-only "
                          f"disagreement is not diverging); substantial = a vote of strength >= {opts.strong:g} on "
@@ -493,8 +529,8 @@ def _metrics_divergence(d: SuiteData, scores: Scores, opts: DivergenceOptions) -
                          "metric (bt) = mean_p_favoured = mean sigmoid(|r_a - r_b|), P(C > R) with C, R the reward "
                          "model's own chosen and rejected (Diverging Preferences, arXiv 2410.14632); metric "
                          "(regression) = mean |r_a - r_b|; mean_p_majority orients the margin by the "
-                         f"annotators' {opts.aggregation} side instead."],
-                  plots={"reward_histogram": hist} if pref else {})
+                         f"annotators' {opts.aggregation} side instead.", *notes_extra],
+                  plots=plots)
 
 
 # ------------------------------------------------------------------------------ judgebench, rmb, ppe
