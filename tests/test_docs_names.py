@@ -30,6 +30,8 @@ UPSTREAM = {  # cited sources, not our files
     "run_rm.py", "constants.py", "utils.py", "metrics.py", "judges.py", "my_run_rm.py", "datasets.py",
     "run_generative.py", "process_to_regression_format.py", "hh-rlhf-helpful-base.py",
     "reward_trainer.py", "data_utils.py", "serve_rm.py", "agent.py", "run.py",
+    "docs/source/grpo_trainer.md",  # huggingface/trl
+    "docs/advance/reward_loop.rst",  # volcengine/verl
 }
 CREATED = {"bench/results/gpu/"}  # written by bench/gpu_check.py on a GPU machine
 
