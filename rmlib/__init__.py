@@ -21,6 +21,10 @@ _LAZY = {
     "PreferencePair": ("rmlib.data.schema", "PreferencePair"),
     "RatedResponse": ("rmlib.data.schema", "RatedResponse"),
     "JudgeExample": ("rmlib.data.schema", "JudgeExample"),
+    # ranked lists (one prompt, k rated responses) and the conversions to and from pairs
+    "RankedList": ("rmlib.data.schema", "RankedList"),
+    "lists_from_pairs": ("rmlib.data.lists", "lists_from_pairs"),
+    "pairs_from_lists": ("rmlib.data.lists", "pairs_from_lists"),
     "DataError": ("rmlib.data.schema", "DataError"),
     "load_data": ("rmlib.data.formats", "load"),
     # the Pairwise Justifier (HelpSteer2-Preference): a causal LM that writes its verdict
@@ -60,7 +64,8 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from rmlib.data.formats import load as load_data  # noqa: F401
     from rmlib.data.judge import justifier_examples  # noqa: F401
-    from rmlib.data.schema import DataError, JudgeExample, PreferencePair, RatedResponse  # noqa: F401
+    from rmlib.data.lists import lists_from_pairs, pairs_from_lists  # noqa: F401
+    from rmlib.data.schema import DataError, JudgeExample, PreferencePair, RankedList, RatedResponse  # noqa: F401
     from rmlib.eval.generative import judge_pairs, parse_verdict  # noqa: F401
     from rmlib.losses import get_loss  # noqa: F401
     from rmlib.models import JustifierModel, RewardModel  # noqa: F401

@@ -100,6 +100,19 @@ def test_canonical_lists_round_trip_through_write_jsonl(tmp_path):
     assert again.format == "rmlib_lists" and again.examples == loaded.examples
 
 
+def test_data_inspect_and_prepare_know_lists(tmp_path):
+    from rmlib.data.inspect import inspect, prepare
+
+    text = inspect(str(FIX / "ultrafeedback_raw.jsonl"))
+    assert "format: ultrafeedback_raw (lists)" in text and "responses per list: 3: 1, 4: 1" in text
+    assert "lists with a tie: 1 of 2" in text and "filtered all_tied: 1" in text
+    out = tmp_path / "canonical.jsonl"
+    assert prepare(str(FIX / "ultrafeedback_raw.jsonl"), str(out)).startswith("wrote 2 lists")
+    again = formats.load(out)
+    assert again.format == "rmlib_lists"
+    assert [e.scores for e in again.examples] == [e.scores for e in formats.load(FIX / "ultrafeedback_raw.jsonl").examples]
+
+
 def test_pairs_of_a_ranking_give_it_back_and_contradictions_tie():
     ranked = RankedList(USER, ("a", "b", "c", "d"), (3.0, 1.0, 2.0, 2.0))
     pairs = pairs_from_lists([ranked])

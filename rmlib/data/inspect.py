@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from rmlib.data.formats import load, write_jsonl
-from rmlib.data.schema import DataError, JudgeExample, PreferencePair, RatedResponse
+from rmlib.data.schema import DataError, JudgeExample, PreferencePair, RankedList, RatedResponse
 
 PERCENTILES = (50, 90, 99, 100)
 
@@ -26,6 +26,8 @@ def _texts(ex) -> tuple[list, list[str]]:
         return list(ex.prompt), [ex.chosen, ex.rejected]
     if isinstance(ex, RatedResponse):
         return list(ex.prompt), [ex.response]
+    if isinstance(ex, RankedList):
+        return list(ex.prompt), list(ex.responses)
     assert isinstance(ex, JudgeExample)
     return list(ex.prompt), [ex.response_1, ex.response_2]
 
@@ -74,6 +76,11 @@ def inspect(path: str, format: str | None = None, *, tokenizer: str | None = Non
         longer = sum(len(ex.chosen) > len(ex.rejected) for ex in loaded.examples)
         if loaded.examples:
             lines.append(f"chosen longer than rejected: {longer / len(loaded.examples):.1%}")
+    if loaded.kind == "lists":
+        sizes = Counter(len(ex.responses) for ex in loaded.examples)
+        tied = sum(len(set(ex.scores)) < len(ex.scores) for ex in loaded.examples)
+        lines.append("responses per list: " + ", ".join(f"{k}: {v}" for k, v in sorted(sizes.items())))
+        lines.append(f"lists with a tie: {tied} of {len(loaded.examples)}")
     if loaded.kind == "ratings":
         attrs = Counter(a for ex in loaded.examples for a, v in ex.attributes.items() if v is not None)
         lines.append("attribute coverage: " + ", ".join(f"{a}: {n}" for a, n in attrs.items()))
