@@ -215,7 +215,7 @@ def test_single_process_optimizer_is_fused_adamw(tiny_llama, tmp_path):
     t = Trainer(_cfg(tiny_llama, write_pairs(tmp_path / "pairs.jsonl", 8), tmp_path / "run"))
     acc = make_accelerator()
     assert acc.distributed_type.name == "NO"
-    opt, _ = t._optimizer(acc, t._build_model(["reward"], acc.device), 10)
+    opt, _ = t._optimizer(acc, t._build_model(t._preflight()[0], ["reward"], acc.device), 10)
     assert type(opt) is torch.optim.AdamW and opt.defaults["fused"] is True
 
 
