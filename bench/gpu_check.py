@@ -1,4 +1,4 @@
-"""Every GPU check of rmlib in one command, for a single-GPU machine, in under 8 minutes.
+"""Every GPU check of rmlib in one command, for a single-GPU machine, in under 9 minutes.
 
 Why one script: GPU time is rare and short for this project, so the checks that need a GPU are
 prepared here, each with its own time limit (a slow step is stopped and reported, the others still
@@ -16,7 +16,11 @@ run), and the results land in one JSON and one Markdown table under ``bench/resu
    concurrent clients against a one-request-at-a-time server (the 4x target needs a GPU);
 6. ``memory_8b``: ``bench/memory_shapes.py --device cuda``: LoRA/QLoRA peak memory at the
    Llama-3.1-8B layer shape and 4k tokens per sequence, 1/2/4 layers extrapolated to 32, against
-   the ``rmlib plan`` estimator (``torch.cuda.max_memory_allocated`` instead of CPU profiler events).
+   the ``rmlib plan`` estimator (``torch.cuda.max_memory_allocated`` instead of CPU profiler events);
+7. ``serve_parity``: ``bench/serve_parity.py --device cuda``: the same conversations scored by
+   transformers (the reference), by ``rmlib serve`` (``/score`` and ``/get_reward``) and, when
+   ``import vllm`` works, by vLLM's pooling runner; the rewards must match (1e-4 in float32, vLLM in
+   bfloat16 within 5e-2 of the reward scale). Without vLLM that scorer is skipped and the step says so.
 
     python bench/gpu_check.py --dry-run     # any machine: checks the plan, the commands and the time limits
     python bench/gpu_check.py               # on the GPU machine (after pip install -e ".[dev]")
@@ -24,7 +28,7 @@ run), and the results land in one JSON and one Markdown table under ``bench/resu
 
 The dry run checks, without a GPU, that every step's script exists and accepts the options the
 plan passes (from its ``--help``), that every step has a positive time limit and that the limits
-add up to at most the total budget (``--budget``, 480 s).
+add up to at most the total budget (``--budget``, 540 s).
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = ROOT / "bench" / "results" / "gpu"
-BUDGET_S = 480  # 8 minutes for everything
+BUDGET_S = 540  # 9 minutes for everything
 PY = sys.executable
 
 
@@ -87,6 +91,10 @@ def plan(out_dir: Path, work: Path) -> list[Step]:
               "--modes", "qlora", "lora", "--gc", "on", "off", "--seq-len", "4096",
               "--workdir", str(work / "memory_shapes"), "--out", str(out_dir / "memory_shapes.json")],
              140, ["cuda", "bitsandbytes"]),
+        Step("serve_parity", "the same inputs through transformers, rmlib serve and vLLM's pooling runner: "
+                             "matching rewards (vLLM skipped when not installed)",
+             [PY, "bench/serve_parity.py", "--device", "cuda", "--workdir", str(work / "serve_parity"),
+              "--out", str(out_dir / "serve_parity.json")], 60, ["cuda"]),
     ]
 
 
@@ -142,6 +150,7 @@ def environment() -> dict:
         info.update(torch=None, cuda_available=False, gpus=0)
     info["flash_attn"] = importlib.util.find_spec("flash_attn") is not None
     info["bitsandbytes"] = importlib.util.find_spec("bitsandbytes") is not None
+    info["vllm"] = importlib.util.find_spec("vllm") is not None
     info["libaio"] = bool(shutil.which("ldconfig") and "libaio" in subprocess.run(
         ["ldconfig", "-p"], capture_output=True, text=True).stdout)
     return info
@@ -165,6 +174,8 @@ def expected_test_skips(env: dict) -> list[str]:
         out.append("flash-attention varlen test: flash-attn is not installed")
     if not env.get("libaio"):
         out.append("ZeRO-3 NVMe offload test: libaio not found (DeepSpeed async_io)")
+    if not env.get("vllm"):
+        out.append("serve_parity: vLLM's scorer is skipped, vllm is not installed (transformers and rmlib serve run)")
     return out
 
 
@@ -198,6 +209,10 @@ def summarise(step: Step, out_dir: Path, stdout: str) -> dict:
             return json.loads((out_dir / "score_throughput.json").read_text())
         if step.name == "serve":
             return json.loads((out_dir / "serve_throughput.json").read_text())
+        if step.name == "serve_parity":
+            d = json.loads((out_dir / "serve_parity.json").read_text())
+            return {k: {f: v[f] for f in ("status", "max_abs_diff", "allowed", "reason") if f in v}
+                    for k, v in d.items() if isinstance(v, dict) and k not in ("meta", "transformers")}
         if step.name == "memory_8b":
             d = json.loads((out_dir / "memory_shapes.json").read_text())
             return {"max_abs_error_measured": d["analysis"]["max_abs_error_measured"],
@@ -233,6 +248,10 @@ def run_step(step: Step, out_dir: Path) -> None:
     step.summary = summarise(step, out_dir, stdout or "")
     if step.name == "gpu_tests" and step.summary.get("failed"):
         step.status = "failed"
+    skipped = [f"{k}: {v['reason']}" for k, v in step.summary.items() if isinstance(v, dict)
+               and v.get("status") == "skipped"] if step.name == "serve_parity" else []
+    if skipped:  # a scorer the machine lacks is reported, not hidden inside a passed step
+        step.reason = "; ".join([step.reason, *skipped] if step.reason else skipped)
 
 
 def markdown(steps: list[Step], env: dict, wall: float) -> str:
@@ -246,6 +265,10 @@ def markdown(steps: list[Step], env: dict, wall: float) -> str:
         elif s.name == "train_mfu" and s.summary and "unreadable" not in s.summary:
             detail = "; ".join(f"{n}: MFU rmlib {v['rmlib_mfu']:.1%} / TRL {v['trl_mfu']:.1%}"
                                for n, v in s.summary.items() if isinstance(v, dict) and v.get("rmlib_mfu"))
+        elif s.name == "serve_parity" and s.summary and "unreadable" not in s.summary:
+            detail = "; ".join(f"{k} {v['status']}" + (f" (max diff {v['max_abs_diff']:.2g})" if "max_abs_diff" in v
+                                                       else f" ({v['reason']})" if v.get("reason") else "")
+                               for k, v in s.summary.items())
         elif s.name == "memory_8b" and s.summary.get("groups"):
             detail = "; ".join(f"{g['mode']} gc {'on' if g['gradient_checkpointing'] else 'off'}: "
                                f"{g['extrapolated_gib']:.2f} GiB at 32 layers (estimate {g['error_full']:+.1%})"

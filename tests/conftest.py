@@ -33,6 +33,8 @@ SLOW_MODULES = {
 SLOW_TESTS = {
     # three `--help` subprocesses of bench scripts (one imports torch): 24 s at load 8, 80 s at load 13
     "tests/test_bench_gpu_check.py::test_dry_run_on_cpu_checks_options_and_names_each_skip",
+    # bench/serve_parity.py as a subprocess that builds a model and starts `rmlib serve` (8-15 s)
+    "tests/test_bench_gpu_check.py::test_the_serve_parity_step_runs_on_cpu_and_reports_vllm_as_skipped",
     # the Arrow feature path: every format × template family, and the runs that train on features
     "tests/test_features.py::test_arrow_features_equal_the_per_example_path_token_for_token",  # 50-90
     "tests/test_features.py::test_mixed_sources_with_weights_and_named_eval_sets",  # 40
