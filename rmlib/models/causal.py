@@ -27,10 +27,10 @@ from rmlib.data.collate import Batch, iterate_in_length_order
 from rmlib.data.judge import JudgeEncoder, judge_input
 from rmlib.data.schema import Message
 from rmlib.io import resolve_model, torch_dtype
-from rmlib.models.reward_model import HFWrapper, as_messages, load_tokenizer, resolve_max_length
+from rmlib.models.reward_model import as_messages, load_tokenizer, resolve_max_length
+from rmlib.models.wrapper import INFO_FILE, HFWrapper
 
 ADAPTER_CONFIG = "adapter_config.json"
-INFO_FILE = "rmlib.json"
 
 
 def is_causal_lm_dir(path: str | Path) -> bool:
@@ -191,23 +191,6 @@ class JustifierModel(HFWrapper):
         out: list[str | None] = [None] * len(prompts)
         for k, g in zip(fits, gen):
             out[k] = self.tokenizer.decode(g, skip_special_tokens=True)
-        return out
-
-    # -- saving ----------------------------------------------------------------------------
-
-    def save_pretrained(self, out_dir: str | Path, *, state_dict: dict | None = None,
-                        is_main_process: bool = True, extra: dict | None = None) -> Path:
-        """A plain transformers causal-LM directory (safetensors + config + tokenizer), or under LoRA the
-        PEFT adapter over its base; ``extra`` goes to ``rmlib.json`` beside it."""
-        out = Path(out_dir)
-        if is_main_process:
-            out.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(out, state_dict=state_dict, is_main_process=is_main_process,
-                                   safe_serialization=True)
-        if is_main_process:
-            self.tokenizer.save_pretrained(out)
-            if extra:
-                (out / INFO_FILE).write_text(json.dumps(extra, indent=2, default=str))
         return out
 
 

@@ -31,6 +31,7 @@ from rmlib.data.collate import Batch
 from rmlib.data.schema import Message
 from rmlib.data.tokenize import Featurizer, prepare_tokenizer
 from rmlib.io import resolve_model, torch_dtype
+from rmlib.models.wrapper import INFO_FILE, HFWrapper
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,6 @@ DEFAULT_MAX_LENGTH = 1024
 #: ``"auto"``: ``"last_non_pad"`` for a checkpoint not trained by rmlib (no ``rmlib.json``) whose
 #: config has ``pad_token_id == eos_token_id`` and whose trained head is kept, else ``"end"``.
 REWARD_TOKENS = ("auto", "end", "last_non_pad")
-INFO_FILE = "rmlib.json"
 
 
 class TooLong(ValueError):
@@ -127,42 +127,6 @@ def trained_reward_token(src: str | Path, config, requested: str, head_kept: boo
 
 def as_messages(prompt: str | Sequence[Message]) -> list[Message]:
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-
-
-class HFWrapper(nn.Module):
-    """What a module wrapping a transformers model (``self.model``) shows of it: the reward model
-    and the Pairwise Justifier's causal LM both wrap one, and Accelerate prepares the wrapper."""
-
-    @property
-    def _hf(self) -> nn.Module:
-        """The transformers module, looking through a PEFT wrapper if there is one."""
-        m = self.model
-        return m.get_base_model() if hasattr(m, "get_base_model") else m
-
-    @property
-    def config(self):
-        return self._hf.config
-
-    # -- what FSDP's auto-wrap reads ---------------------------------------------------------
-    # Accelerate prepares *this* module, and its FSDP1/FSDP2 transformer auto-wrap policy looks for
-    # `_no_split_modules`, `get_input_embeddings()` and `getattr(model, model.base_model_prefix)` on
-    # it. Without them every FSDP unit collapses into one (the root): correct results, but each GPU
-    # gathers the whole model at once, which defeats sharding.
-
-    @property
-    def _no_split_modules(self) -> list[str] | None:
-        return getattr(self._hf, "_no_split_modules", None)
-
-    base_model_prefix = "backbone"
-
-    @property
-    def backbone(self) -> nn.Module:
-        """The transformer body (``LlamaModel``, ``BertModel``, ...) under the head."""
-        hf = self._hf
-        return getattr(hf, hf.base_model_prefix)
-
-    def get_input_embeddings(self) -> nn.Module:
-        return self._hf.get_input_embeddings()
 
 
 class RewardModel(HFWrapper):
@@ -491,15 +455,14 @@ class RewardModel(HFWrapper):
 
     # -- saving ----------------------------------------------------------------------------
 
-    def save_pretrained(self, out_dir: str | Path, *, state_dict: dict | None = None,
-                        is_main_process: bool = True, extra: dict | None = None) -> Path:
-        """Write a plain transformers directory (safetensors + config + tokenizer).
+    def _before_save(self) -> None:
+        """Refuse a model read at ``last_non_pad``, and set ``problem_type`` to ``"regression"``.
 
-        ``problem_type`` is set to ``"regression"``: the outputs are raw rewards, and servers
-        (transformers' pipeline, vLLM's classify runner) apply a sigmoid/softmax otherwise
-        (the export contract, :mod:`rmlib.models.export`).
+        :meth:`~rmlib.models.wrapper.HFWrapper.save_pretrained` writes a plain transformers directory
+        (safetensors + config + tokenizer). ``problem_type`` is set to ``"regression"``: the outputs are
+        raw rewards, and servers (transformers' pipeline, vLLM's classify runner) apply a sigmoid/softmax
+        otherwise (the export contract, :mod:`rmlib.models.export`).
         """
-        out = Path(out_dir)
         if self.skip_token_id is not None:
             raise ValueError("this model reads its reward at the last token that is not its training pad "
                              f"(reward_token='last_non_pad', pad id {self.skip_token_id}: a checkpoint trained "
@@ -507,12 +470,3 @@ class RewardModel(HFWrapper):
                              "it would move every reward. Keep the original directory, or load it with "
                              "reward_token='end' and train it with rmlib")
         self.config.problem_type = "regression"
-        if is_main_process:
-            out.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(out, state_dict=state_dict, is_main_process=is_main_process,
-                                   safe_serialization=True)
-        if is_main_process:
-            self.tokenizer.save_pretrained(out)
-            if extra:
-                (out / INFO_FILE).write_text(json.dumps(extra, indent=2, default=str))
-        return out
