@@ -194,10 +194,13 @@ def _write_split_votes(root: Path, n: int = 160, seed: int = 0) -> tuple[Path, P
 
 
 def _train(root: Path, model: Path, name: str, loss: str, data: Path, fmt: str, annotations: str,
-           steps: int = 60) -> Path:
+           steps: int = 60, lora: bool = False) -> Path:
     from rmlib.training import train
 
-    cfg = write_config(root / f"{name}.yaml", model={"name_or_path": str(model)},
+    model_section = {"name_or_path": str(model)}
+    if lora:
+        model_section["lora"] = {"enabled": True, "r": 4, "alpha": 8}
+    cfg = write_config(root / f"{name}.yaml", model=model_section,
                        data={"train": str(data), "format": fmt, "max_length": 64, "annotations": annotations,
                              "eval_fraction": 0.1},
                        loss={"name": loss}, train={"output_dir": str(root / name), "per_device_batch_size": 16,
@@ -273,3 +276,37 @@ def test_a_saved_distributional_model_reads_the_same_with_plain_transformers(tmp
             assert float(mu) == pytest.approx(float(ours["reward"][i]), abs=1e-5)
             assert float(sigma) == pytest.approx(float(ours["std"][i]), abs=1e-5)
         assert rm.score(prompts, responses).tolist() == pytest.approx(ours["reward"].tolist(), abs=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss,fmt", [("mean_var", "rmlib_pairs"), ("rating_ce", "helpsteer2_disagreements")])
+def test_a_lora_distributional_run_reloads_exports_and_serves_its_distribution(tmp_path, tiny_llama, loss, fmt):
+    """A LoRA run's base config does not declare the head, so the adapter directory must: reloading it and
+    merging it (rmlib export) keep the distribution, the merged model meets the export contract and gives the
+    same mean and spread; folding its outputs into one is refused, and a broken declaration is named."""
+    from rmlib import RewardModel
+    from rmlib.models.export import check_export_contract, export_model
+
+    pairs, ratings, _ = _write_split_votes(tmp_path, n=32)
+    adapter = _train(tmp_path, tiny_llama, "lora", loss, pairs if loss == "mean_var" else ratings, fmt, "all",
+                     steps=4, lora=True)
+    assert (adapter / "adapter_config.json").is_file()
+    prompts, responses = ["1 the number", "2 what sum", "3 a list"], ["maybe the answer", "yes it is", "no"]
+    rm = RewardModel.from_pretrained(adapter)
+    assert rm.distribution is not None and rm.distribution.kind == loss
+    ours = rm.score_outputs(prompts, responses)
+    assert rm.score(prompts, responses).shape == (3,)
+    merged = tmp_path / "merged"
+    run_cli("export", str(adapter), "--out", str(merged), env={"HF_HUB_OFFLINE": "1"})
+    assert check_export_contract(merged) == []
+    assert json.loads((merged / "config.json").read_text())[DISTRIBUTION_KEY]["kind"] == loss
+    again = RewardModel.from_pretrained(merged).score_outputs(prompts, responses)
+    for name in ("reward", "std"):
+        torch.testing.assert_close(again[name], ours[name], atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="distribution's parameters"):
+        export_model(adapter, tmp_path / "folded", head_weights=[1.0] * len(rm.attributes))
+    cfg = json.loads((merged / "config.json").read_text())
+    cfg[DISTRIBUTION_KEY] = {"kind": loss, "levels": [0, 1]} if loss == "rating_ce" else {"kind": loss, "min_std": -1}
+    (merged / "config.json").write_text(json.dumps(cfg))
+    (problem,) = check_export_contract(merged)
+    assert problem.startswith(DISTRIBUTION_KEY), problem

@@ -425,3 +425,36 @@ def test_api_key_file_errors_name_the_file_before_the_model_loads(tmp_path, caps
     assert main(["serve", str(tmp_path / "no-such-model"), "--api-key-file", str(empty)]) == 2
     err = capsys.readouterr().err
     assert f"--api-key-file {empty}: the file is empty" in err and "no-such-model" not in err
+
+
+@pytest.mark.parametrize("kind", ["mean_var", "rating_ce"])
+def test_a_distributional_model_serves_its_mean_with_the_spread(tiny_llama, kind):
+    """/score rows and /get_reward carry ``std`` beside the reward (a rating model's ``probs`` too), equal to
+    RewardModel.score_outputs; the head is random so that the spread differs between responses."""
+    from rmlib.models.distribution import MeanVar, RatingCE, apply_distribution
+
+    dist = MeanVar() if kind == "mean_var" else RatingCE()
+    rm = RewardModel.from_pretrained(tiny_llama, attributes=dist.output_names, max_length=256).eval()
+    apply_distribution(rm.config, rm.head, dist)
+    with torch.no_grad():
+        rm.head.weight.normal_(0, 2.0, generator=torch.Generator().manual_seed(0))
+    expected = rm.score_outputs(PROMPTS, RESPONSES)
+    assert float(expected["std"].std()) > 1e-3  # responses differ in spread: a constant std would pass anything
+    with running(create_app(rm, ServeOptions(max_wait_ms=5))) as url:
+        rows = httpx.post(f"{url}/score", json=[{"prompt": p, "response": r} for p, r in zip(PROMPTS, RESPONSES)]).json()
+        rl = httpx.post(f"{url}/get_reward", json={"query": [rendered(rm, p, r) for p, r in zip(PROMPTS, RESPONSES)]}
+                        ).json()
+        health = httpx.get(f"{url}/health").json()
+    for name in ("reward", "std"):
+        torch.testing.assert_close(torch.tensor([row[name] for row in rows]), expected[name].float(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.tensor(rl["rewards"]), expected["reward"].float(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.tensor(rl["std"]), expected["std"].float(), atol=1e-5, rtol=0)
+    assert rl["extra_logs"] == {"reward_std": rl["std"]} and health["distribution"] == kind
+    assert set(rows[0]["heads"]) == set(dist.output_names)
+    if kind == "rating_ce":
+        probs = torch.tensor([[row["probs"][a] for a in dist.output_names] for row in rows])
+        torch.testing.assert_close(probs, expected["probs"].float(), atol=1e-5, rtol=0)
+    else:
+        assert "probs" not in rows[0]
+    with pytest.raises(ValueError, match="combine does not apply"):
+        create_app(rm, ServeOptions(combine=[1.0] * len(dist.output_names)))

@@ -29,6 +29,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rmlib.models.distribution import DISTRIBUTION_KEY, distribution_from_config
+
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.txt", "vocab.json", "spiece.model")
 
@@ -99,6 +101,14 @@ def check_export_contract(model_dir: str | Path) -> list[str]:
     placeholders = [v for k, v in sorted(id2label.items()) if v == f"LABEL_{k}"]
     if placeholders:
         problems.append(f"id2label: {placeholders} are transformers placeholders, not attribute names")
+    if DISTRIBUTION_KEY in raw:  # a distributional head: the declaration must parse and fit the outputs
+        from types import SimpleNamespace
+
+        try:
+            distribution_from_config(SimpleNamespace(**{DISTRIBUTION_KEY: raw[DISTRIBUTION_KEY],
+                                                        "num_labels": n_labels}))
+        except (TypeError, ValueError) as e:
+            problems.append(f"{DISTRIBUTION_KEY}: {e}")
     if raw.get("pad_token_id") is None:
         problems.append("pad_token_id: not set; sequence classifiers find each row's last token with it")
     if raw.get("problem_type") != "regression":

@@ -23,6 +23,7 @@ from rmlib.models.contract import (  # noqa: F401 - re-exported: the contract's 
     check_export_contract,
     require_export_contract,
 )
+from rmlib.models.distribution import DISTRIBUTION_KEY
 
 CARD = "README.md"
 
@@ -145,6 +146,18 @@ def _reward_line(d: Path, labels: list[str]) -> str:
     classifier, each its own (TRL's GRPO the first, verl the last), so a model with several outputs has
     no one reward until its heads are folded (:func:`export_model`)."""
     info = json.loads((d / "rmlib.json").read_text()) if (d / "rmlib.json").is_file() else {}
+    cfg = json.loads((d / "config.json").read_text()) if (d / "config.json").is_file() else {}
+    spec = cfg.get(DISTRIBUTION_KEY)
+    if isinstance(spec, Mapping) and spec.get("kind") == "mean_var":
+        return ("**The reward is output 0 (`reward`), the predicted mean**; output 1 (`log_variance`) gives its spread, "
+                f"σ = sqrt({spec.get('min_std', 0.05):g}² + exp(log_variance)) (config.json `{DISTRIBUTION_KEY}`). "
+                "TRL's GRPO reads output 0, the mean; verl reads the last output, which is not a reward here: serve it "
+                "with `rmlib serve` (`/get_reward` returns the mean and `std`) or read output 0.")
+    if isinstance(spec, Mapping) and spec.get("kind") == "rating_ce":
+        return (f"**The reward is the expected rating**, softmax(logits) · {list(spec.get('levels', []))}: the "
+                f"{len(labels)} outputs are the logits of the rating levels (config.json `{DISTRIBUTION_KEY}`), so no "
+                "single output is the reward and RL clients that read one output (TRL's GRPO, verl) read a logit. "
+                "Serve it with `rmlib serve` (`/get_reward` returns the expected rating and its `std`).")
     folded = info.get("folded_heads")
     if folded:
         terms = " + ".join(f"{w:g}·`{h}`" for h, w in folded["weights"].items() if w)
@@ -268,6 +281,17 @@ def grid_search_weights(run_dir: str | Path) -> tuple[dict[str, float], Path] | 
     return found[0] if found else None
 
 
+def _declared_distribution(d: Path) -> dict | None:
+    """The distribution a model directory declares: its config.json's, or a LoRA run's rmlib.json entry."""
+    for name, read in (("config.json", lambda j: j.get(DISTRIBUTION_KEY)),
+                       ("rmlib.json", lambda j: (j.get("lora") or {}).get("distribution"))):
+        if (d / name).is_file():
+            spec = read(json.loads((d / name).read_text()))
+            if spec is not None:
+                return spec
+    return None
+
+
 def export_model(model_dir: str | Path, out_dir: str | Path, *, heads: Mapping[str, float] | None = None,
                  head_weights: Sequence[float] | None = None, one_output: bool = False, dtype: str | None = None,
                  device: str | None = None, max_shard_size: int | str = "5GB") -> dict[str, Any]:
@@ -295,6 +319,11 @@ def export_model(model_dir: str | Path, out_dir: str | Path, *, heads: Mapping[s
         return merge_for_export(d, out, dtype=dtype, device=device, max_shard_size=max_shard_size)
     if is_causal_lm_dir(d):
         raise ValueError(f"{d} is a generative judge (a causal LM): it has no reward heads to fold")
+    spec = _declared_distribution(d)
+    if spec is not None:
+        raise ValueError(f"{d} is a {spec.get('kind')} model: its outputs are a distribution's parameters, not "
+                         "attribute heads, and no weighted sum of them is its reward; serve it with `rmlib serve`, "
+                         "which answers the mean and its spread")
     names = model_heads(d)
     if heads is not None:
         weights, source = dict(heads), "--heads " + ",".join(f"{k}={v:g}" for k, v in heads.items())

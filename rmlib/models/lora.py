@@ -43,6 +43,7 @@ from torch import nn
 
 from rmlib.io import dtype_name, publish_dir, staging_dir, torch_dtype
 from rmlib.models.contract import require_export_contract
+from rmlib.models.distribution import DISTRIBUTION_KEY, distribution_from_config
 from rmlib.models.merge import ADAPTER_CONFIG, is_adapter_dir, open_adapter, write_merged
 from rmlib.models.reward_model import RewardModel, as_messages
 from rmlib.runtime import enable_checkpointing, without_zero3_init, zero3_enabled
@@ -345,6 +346,9 @@ def load_adapter(adapter_dir: str | Path, *, dtype: str | torch.dtype | None = N
                                      attn_implementation=attn_implementation, reward_token="end", **quant)
     rm.tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
     hf = rm._hf
+    if info.get("distribution"):  # a mean_var / rating_ce head reads its outputs as a distribution
+        setattr(hf.config, DISTRIBUTION_KEY, dict(info["distribution"]))
+        distribution_from_config(hf.config)  # a declared kind that does not fit the head fails here
     if quant:
         keep_cpu_4bit_exact(hf)
         _upcast_non_quantized(hf)
@@ -439,6 +443,9 @@ def _info(rm: RewardModel, lo: LoraSettings | None) -> dict[str, Any]:
     ran = hf.get_input_embeddings().weight.dtype
     info = {"base_model": str(base), "attributes": rm.attributes, "heads": head_module_names(hf),
             "dtype": dtype_name(ran) if ran in _RUN_DTYPES else "float32", "quantization": quant}
+    spec = getattr(hf.config, DISTRIBUTION_KEY, None)
+    if spec is not None:  # the base's config does not declare the head: the adapter directory must
+        info["distribution"] = dict(spec)
     if lo is not None and quant != "none":
         info.update(bnb_4bit_quant_type=lo.bnb_4bit_quant_type, double_quant=lo.double_quant,
                     compute_dtype=lo.compute_dtype)

@@ -11,7 +11,11 @@ Routes:
   of those → a list of answers in order.
 
 ``reward`` is the raw model output (no sigmoid): the only head, or the heads combined with the
-server's ``combine`` weights, or else the first head; ``heads`` names every head's value. A bad
+server's ``combine`` weights, or else the first head; ``heads`` names every head's value. A
+distributional model (``rmlib_distribution`` in its config.json) answers its predicted mean as
+``reward`` and its spread as ``std`` beside it (``/score`` rows, and ``/get_reward``'s ``std`` list and
+``extra_logs["reward_std"]``), a rating model also ``probs`` per rating level in ``/score``: an RL loop
+can then treat a contested reward differently from a clear one. A bad
 request gets a 4xx status and ``{"error": message}``; the server keeps serving.
 
 A long text is never refused: OpenRLHF's client retries a failed request five times and then leaves
@@ -131,7 +135,11 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
         return create_chat_app(model, options, name=name)
     opts = options or ServeOptions()
     attributes = list(model.attributes)
+    distribution = model.distribution  # mean_var / rating_ce: the reward is a mean, served with its spread
     weights = None
+    if opts.combine is not None and distribution is not None:
+        raise ValueError(f"combine does not apply to a {distribution.kind} model: its reward is the predicted "
+                         f"mean, read from the outputs {attributes} by the distribution")
     if opts.combine is not None:
         weights = torch.tensor(list(opts.combine), dtype=torch.float32)
         if weights.numel() != len(attributes):
@@ -156,10 +164,22 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
     read_json = body_reader(opts.max_body_bytes)
 
     def rewards_of(out: torch.Tensor) -> torch.Tensor:
+        if distribution is not None:
+            return distribution.read(out)["reward"]
         return out @ weights if weights is not None else out[:, 0]
 
     def heads_of(out: torch.Tensor) -> list[dict[str, float]]:
         return [dict(zip(attributes, row)) for row in out.tolist()]
+
+    def spread_of(out: torch.Tensor) -> dict[str, list]:
+        """A distributional model's ``std`` (and a rating model's ``probs``) per sequence; {} for a scalar one."""
+        if distribution is None:
+            return {}
+        read = distribution.read(out)
+        spread = {"std": read["std"].tolist()}
+        if "probs" in read:
+            spread["probs"] = [dict(zip(attributes, row)) for row in read["probs"].tolist()]
+        return spread
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError):
@@ -189,7 +209,7 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
                 "model_seconds": round(batcher.model_seconds, 3),
                 "encode_seconds": round(batcher.encode_seconds, 3),
                 "truncated": {"prompts": feat.truncated_prompts, "responses": feat.truncated_responses},
-                **_rejections(auth)}
+                "distribution": None if distribution is None else distribution.kind, **_rejections(auth)}
 
     @app.post("/get_reward")
     async def get_reward(request: Request):
@@ -198,6 +218,9 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
         queries.check_items(items)  # a template-less model's 422 for a query that lacks its prompt
         out = await batcher.score(items, queries.encode_many, query_error)
         rewards = rewards_of(out).tolist()
+        if distribution is not None:  # the spread beside the reward, and in the logs an RL loop keeps
+            std = spread_of(out)["std"]
+            return JSONResponse({"rewards": rewards, "scores": rewards, "std": std, "extra_logs": {"reward_std": std}})
         logs = {a: out[:, i].tolist() for i, a in enumerate(attributes)} if len(attributes) > 1 else {}
         return JSONResponse({"rewards": rewards, "scores": rewards, "extra_logs": logs})
 
@@ -207,6 +230,9 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
             items, many = parse_plain(await read_json(request), limits)
         out = await batcher.score(items, encode_plain_items, plain_error)
         rows = [{"reward": r, "heads": h} for r, h in zip(rewards_of(out).tolist(), heads_of(out))]
+        for name, values in spread_of(out).items():
+            for row, v in zip(rows, values):
+                row[name] = v
         return JSONResponse(rows if many else rows[0])
 
     return app
