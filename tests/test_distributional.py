@@ -310,3 +310,52 @@ def test_a_lora_distributional_run_reloads_exports_and_serves_its_distribution(t
     (merged / "config.json").write_text(json.dumps(cfg))
     (problem,) = check_export_contract(merged)
     assert problem.startswith(DISTRIBUTION_KEY), problem
+
+
+def _dist_cfg(root: Path, model: Path, name: str, loss: str, data: Path, fmt: str, *, micro: int, accum: int,
+              lr: float) -> Path:
+    return write_config(root / f"{name}.yaml", model={"name_or_path": str(model)},
+                        data={"train": str(data), "format": fmt, "max_length": 64, "annotations": "all"},
+                        loss={"name": loss},
+                        train={"output_dir": str(root / name), "per_device_batch_size": micro,
+                               "gradient_accumulation_steps": accum, "max_steps": 4, "lr": lr, "max_grad_norm": 0.0,
+                               # a large eps makes Adam's step proportional to the gradient, so a loss
+                               # normalised by the wrong count would show in the weights
+                               "adam_eps": 1.0, "scheduler": "constant", "progress": False, "seed": 3,
+                               "sanity_checks": False})
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+@pytest.mark.parametrize("loss,fmt", [("mean_var", "rmlib_pairs"), ("rating_ce", "helpsteer2_disagreements")])
+def test_two_processes_train_a_distributional_model_like_one(tmp_path, tiny_llama, loss, fmt):
+    """2 processes x micro-batch 1 x accumulation 2 and one process x micro-batch 4 see the same global
+    batches and end with the same weights (head included); twice the step would not."""
+    import subprocess
+
+    from rmlib.training import train
+    from tests.helpers import load_weights
+    from tests.test_distributed import LAUNCH, _env
+
+    pairs, ratings, _ = _write_split_votes(tmp_path, n=48)
+    data = pairs if loss == "mean_var" else ratings
+    ddp = _dist_cfg(tmp_path, tiny_llama, "ddp", loss, data, fmt, micro=1, accum=2, lr=0.1)
+    proc = subprocess.run([*LAUNCH, "--multi_gpu", "--num_processes", "2", "-m", "rmlib", "train", str(ddp)],
+                          env=_env(ACCELERATE_USE_CPU="true"), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert summary["num_processes"] == 2
+    big = train(str(_dist_cfg(tmp_path, tiny_llama, "big", loss, data, fmt, micro=4, accum=1, lr=0.1)))
+    train(str(_dist_cfg(tmp_path, tiny_llama, "scaled", loss, data, fmt, micro=4, accum=1, lr=0.2)))
+
+    def max_diff(a: str, b: str) -> float:
+        wa, wb = load_weights(tmp_path / a / "model"), load_weights(tmp_path / b / "model")
+        return max((wa[k] - wb[k]).abs().max().item() for k in wa)
+
+    tol = 5e-5
+    assert max_diff("ddp", "big") < tol
+    assert abs(summary["eval"]["loss"] - big["eval"]["loss"]) < 1e-3
+    assert max_diff("scaled", "big") > 100 * tol
+    # the head started at zero and moved: the equality above covers a trained distributional head
+    head = {k: v for k, v in load_weights(tmp_path / "ddp" / "model").items() if k.startswith("score.")}
+    assert head and max(float(v.abs().max()) for v in head.values()) > 1e-3
