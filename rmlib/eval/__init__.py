@@ -7,41 +7,6 @@ a model. Each benchmark suite is one :class:`Suite` object in a registry (:func:
 (no torch, transformers, datasets or matplotlib).
 """
 
-from rmlib.eval.agreement import (
-    DEFAULT_REFUSAL_LEXICON,
-    DEFAULT_SAFETY_KEYWORDS,
-    agreement_audit,
-    agreement_stats,
-    agreement_table,
-    is_refusal,
-    keyword_groups,
-    length_matched_mask,
-    length_regression,
-    one_sided_refusal_mask,
-    refusal_side_rate,
-    word_count,
-)
-from rmlib.eval.benchmarks import (
-    JUDGEBENCH_CATEGORIES,
-    judgebench_pair_net,
-    judgebench_scores,
-    ppe_best_of_k,
-    ppe_preference_accuracy,
-    rmb_scores,
-)
-from rmlib.eval.bon import bon_accuracy_at, bon_curve, bon_prompt_credit, is_correctness
-from rmlib.eval.divergence import (
-    auroc,
-    calibration,
-    classify_votes,
-    divergence_identification,
-    divergence_table,
-    is_substantial,
-    multipref_vote,
-    pair_preference,
-    preferred_side,
-    rating_difference_votes,
-)
 from rmlib.eval.pairwise import pair_results, pairwise_accuracy
 from rmlib.eval.registry import (
     Record,
@@ -55,18 +20,6 @@ from rmlib.eval.registry import (
     unregister_suite,
 )
 from rmlib.eval.report import Report, compare_reports
-from rmlib.eval.rewardbench import (
-    EXAMPLE_COUNTS,
-    PRIOR_SETS,
-    REWARDBENCH2_SUBSETS,
-    SUBSET_MAPPING,
-    bon_row_score,
-    rewardbench2_scores,
-    rewardbench_v1_scores,
-    rewardbench_v1_subset_accuracy,
-    ties_score,
-)
-from rmlib.eval.rmbench import rmbench_difficulty, rmbench_matrix, rmbench_scores
 from rmlib.eval.runner import (
     combine_heads,
     evaluate,
@@ -88,6 +41,50 @@ from rmlib.eval.suites import (
     PPEOptions,
     RewardBenchOptions,
 )
+from rmlib.eval.suites.agreement import (
+    DEFAULT_REFUSAL_LEXICON,
+    DEFAULT_SAFETY_KEYWORDS,
+    agreement_audit,
+    agreement_stats,
+    agreement_table,
+    is_refusal,
+    keyword_groups,
+    length_matched_mask,
+    length_regression,
+    one_sided_refusal_mask,
+    refusal_side_rate,
+    word_count,
+)
+from rmlib.eval.suites.bon import bon_accuracy_at, bon_curve, bon_prompt_credit, is_correctness
+from rmlib.eval.suites.divergence import (
+    auroc,
+    calibration,
+    classify_votes,
+    divergence_identification,
+    divergence_table,
+    is_substantial,
+    multipref_vote,
+    pair_preference,
+    preferred_side,
+    rating_difference_votes,
+)
+from rmlib.eval.suites.judgebench import JUDGEBENCH_CATEGORIES, judgebench_pair_net, judgebench_scores
+from rmlib.eval.suites.ppe import ppe_best_of_k, ppe_preference_accuracy
+from rmlib.eval.suites.rewardbench import (
+    EXAMPLE_COUNTS,
+    PRIOR_SETS,
+    SUBSET_MAPPING,
+    rewardbench_v1_scores,
+    rewardbench_v1_subset_accuracy,
+)
+from rmlib.eval.suites.rewardbench2 import (
+    REWARDBENCH2_SUBSETS,
+    bon_row_score,
+    rewardbench2_scores,
+    ties_score,
+)
+from rmlib.eval.suites.rmb import rmb_scores
+from rmlib.eval.suites.rmbench import rmbench_difficulty, rmbench_matrix, rmbench_scores
 
 __all__ = [
     "JUDGEBENCH_CATEGORIES", "PPEOptions", "is_correctness", "judgebench_pair_net", "judgebench_scores",

@@ -75,7 +75,7 @@ def plot_reward_histograms(chosen_rewards: Sequence[float] | np.ndarray, rejecte
 
 def plot_forest(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str = "Agreement with labels") -> Path:
     """Forest plot: one line per scorer with its agreement (dot) and Wilson CI (bar), a dashed line at 50%.
-    ``rows`` are :func:`rmlib.eval.agreement.agreement_table` rows (keys scorer, agreement, ci_low,
+    ``rows`` are :func:`rmlib.eval.suites.agreement.agreement_table` rows (keys scorer, agreement, ci_low,
     ci_high, n, and optionally p_bonferroni); drawn top to bottom in the given order. Scorer names are on
     the left (``*`` when the Bonferroni-corrected p-value is below 0.05), agreement [CI] and n on the right."""
     plt = _pyplot()
@@ -184,7 +184,7 @@ def plot_reliability(bins: Sequence[Mapping[str, Any]], path: str | Path, title:
                      ece: float | None = None) -> Path:
     """Reliability diagram: mean observed vote share against mean predicted P(A > B) per bin (dots sized by
     the pairs in the bin), with the diagonal a calibrated model lies on. ``bins`` are
-    :func:`rmlib.eval.divergence.calibration` rows; empty bins are left out."""
+    :func:`rmlib.eval.suites.divergence.calibration` rows; empty bins are left out."""
     plt = _pyplot()
     rows = [b for b in bins if b["n"]]
     fig, ax = plt.subplots(figsize=(5.2, 5))

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from rmlib.eval.rewardbench import EXAMPLE_COUNTS, SECTIONS, SUBSET_MAPPING
+from rmlib.eval.suites.rewardbench import EXAMPLE_COUNTS, SECTIONS, SUBSET_MAPPING
 
 __all__ = ["weight_grid", "search_head_weights"]
 
