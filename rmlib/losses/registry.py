@@ -92,6 +92,21 @@ class RewardLoss(nn.Module):
         """Units a ``reduction="sum"`` value of these items is a sum over (default: the items)."""
         return n_items
 
+    def step_metrics(self, outputs: torch.Tensor, labels: Mapping[str, torch.Tensor]) -> dict[str, float]:
+        """Sums over one batch of the metrics a training step logs beside the loss (``train/<name>``).
+
+        The trainer adds them up over the step's micro-batches and processes and divides each by the
+        step's :meth:`count`, as it does the loss; a loss returns the same names for every batch (the
+        sums travel in one all-reduce). Why on the loss: only the loss knows the layout of its outputs
+        (:meth:`batch_values`). Default: for a loss trained on pairs (rows chosen-first, ``outputs[:n]``
+        chosen, ``outputs[n:]`` rejected; head 0 is the reward) ``accuracy``, the number of pairs whose
+        chosen reward is above the rejected one (a tie counts as wrong); no metric for other data kinds.
+        """
+        if self.data_kind != "pairs":
+            return {}
+        n = outputs.shape[0] // 2
+        return {"accuracy": float((outputs[:n, 0] > outputs[n:, 0]).sum())}
+
     # -- what the loss asks of the model (read by the trainer, never its name) ------------------
 
     @classmethod

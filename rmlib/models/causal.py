@@ -46,11 +46,10 @@ def is_causal_lm_dir(path: str | Path) -> bool:
 
 
 class JustifierModel(HFWrapper):
-    """A causal LM with the tokenizer and length budget it was trained with."""
+    """A causal LM with the tokenizer and length budget it was trained with.
 
-    #: the trainer saves this model with :meth:`save_pretrained` also under LoRA (a PEFT adapter directory
-    #: over the base), instead of the reward model's verified adapter + head save
-    saves_adapter_itself = True
+    The trainer saves it with the base's :meth:`~rmlib.models.wrapper.HFWrapper.save` also under LoRA
+    (a PEFT adapter directory over the base), not with the reward model's verified adapter + head save."""
 
     def __init__(self, model: nn.Module, tokenizer, max_length: int = 1024):
         super().__init__()

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -454,6 +455,20 @@ class RewardModel(HFWrapper):
         return r[:n], r[n:]
 
     # -- saving ----------------------------------------------------------------------------
+
+    #: How a LoRA reward model is saved (adapter + head + tokenizer, verified by reloading a probe batch):
+    #: :func:`rmlib.models.lora.save_checked`, set when ``rmlib.models`` is imported, as the LoRA
+    #: directory loader is, so this module never imports lora.
+    lora_saver: Callable[..., Any] | None = None
+
+    def save(self, accelerator: Any, prepared: nn.Module, out_dir: str | Path, *, lora: Any = None,
+             extra: dict | None = None) -> None:
+        """The trainer's save: under LoRA (``lora.enabled``) the verified adapter + head
+        (:attr:`lora_saver`), else the plain directory (:meth:`~rmlib.models.wrapper.HFWrapper.save`)."""
+        if lora is not None and lora.enabled:
+            type(self).lora_saver(accelerator, prepared, out_dir, lora=lora, extra=extra)
+            return
+        super().save(accelerator, prepared, out_dir, lora=lora, extra=extra)
 
     def _before_save(self) -> None:
         """Refuse a model read at ``last_non_pad``, and set ``problem_type`` to ``"regression"``.

@@ -4,13 +4,15 @@ The reward model (:class:`~rmlib.models.RewardModel`) and the Pairwise Justifier
 (:class:`~rmlib.models.JustifierModel`) both keep the Hugging Face module as the model itself (no
 wrapper weights), with the tokenizer and length budget it was trained with. What they share lives
 here, once: what the wrapper shows of the transformers module (its config, and what FSDP's
-auto-wrap reads) and how it is written to disk (:meth:`HFWrapper.save_pretrained`).
+auto-wrap reads) and how it is written to disk (:meth:`HFWrapper.save_pretrained`, and the trainer's
+:meth:`HFWrapper.save`).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -83,3 +85,18 @@ class HFWrapper(nn.Module):
             if extra:
                 (out / INFO_FILE).write_text(json.dumps(extra, indent=2, default=str))
         return out
+
+    def save(self, accelerator: Any, prepared: nn.Module, out_dir: str | Path, *, lora: Any = None,
+             extra: dict | None = None) -> None:
+        """The trainer's save of this model, as ``accelerator`` prepared it (``prepared``), to ``out_dir``.
+
+        Every process calls it (ZeRO-3 gathers the shards here). Why on the model: how a model is saved
+        depends on what it is (a LoRA reward model writes a verified adapter + head, :class:`RewardModel`),
+        so the trainer never asks. ``lora`` is the run's ``model.lora`` settings. Default: the gathered
+        weights through :meth:`save_pretrained`, also under LoRA (a causal LM's PEFT adapter over its base).
+        """
+        state_dict = accelerator.get_state_dict(prepared)
+        if state_dict is not None:  # strip the wrapper's prefix: the HF module is saved as-is
+            state_dict = {k.removeprefix("model."): v for k, v in state_dict.items()}
+        self.save_pretrained(out_dir, state_dict=state_dict, is_main_process=accelerator.is_main_process,
+                             extra=extra)

@@ -323,7 +323,7 @@ class Trainer:
         mine = [micro[a * world + acc.process_index] for a in range(accum)]
         every = np.concatenate(micro)  # every process knows the whole global batch
         global_n = max(run.loss_fn.count(feats.labels(every), len(every)), 1)
-        total_loss, correct, tokens = 0.0, 0, 0
+        total_loss, tokens, sums = 0.0, 0, {}
         for idx in mine:
             batch = run.collate(feats.take(idx), run.pad_id).to(acc.device)
             with acc.accumulate(run.model):
@@ -338,18 +338,17 @@ class Trainer:
             total_loss += per_item.detach().sum().item()
             tokens += batch.n_tokens
             run.positions += batch.n_positions
-            if batch.num_pairs:
-                n = batch.num_pairs
-                correct += int((rewards[:n, 0] > rewards[n:, 0]).sum())
+            for name, value in run.loss_fn.step_metrics(rewards.detach(), batch.labels).items():
+                sums[name] = sums.get(name, 0.0) + value
         if not run.opt.step_was_skipped:  # an fp16 overflow skipped the update: the schedule waits too
             run.sched.step()
         # `signalled` (a SIGTERM/SIGINT seen by this rank) rides on the step's one all-reduce
-        stats = acc.reduce(torch.tensor([total_loss, correct, tokens, signalled], dtype=torch.float64,
+        # (and so do the loss's step metrics, each a sum over units divided like the loss)
+        stats = acc.reduce(torch.tensor([total_loss, tokens, signalled, *sums.values()], dtype=torch.float64,
                                         device=acc.device), reduction="sum").tolist()
-        out = {"loss": stats[0] / global_n, "tokens": stats[2], "items": len(every),
-               "lr": run.sched.get_last_lr()[0], "signalled": stats[3]}
-        if run.examples.kind == "pairs":
-            out["accuracy"] = stats[1] / global_n
+        out = {"loss": stats[0] / global_n, "tokens": stats[1], "items": len(every),
+               "lr": run.sched.get_last_lr()[0], "signalled": stats[2]}
+        out.update({name: value / global_n for name, value in zip(sums, stats[3:])})
         return out
 
     def _log(self, run: Run, stats: dict[str, float]) -> None:
@@ -384,20 +383,9 @@ class Trainer:
     # -- writing ---------------------------------------------------------------------------
 
     def _export(self, run: Run, out_dir: Path, extra: dict | None = None) -> None:
-        """A plain transformers directory; every rank takes part (ZeRO-3 gathers shards here)."""
-        acc, model = run.acc, run.model
-        # a reward model's LoRA save: adapter + head + tokenizer, verified by reloading a probe batch (a
-        # model that saves its own adapter, the justifier's causal LM, goes through save_pretrained)
-        if self.cfg.model.lora.enabled and not getattr(acc.unwrap_model(model), "saves_adapter_itself", False):
-            from rmlib.models.lora import save_checked
-
-            save_checked(acc, model, out_dir, lora=self.cfg.model.lora, extra=extra)
-            return
-        state_dict = acc.get_state_dict(model)
-        if state_dict is not None:  # strip the RewardModel prefix: the HF module is saved as-is
-            state_dict = {k.removeprefix("model."): v for k, v in state_dict.items()}
-        acc.unwrap_model(model).save_pretrained(out_dir, state_dict=state_dict,
-                                                is_main_process=acc.is_main_process, extra=extra)
+        """The model's own save (``save``: a plain transformers directory, or a LoRA reward model's
+        verified adapter + head); every rank takes part (ZeRO-3 gathers shards here)."""
+        run.acc.unwrap_model(run.model).save(run.acc, run.model, out_dir, lora=self.cfg.model.lora, extra=extra)
 
     def _write_dir(self, run: Run, final: Path, write: Callable[[Path], None],
                    main_only: Callable[[Path], None] | None = None) -> None:
