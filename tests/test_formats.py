@@ -14,7 +14,7 @@ from rmlib.data import formats
 from rmlib.data.formats import FORMATS, detect_format, load, read_records, write_jsonl
 from rmlib.data.schema import DataError, PreferencePair
 
-SAMPLES = Path(formats.__file__).parent / "samples" / "formats"
+SAMPLES = Path(formats.__file__).parents[1] / "samples" / "formats"
 
 
 def user(text: str) -> dict[str, str]:
