@@ -114,3 +114,51 @@ def minilm_path() -> str:
     from rmlib.io import resolve_model
 
     return resolve_model("minilm-l6")
+
+
+def write_split_votes(root: str | Path, n: int = 160, seed: int = 0) -> tuple[Path, Path, Path]:
+    """(pairs, ratings, held-out pairs) of one learnable world: 'yes' responses are good, 'no' bad, 'maybe'
+    contested; for the distributional models' tests and ``bench/divergence_auroc.py``.
+
+    Pairs (``rmlib_pairs`` with ``votes``): half unanimous (yes over no, votes [2, 2, 2]); half diverging:
+    maybe over yes or over no, 2 to 1 with a significant vote on each side. A contested response that splits
+    annotators both against a good and against a bad response can only be explained by a wide distribution,
+    not by its mean. Ratings (``helpsteer2_disagreements``): the same responses with per-annotator
+    helpfulness (yes [4, 4, 4], no [0, 0, 0], maybe [4, 4, 0]). Held out: ``n // 2`` new pairs of both kinds
+    as ``response_a``/``response_b`` with their votes, A and B in random order (the divergence suite's input).
+    """
+    import json
+
+    rng = random.Random(seed)
+    words = "the a of to and is in that it for on with as you what how answer question number sum list".split()
+
+    def sentence(lo: int, hi: int) -> str:
+        return " ".join(rng.choice(words) for _ in range(rng.randint(lo, hi)))
+
+    def rows(k: int, offset: int):
+        for i in range(k):
+            prompt = [{"role": "user", "content": f"{offset + i} " + sentence(3, 8)}]
+            yes, no, maybe = "yes " + sentence(2, 6), "no " + sentence(2, 6), "maybe " + sentence(2, 6)
+            if i % 4 < 2:
+                yield prompt, yes, no, [2, 2, 2]
+            else:
+                yield prompt, maybe, yes if i % 4 == 2 else no, [2, 2, -2]
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    pairs, ratings, held = root / "pairs.jsonl", root / "ratings.jsonl", root / "heldout.jsonl"
+    rating_of = {"yes": [4, 4, 4], "no": [0, 0, 0], "maybe": [4, 4, 0]}
+    with open(pairs, "w") as fp, open(ratings, "w") as fr:
+        for prompt, a, b, votes in rows(n, 0):
+            fp.write(json.dumps({"prompt": prompt, "chosen": a, "rejected": b, "votes": votes, "meta": {}}) + "\n")
+            for resp in (a, b):
+                h = rating_of[resp.split()[0]]
+                fr.write(json.dumps({"prompt": prompt[0]["content"], "response": resp, "helpfulness": h,
+                                     **{k: [2] * len(h) for k in ("correctness", "coherence", "complexity",
+                                                                  "verbosity")}}) + "\n")
+    with open(held, "w") as f:
+        for prompt, a, b, votes in rows(n // 2, 10_000):
+            flip = rng.random() < 0.5  # A/B order must not matter
+            f.write(json.dumps({"prompt": prompt, "response_a": b if flip else a, "response_b": a if flip else b,
+                                "votes": [-v for v in votes] if flip else votes}) + "\n")
+    return pairs, ratings, held

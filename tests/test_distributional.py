@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from rmlib.models.distribution import (
     apply_distribution,
     distribution_from_config,
 )
-from tests.helpers import _sentence, run_cli, write_config
+from tests.helpers import run_cli, write_config
 
 # ------------------------------------------------------------------------------------------ losses by hand
 
@@ -156,41 +155,10 @@ def test_rating_pair_preference_by_hand():
 
 
 def _write_split_votes(root: Path, n: int = 160, seed: int = 0) -> tuple[Path, Path, Path]:
-    """Pairs and ratings of one world: 'yes' responses are good, 'no' bad, 'maybe' contested.
+    """The split-votes world of :func:`rmlib.testing.write_split_votes` ('maybe' responses contested)."""
+    from rmlib.testing import write_split_votes
 
-    Pairs: half unanimous (yes over no, votes [2, 2, 2]); half diverging: maybe over yes or over no, 2 to 1
-    with a significant vote on each side. A contested response that splits annotators both against a good
-    and against a bad response can only be explained by a wide distribution, not by its mean. Ratings: the
-    same responses with per-annotator helpfulness (yes [4, 4, 4], no [0, 0, 0], maybe [4, 4, 0]).
-    """
-    rng = random.Random(seed)
-
-    def rows(k: int, offset: int):
-        for i in range(k):
-            prompt = [{"role": "user", "content": f"{offset + i} " + _sentence(rng, 3, 8)}]
-            yes, no, maybe = ("yes " + _sentence(rng, 2, 6), "no " + _sentence(rng, 2, 6),
-                              "maybe " + _sentence(rng, 2, 6))
-            if i % 4 < 2:
-                yield prompt, yes, no, [2, 2, 2]
-            else:
-                yield prompt, maybe, yes if i % 4 == 2 else no, [2, 2, -2]
-
-    pairs, ratings, held = root / "pairs.jsonl", root / "ratings.jsonl", root / "heldout.jsonl"
-    rating_of = {"yes": [4, 4, 4], "no": [0, 0, 0], "maybe": [4, 4, 0]}
-    with open(pairs, "w") as fp, open(ratings, "w") as fr:
-        for prompt, a, b, votes in rows(n, 0):
-            fp.write(json.dumps({"prompt": prompt, "chosen": a, "rejected": b, "votes": votes, "meta": {}}) + "\n")
-            for resp in (a, b):
-                h = rating_of[resp.split()[0]]
-                fr.write(json.dumps({"prompt": prompt[0]["content"], "response": resp, "helpfulness": h,
-                                     **{k: [2] * len(h) for k in ("correctness", "coherence", "complexity",
-                                                                  "verbosity")}}) + "\n")
-    with open(held, "w") as f:
-        for prompt, a, b, votes in rows(n // 2, 10_000):
-            flip = rng.random() < 0.5  # A/B order must not matter
-            f.write(json.dumps({"prompt": prompt, "response_a": b if flip else a, "response_b": a if flip else b,
-                                "votes": [-v for v in votes] if flip else votes}) + "\n")
-    return pairs, ratings, held
+    return write_split_votes(root, n, seed)
 
 
 def _train(root: Path, model: Path, name: str, loss: str, data: Path, fmt: str, annotations: str,
