@@ -11,6 +11,31 @@ import json
 import sys
 from pathlib import Path
 
+# -- flags several subcommands share (one help text each) ------------------------------------------
+
+def _formats() -> str:
+    from rmlib.data.formats import FORMATS
+
+    return ", ".join(FORMATS)
+
+
+def _add_format_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", default=None, help=f"reader to use (default: detected); one of {_formats()}")
+
+
+def _add_reward_token_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reward-token", default="auto", choices=["auto", "end", "last_non_pad"],
+                   help="where a reward model's reward is read: auto (default; a decoder trained elsewhere "
+                        "with pad == eos, as TRL's RewardTrainer does, at the token before the final eos, "
+                        "otherwise the end-of-response token), end, or last_non_pad")
+
+
+def _add_trust_remote_code_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow the model's own Python code from its directory or the hub (off by default)")
+
+
+# -- the subcommands: each one's command function, then the function that declares its flags --------
 
 def cmd_train(args: argparse.Namespace) -> int:
     from rmlib.training import train
@@ -30,6 +55,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(line)
     print(f"model saved to {summary['model_dir']}")
     return 0
+
+
+def _add_train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="YAML file (see configs/train/ and docs/configuration.md)")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. loss.name=scaled_bt train.lr=2e-6")
 
 
 def _is_causal_lm(model: str) -> bool:
@@ -143,10 +173,36 @@ def _distribution_rows(model, kind: str, ex, kw: dict) -> list[dict]:
              "p_chosen": float(np.asarray(p)[i])} for i in range(n)]
 
 
+def _add_score_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="model directory, LoRA run output, hub id or built-in alias (minilm-l6)")
+    p.add_argument("data", help="data file (any format `rmlib data inspect` reads) or hub dataset id")
+    p.add_argument("--out", required=True, help="JSONL to write: one row per record, written atomically")
+    _add_format_argument(p)
+    p.add_argument("--on-invalid", default="error", choices=["error", "skip"],
+                   help="error: stop at the first invalid record; skip: leave it out and report it")
+    p.add_argument("--batch-size", type=int, default=16, help="sequences per scoring batch (an upper bound)")
+    p.add_argument("--max-length", type=int, default=None,
+                   help="tokens per sequence (default: the model's position limit, at most 1024)")
+    _add_reward_token_argument(p)
+    _add_trust_remote_code_argument(p)
+    p.add_argument("--max-new-tokens", type=int, default=256,
+                   help="a Pairwise Justifier: token cap of each judgement")
+    p.add_argument("--one-order", action="store_true",
+                   help="a Pairwise Justifier: judge each pair once, the chosen response first or second by a "
+                        "seeded coin (default: both orders)")
+    p.add_argument("--seed", type=int, default=0, help="a Pairwise Justifier with --one-order: the coin's seed")
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from rmlib.eval.cli import run_eval
 
     return run_eval(args)
+
+
+def _add_eval_arguments(p: argparse.ArgumentParser) -> None:
+    from rmlib.eval.cli import add_eval_arguments
+
+    add_eval_arguments(p)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -165,10 +221,26 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_compare_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("reports", nargs="+", metavar="[NAME=]DIR",
+                   help="report directories (rmlib eval --out) or report.json files; NAME labels the row")
+    p.add_argument("--metrics", nargs="*", default=None,
+                   help="shell-style patterns of the metrics to show, in order (e.g. 'metric.*' 'auroc.*' ece); "
+                        "default: every metric")
+    p.add_argument("--title", default=None, help="heading of the Markdown table")
+    p.add_argument("--out", required=True, help="Markdown file to write (the rows also go to the .json beside it)")
+
+
 def cmd_expo(args: argparse.Namespace) -> int:
     from rmlib.expo import cli, search_cli
 
     return (search_cli(args) if getattr(args, "search", False) else cli(args)) or 0
+
+
+def _add_expo_arguments(p: argparse.ArgumentParser) -> None:
+    from rmlib.expo import add_cli_arguments
+
+    add_cli_arguments(p)
 
 
 def _head_spec(text: str) -> dict[str, float]:
@@ -226,6 +298,28 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("adapter_dir", help="a LoRA run's model directory (a reward model's adapter + head + tokenizer, "
+                                       "or a Pairwise Justifier's causal-LM adapter), or a plain model directory "
+                                       "to fold with --heads / --head-weights / --one-output")
+    p.add_argument("--heads", default=None,
+                   help="write a one-output model, reward = the weighted heads: NAME=WEIGHT pairs, e.g. "
+                        "helpfulness=1 or helpfulness=0.7,correctness=0.3 (heads not named weigh 0)")
+    p.add_argument("--head-weights", default=None,
+                   help="write a one-output model: one weight per head in id2label order, e.g. 0.3,0.7,0,0,0")
+    p.add_argument("--one-output", action="store_true",
+                   help="write a one-output model with the weights the RewardBench head-weight grid search found "
+                        "for this model (`rmlib eval DIR --suite rewardbench heads.search=true`, DIR/*/report.json)")
+    p.add_argument("--merge", action="store_true",
+                   help="accepted for compatibility and ignored: export always merges")
+    p.add_argument("--out", required=True, help="the merged model directory (written atomically)")
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                   help="dtype of the merged weights (default: the base's)")
+    p.add_argument("--device", default=None,
+                   help="where the probe check runs, e.g. cpu or cuda:0 (default: cuda if present)")
+    p.add_argument("--max-shard-size", default="5GB", help="largest output shard, e.g. 2GB")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from rmlib.serve import ServeOptions, serve
     from rmlib.serve.auth import read_api_key
@@ -243,6 +337,41 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_serve_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="model directory, LoRA run output, hub id or built-in alias")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                   help="dtype the model is loaded in")
+    p.add_argument("--device", default=None, help="e.g. cpu or cuda:0 (default: cuda if present)")
+    p.add_argument("--max-length", type=int, default=None, help="tokens per sequence (default: the model's limit)")
+    p.add_argument("--attn-implementation", default=None, help="e.g. sdpa, eager, flash_attention_2")
+    p.add_argument("--max-wait-ms", type=float, default=5.0,
+                   help="how long a request waits for others to share its batch")
+    p.add_argument("--max-batch-sequences", type=int, default=256, help="sequences gathered into one batch")
+    p.add_argument("--batch-size", type=int, default=64, help="sequences per model call (an upper bound)")
+    p.add_argument("--max-items", type=int, default=1024,
+                   help="sequences per request, or messages per chat request (more: 413 / 400)")
+    p.add_argument("--max-chars", type=int, default=200_000,
+                   help="generative models: characters per message (more: 400); a reward model truncates "
+                        "long texts as training does instead (the prompt from the left, a response longer than "
+                        "max_length keeps its end) and counts it in /health")
+    p.add_argument("--max-body-mb", type=int, default=16, help="request body size (more: 413)")
+    p.add_argument("--api-key-file", default=None,
+                   help="a file holding a key: every route but /health then needs `Authorization: Bearer <key>` "
+                        "(401 otherwise, counted in /health); read once at start")
+    p.add_argument("--combine", default=None, help="comma-separated head weights for `reward` (default: the "
+                                                  "first head; every head is returned anyway)")
+    p.add_argument("--max-new-tokens", type=int, default=1024,
+                   help="generative models: tokens one completion may ask for (more: 400)")
+    p.add_argument("--max-pending", type=int, default=256,
+                   help="generative models: completions queued or generating (more: 429, retry later)")
+    p.add_argument("--served-model-name", default=None,
+                   help="the `model` name clients send and /v1/models lists (default: the MODEL argument)")
+    _add_reward_token_argument(p)
+    _add_trust_remote_code_argument(p)
+
+
 def cmd_push(args: argparse.Namespace) -> int:
     from rmlib.models.export import push_model, require_contract, write_model_card
 
@@ -254,10 +383,25 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_push_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="model directory (a merged export, a full fine-tune or an ExPO output)")
+    p.add_argument("repo_id", help="hub repository, e.g. me/my-reward-model (created if missing)")
+    p.add_argument("--private", action="store_true", help="create the repository as private")
+    p.add_argument("--revision", default=None, help="branch to upload to (default: main)")
+    p.add_argument("--eval-report", action="append", default=[],
+                   help="report.json (or its directory) written by `rmlib eval`, added to the model card; repeatable")
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from rmlib.plan import cli
 
     return cli(args)
+
+
+def _add_plan_arguments(p: argparse.ArgumentParser) -> None:
+    from rmlib.plan import add_cli_arguments
+
+    add_cli_arguments(p)
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -284,10 +428,47 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _formats() -> str:
-    from rmlib.data.formats import FORMATS
+def _add_data_arguments(p: argparse.ArgumentParser) -> None:
+    """``inspect`` and ``prepare`` (here), then the curation subcommands (:mod:`rmlib.curation.cli`)."""
+    dsub = p.add_subparsers(dest="data_cmd", required=True)
+    di = dsub.add_parser("inspect", help="format, counts, token length statistics and the validation report")
+    di.add_argument("path", help="data file (JSONL/JSON/Parquet/CSV, optionally .gz) or hub dataset id")
+    _add_format_argument(di)
+    di.add_argument("--tokenizer", default=None, help="tokenizer for length statistics (path or built-in alias)")
+    di.add_argument("--on-invalid", default="skip", choices=["error", "skip"],
+                    help="skip (default here): count invalid records in the report; error: stop at the first")
+    dp = dsub.add_parser("prepare", help="write canonical rmlib JSONL, or (--config) build a training run's "
+                                         "tokenized feature cache ahead of time")
+    dp.add_argument("path", nargs="?", help="data file to convert to canonical JSONL")
+    dp.add_argument("--out", help="where the canonical JSONL goes")
+    dp.add_argument("--config", help="a training YAML: build its train/eval feature cache (data.cache_dir)")
+    dp.add_argument("overrides", nargs="*", default=[], help="dotted overrides for --config, as for train")
+    _add_format_argument(dp)
+    dp.add_argument("--on-invalid", default="error", choices=["error", "skip"],
+                    help="error (default): stop at the first invalid record; skip: leave it out and report it")
+    from rmlib.curation.cli import add_parsers as add_curation_parsers
 
-    return ", ".join(FORMATS)
+    add_curation_parsers(dsub)
+
+
+#: Every subcommand in ``rmlib --help`` order: (name, help, the function declaring its flags, its command).
+SUBCOMMANDS = [
+    ("train", "train a reward model from a YAML config", _add_train_arguments, cmd_train),
+    ("score", "write rewards for every response in a data file to JSONL (a Pairwise Justifier: its verdicts on "
+              "every pair)", _add_score_arguments, cmd_score),
+    ("eval", "evaluate a model (or cached scores) on a benchmark suite", _add_eval_arguments, cmd_eval),
+    ("compare", "one table of several evaluation reports of a suite: a row per model, a column per metric",
+     _add_compare_arguments, cmd_compare),
+    ("expo", "ExPO weight extrapolation: θ = θ_strong + α(θ_strong − θ_weak)", _add_expo_arguments, cmd_expo),
+    ("export", "merge a LoRA adapter directory into a plain transformers model directory, and/or fold a multi-head "
+               "model's heads into one output", _add_export_arguments, cmd_export),
+    ("serve", "HTTP server: a reward model's scores for RL loops (OpenRLHF /get_reward, plain /score), a "
+              "justifier's OpenAI /v1/chat/completions", _add_serve_arguments, cmd_serve),
+    ("push", "upload a model directory that meets the export contract to the Hugging Face Hub",
+     _add_push_arguments, cmd_push),
+    ("plan", "estimate peak GPU memory of LoRA/QLoRA settings and list those that fit", _add_plan_arguments, cmd_plan),
+    ("data", "inspect, convert or curate datasets", _add_data_arguments, cmd_data),
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -298,159 +479,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true",
                    help="show the traceback of rmlib's own errors too (also RMLIB_DEBUG=1)")
     sub = p.add_subparsers(dest="cmd", required=True)
-
-    t = sub.add_parser("train", help="train a reward model from a YAML config")
-    t.add_argument("config", help="YAML file (see configs/train/ and docs/configuration.md)")
-    t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. loss.name=scaled_bt train.lr=2e-6")
-    t.set_defaults(func=cmd_train)
-
-    s = sub.add_parser("score", help="write rewards for every response in a data file to JSONL (a Pairwise "
-                                     "Justifier: its verdicts on every pair)")
-    s.add_argument("model", help="model directory, LoRA run output, hub id or built-in alias (minilm-l6)")
-    s.add_argument("data", help="data file (any format `rmlib data inspect` reads) or hub dataset id")
-    s.add_argument("--out", required=True, help="JSONL to write: one row per record, written atomically")
-    s.add_argument("--format", default=None, help=f"reader to use (default: detected); one of {_formats()}")
-    s.add_argument("--on-invalid", default="error", choices=["error", "skip"],
-                   help="error: stop at the first invalid record; skip: leave it out and report it")
-    s.add_argument("--batch-size", type=int, default=16, help="sequences per scoring batch (an upper bound)")
-    s.add_argument("--max-length", type=int, default=None,
-                   help="tokens per sequence (default: the model's position limit, at most 1024)")
-    s.add_argument("--reward-token", default="auto", choices=["auto", "end", "last_non_pad"],
-                   help="where a reward model's reward is read: auto (default; a decoder trained elsewhere "
-                        "with pad == eos, as TRL's RewardTrainer does, at the token before the final eos, "
-                        "otherwise the end-of-response token), end, or last_non_pad")
-    s.add_argument("--trust-remote-code", action="store_true",
-                   help="allow the model's own Python code from its directory or the hub (off by default)")
-    s.add_argument("--max-new-tokens", type=int, default=256,
-                   help="a Pairwise Justifier: token cap of each judgement")
-    s.add_argument("--one-order", action="store_true",
-                   help="a Pairwise Justifier: judge each pair once, the chosen response first or second by a "
-                        "seeded coin (default: both orders)")
-    s.add_argument("--seed", type=int, default=0, help="a Pairwise Justifier with --one-order: the coin's seed")
-    s.set_defaults(func=cmd_score)
-
-    e = sub.add_parser("eval", help="evaluate a model (or cached scores) on a benchmark suite")
-    from rmlib.eval.cli import add_eval_arguments
-
-    add_eval_arguments(e)
-    e.set_defaults(func=cmd_eval)
-
-    c = sub.add_parser("compare", help="one table of several evaluation reports of a suite: a row per model, a "
-                                       "column per metric")
-    c.add_argument("reports", nargs="+", metavar="[NAME=]DIR",
-                   help="report directories (rmlib eval --out) or report.json files; NAME labels the row")
-    c.add_argument("--metrics", nargs="*", default=None,
-                   help="shell-style patterns of the metrics to show, in order (e.g. 'metric.*' 'auroc.*' ece); "
-                        "default: every metric")
-    c.add_argument("--title", default=None, help="heading of the Markdown table")
-    c.add_argument("--out", required=True, help="Markdown file to write (the rows also go to the .json beside it)")
-    c.set_defaults(func=cmd_compare)
-
-    x = sub.add_parser("expo", help="ExPO weight extrapolation: θ = θ_strong + α(θ_strong − θ_weak)")
-    from rmlib.expo import add_cli_arguments
-
-    add_cli_arguments(x)
-    x.set_defaults(func=cmd_expo)
-
-    ex = sub.add_parser("export", help="merge a LoRA adapter directory into a plain transformers model directory, "
-                                       "and/or fold a multi-head model's heads into one output")
-    ex.add_argument("adapter_dir", help="a LoRA run's model directory (a reward model's adapter + head + tokenizer, "
-                                        "or a Pairwise Justifier's causal-LM adapter), or a plain model directory "
-                                        "to fold with --heads / --head-weights / --one-output")
-    ex.add_argument("--heads", default=None,
-                    help="write a one-output model, reward = the weighted heads: NAME=WEIGHT pairs, e.g. "
-                         "helpfulness=1 or helpfulness=0.7,correctness=0.3 (heads not named weigh 0)")
-    ex.add_argument("--head-weights", default=None,
-                    help="write a one-output model: one weight per head in id2label order, e.g. 0.3,0.7,0,0,0")
-    ex.add_argument("--one-output", action="store_true",
-                    help="write a one-output model with the weights the RewardBench head-weight grid search found "
-                         "for this model (`rmlib eval DIR --suite rewardbench heads.search=true`, DIR/*/report.json)")
-    ex.add_argument("--merge", action="store_true",
-                    help="accepted for compatibility and ignored: export always merges")
-    ex.add_argument("--out", required=True, help="the merged model directory (written atomically)")
-    ex.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
-                    help="dtype of the merged weights (default: the base's)")
-    ex.add_argument("--device", default=None,
-                    help="where the probe check runs, e.g. cpu or cuda:0 (default: cuda if present)")
-    ex.add_argument("--max-shard-size", default="5GB", help="largest output shard, e.g. 2GB")
-    ex.set_defaults(func=cmd_export)
-
-    sv = sub.add_parser("serve", help="HTTP server: a reward model's scores for RL loops (OpenRLHF /get_reward, "
-                                      "plain /score), a justifier's OpenAI /v1/chat/completions")
-    sv.add_argument("model", help="model directory, LoRA run output, hub id or built-in alias")
-    sv.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: every interface)")
-    sv.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
-    sv.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
-                    help="dtype the model is loaded in")
-    sv.add_argument("--device", default=None, help="e.g. cpu or cuda:0 (default: cuda if present)")
-    sv.add_argument("--max-length", type=int, default=None, help="tokens per sequence (default: the model's limit)")
-    sv.add_argument("--attn-implementation", default=None, help="e.g. sdpa, eager, flash_attention_2")
-    sv.add_argument("--max-wait-ms", type=float, default=5.0,
-                    help="how long a request waits for others to share its batch")
-    sv.add_argument("--max-batch-sequences", type=int, default=256, help="sequences gathered into one batch")
-    sv.add_argument("--batch-size", type=int, default=64, help="sequences per model call (an upper bound)")
-    sv.add_argument("--max-items", type=int, default=1024,
-                    help="sequences per request, or messages per chat request (more: 413 / 400)")
-    sv.add_argument("--max-chars", type=int, default=200_000,
-                    help="generative models: characters per message (more: 400); a reward model truncates "
-                         "long texts as training does instead (the prompt from the left, a response longer than "
-                         "max_length keeps its end) and counts it in /health")
-    sv.add_argument("--max-body-mb", type=int, default=16, help="request body size (more: 413)")
-    sv.add_argument("--api-key-file", default=None,
-                    help="a file holding a key: every route but /health then needs `Authorization: Bearer <key>` "
-                         "(401 otherwise, counted in /health); read once at start")
-    sv.add_argument("--combine", default=None, help="comma-separated head weights for `reward` (default: the "
-                                                   "first head; every head is returned anyway)")
-    sv.add_argument("--max-new-tokens", type=int, default=1024,
-                    help="generative models: tokens one completion may ask for (more: 400)")
-    sv.add_argument("--max-pending", type=int, default=256,
-                    help="generative models: completions queued or generating (more: 429, retry later)")
-    sv.add_argument("--served-model-name", default=None,
-                    help="the `model` name clients send and /v1/models lists (default: the MODEL argument)")
-    sv.add_argument("--reward-token", default="auto", choices=["auto", "end", "last_non_pad"],
-                    help="where a reward model's reward is read: auto (default; a decoder trained elsewhere "
-                         "with pad == eos, as TRL's RewardTrainer does, at the token before the final eos, "
-                         "otherwise the end-of-response token), end, or last_non_pad")
-    sv.add_argument("--trust-remote-code", action="store_true",
-                    help="allow the model's own Python code from its directory or the hub (off by default)")
-    sv.set_defaults(func=cmd_serve)
-
-    pu = sub.add_parser("push", help="upload a model directory that meets the export contract to the Hugging Face Hub")
-    pu.add_argument("model", help="model directory (a merged export, a full fine-tune or an ExPO output)")
-    pu.add_argument("repo_id", help="hub repository, e.g. me/my-reward-model (created if missing)")
-    pu.add_argument("--private", action="store_true", help="create the repository as private")
-    pu.add_argument("--revision", default=None, help="branch to upload to (default: main)")
-    pu.add_argument("--eval-report", action="append", default=[],
-                    help="report.json (or its directory) written by `rmlib eval`, added to the model card; repeatable")
-    pu.set_defaults(func=cmd_push)
-
-    pl = sub.add_parser("plan", help="estimate peak GPU memory of LoRA/QLoRA settings and list those that fit")
-    from rmlib.plan import add_cli_arguments as add_plan_arguments
-
-    add_plan_arguments(pl)
-    pl.set_defaults(func=cmd_plan)
-
-    d = sub.add_parser("data", help="inspect, convert or curate datasets")
-    dsub = d.add_subparsers(dest="data_cmd", required=True)
-    di = dsub.add_parser("inspect", help="format, counts, token length statistics and the validation report")
-    di.add_argument("path", help="data file (JSONL/JSON/Parquet/CSV, optionally .gz) or hub dataset id")
-    di.add_argument("--format", default=None, help=f"reader to use (default: detected); one of {_formats()}")
-    di.add_argument("--tokenizer", default=None, help="tokenizer for length statistics (path or built-in alias)")
-    di.add_argument("--on-invalid", default="skip", choices=["error", "skip"],
-                    help="skip (default here): count invalid records in the report; error: stop at the first")
-    dp = dsub.add_parser("prepare", help="write canonical rmlib JSONL, or (--config) build a training run's "
-                                         "tokenized feature cache ahead of time")
-    dp.add_argument("path", nargs="?", help="data file to convert to canonical JSONL")
-    dp.add_argument("--out", help="where the canonical JSONL goes")
-    dp.add_argument("--config", help="a training YAML: build its train/eval feature cache (data.cache_dir)")
-    dp.add_argument("overrides", nargs="*", default=[], help="dotted overrides for --config, as for train")
-    dp.add_argument("--format", default=None, help=f"reader to use (default: detected); one of {_formats()}")
-    dp.add_argument("--on-invalid", default="error", choices=["error", "skip"],
-                    help="error (default): stop at the first invalid record; skip: leave it out and report it")
-    from rmlib.curation.cli import add_parsers as add_curation_parsers
-
-    add_curation_parsers(dsub)
-    d.set_defaults(func=cmd_data)
+    for name, help_text, add_arguments, command in SUBCOMMANDS:
+        sp = sub.add_parser(name, help=help_text)
+        add_arguments(sp)
+        sp.set_defaults(func=command)
     return p
 
 
