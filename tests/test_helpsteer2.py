@@ -19,7 +19,6 @@ from rmlib.data.helpsteer2 import (
     aggregate_strength,
     aggregate_strength_explained,
     annotator_pairs,
-    judge_examples,
     parse_helpsteer2_prompt,
     pick_most_similar,
     split_justification,
@@ -27,6 +26,7 @@ from rmlib.data.helpsteer2 import (
     statement_better,
     weighted_kappa,
 )
+from rmlib.data.judge import judge_examples
 from rmlib.data.schema import DataError
 
 # ---------------------------------------------------------------------------------------------

@@ -10,8 +10,9 @@ Three things live here because they share the raw HelpSteer2-Preference record (
 * :func:`weighted_kappa` is the (quadratic-)weighted Cohen's κ of sklearn's ``cohen_kappa_score``,
   implemented in numpy because the library must not depend on scikit-learn; the tests check it
   against sklearn.
-* :func:`split_justification` / :func:`judge_examples` turn the free-text justifications into
-  (elaboration, statement) training targets for a pairwise judge (paper appendix C).
+* :func:`split_justification` splits a free-text justification into (statement, elaboration), the
+  rule :func:`rmlib.data.judge.judge_examples` builds a pairwise judge's training targets with
+  (paper appendix C).
 
 :func:`parse_helpsteer2_prompt` converts HelpSteer2's single-string prompts (multi-turn joined
 with ``<extra_id_1>`` markers, as the HelpSteer2 card describes) into chat messages; the dataset
@@ -30,14 +31,11 @@ import numpy as np
 
 from rmlib.data.schema import (
     DataError,
-    JudgeExample,
     Message,
     OnInvalid,
     PreferencePair,
     RatedResponse,
     ValidationReport,
-    check_text,
-    make_judge,
     make_pair,
     require,
 )
@@ -52,7 +50,7 @@ MAX_SPREAD = 2
 
 __all__ = [
     "NEITHER_VALID", "SCALE", "AggregationReport", "aggregate_file", "aggregate_strength",
-    "aggregate_strength_explained", "annotator_pairs", "judge_examples", "parse_helpsteer2_prompt",
+    "aggregate_strength_explained", "annotation_strengths", "annotator_pairs", "parse_helpsteer2_prompt",
     "kappa_from_confusion", "pick_most_similar", "rating_pairs", "split_justification", "split_sentences",
     "statement_better",
     "weighted_kappa", "ABBREVIATIONS",
@@ -312,7 +310,8 @@ class AggregationReport(ValidationReport):
     __str__ = format
 
 
-def _annotations(record: Any, source: str, index: int) -> list[int]:
+def annotation_strengths(record: Any, source: str, index: int) -> list[int]:
+    """A record's per-annotator strengths (``all_preferences_unprocessed[k].strength``), each checked."""
     raw = require(record, "all_preferences_unprocessed", source, index)
     if not isinstance(raw, list):
         raise DataError(source, index, "all_preferences_unprocessed",
@@ -360,7 +359,7 @@ def aggregate_file(records: Iterable[Mapping[str, Any]], source: str, *,
     for index, record in enumerate(records):
         report.seen += 1
         try:
-            annotations = _annotations(record, source, index)
+            annotations = annotation_strengths(record, source, index)
         except DataError as err:
             if on_invalid == "error":
                 raise
@@ -499,73 +498,6 @@ def split_justification(text: str) -> tuple[str, str] | None:
     rest = [s for i, s in enumerate(sentences) if i not in drop]
     elaboration = "".join((s.gap if k else "") + s.text for k, s in enumerate(rest))
     return statement, elaboration
-
-
-def judge_examples(records: Iterable[Mapping[str, Any]], source: str, *,
-                   on_invalid: OnInvalid = "error") -> tuple[list[JudgeExample], ValidationReport]:
-    """One :class:`JudgeExample` per raw annotation justification of HelpSteer2-Preference records.
-
-    We use each raw ``all_preferences_unprocessed[k].justification`` (not the published aggregated
-    statement) because every annotator's argument is a distinct training target and its strength
-    and wording agree with each other. The training text is ``elaboration + " " + statement``:
-    it **ends with the preference statement**, as the Pairwise Justifier is trained to reason
-    first and conclude last. ``better`` comes from the statement and ``strength`` is the
-    annotation's |strength|.
-
-    Filtered by rule (``report.filtered``): ``neither_valid`` (strength −100), ``no_statement``
-    (no "@Response X is ... better" sentence) and ``statement_contradicts_strength`` (the statement
-    favours the response the strength sign does not; a 0 strength contradicts any statement).
-    Task-level filtering is not done here: pass the records kept by :func:`aggregate_file` to train
-    only on tasks that survive the paper's rule. ``report.seen`` counts annotations, plus one per
-    record that could not be read at all (counted in ``skipped``).
-    """
-    if on_invalid not in ("error", "skip"):
-        raise ValueError(f"on_invalid must be 'error' or 'skip', got {on_invalid!r}")
-    report = ValidationReport(source)
-    out: list[JudgeExample] = []
-    for index, record in enumerate(records):
-        try:
-            strengths = _annotations(record, source, index)
-            prompt_text = require(record, "prompt", source, index)
-            if not isinstance(prompt_text, str):
-                raise DataError(source, index, "prompt", f"expected a string, got {type(prompt_text).__name__}",
-                                "wrong_type")
-            prompt = parse_helpsteer2_prompt(prompt_text)
-            r1 = require(record, "response_1", source, index)
-            r2 = require(record, "response_2", source, index)
-            built: list[JudgeExample] = []
-            local = ValidationReport(source)
-            for k, (strength, entry) in enumerate(zip(strengths, record["all_preferences_unprocessed"])):
-                local.seen += 1
-                where = f"{source}: record {index}: annotation {k}"
-                if strength == NEITHER_VALID:
-                    local.filter("neither_valid", where)
-                    continue
-                justification = check_text(require(entry, "justification", source, index), source, index,
-                                           f"all_preferences_unprocessed[{k}].justification", allow_empty=True)
-                split = split_justification(justification)
-                if split is None:
-                    local.filter("no_statement", f"{where}: {justification[:80]!r}")
-                    continue
-                statement, elaboration = split
-                better = statement_better(statement)
-                if strength == 0 or (strength < 0) != (better == 1):
-                    local.filter("statement_contradicts_strength",
-                                 f"{where}: strength {strength} but {statement[:60]!r}")
-                    continue
-                text = f"{elaboration} {statement}" if elaboration else statement
-                built.append(make_judge(source, index, prompt, r1, r2, text, better, strength=abs(strength),
-                                        meta={"index": index, "annotation": k, "split": record.get("split")}))
-                local.kept += 1
-        except DataError as err:
-            if on_invalid == "error":
-                raise
-            report.seen += 1
-            report.skip(err)
-            continue
-        report.merge(local)
-        out += built
-    return out, report
 
 
 # ---------------------------------------------------------------------------------------------

@@ -36,15 +36,26 @@ from typing import Any, Literal
 from rmlib.data.helpsteer2 import (
     NEITHER_VALID,
     aggregate_strength,
-    judge_examples,
+    annotation_strengths,
+    parse_helpsteer2_prompt,
     pick_most_similar,
     split_justification,
+    statement_better,
 )
-from rmlib.data.schema import DataError, JudgeExample, Message, OnInvalid, ValidationReport
+from rmlib.data.schema import (
+    DataError,
+    JudgeExample,
+    Message,
+    OnInvalid,
+    ValidationReport,
+    check_text,
+    make_judge,
+    require,
+)
 from rmlib.data.tokenize import Encoded
 
 __all__ = ["JUDGE_TEMPLATE", "JUSTIFICATION_SETS", "TARGETS", "JudgeEncoder", "JudgeFeatures", "flip_example",
-           "judge_input", "justifier_examples", "overall_justification", "record_justifications",
+           "judge_examples", "judge_input", "justifier_examples", "overall_justification", "record_justifications",
            "render_conversation", "swap_response_names", "target_text"]
 
 JUDGE_TEMPLATE = ("{prompt} @Response 1:\n{response_1}\n@Response 2:\n{response_2}\n"
@@ -57,6 +68,73 @@ TARGETS: tuple[str, ...] = ("elaboration_statement", "statement", "label")
 ablations (the statement alone; the bare label ``@Response N``)."""
 
 JUSTIFICATION_SETS: tuple[str, ...] = ("overall", "all")
+
+
+def judge_examples(records: Iterable[Mapping[str, Any]], source: str, *,
+                   on_invalid: OnInvalid = "error") -> tuple[list[JudgeExample], ValidationReport]:
+    """One :class:`JudgeExample` per raw annotation justification of HelpSteer2-Preference records.
+
+    We use each raw ``all_preferences_unprocessed[k].justification`` (not the published aggregated
+    statement) because every annotator's argument is a distinct training target and its strength
+    and wording agree with each other. The training text is ``elaboration + " " + statement``:
+    it **ends with the preference statement**, as the Pairwise Justifier is trained to reason
+    first and conclude last. ``better`` comes from the statement and ``strength`` is the
+    annotation's |strength|.
+
+    Filtered by rule (``report.filtered``): ``neither_valid`` (strength −100), ``no_statement``
+    (no "@Response X is ... better" sentence) and ``statement_contradicts_strength`` (the statement
+    favours the response the strength sign does not; a 0 strength contradicts any statement).
+    Task-level filtering is not done here: pass the records kept by :func:`aggregate_file` to train
+    only on tasks that survive the paper's rule. ``report.seen`` counts annotations, plus one per
+    record that could not be read at all (counted in ``skipped``).
+    """
+    if on_invalid not in ("error", "skip"):
+        raise ValueError(f"on_invalid must be 'error' or 'skip', got {on_invalid!r}")
+    report = ValidationReport(source)
+    out: list[JudgeExample] = []
+    for index, record in enumerate(records):
+        try:
+            strengths = annotation_strengths(record, source, index)
+            prompt_text = require(record, "prompt", source, index)
+            if not isinstance(prompt_text, str):
+                raise DataError(source, index, "prompt", f"expected a string, got {type(prompt_text).__name__}",
+                                "wrong_type")
+            prompt = parse_helpsteer2_prompt(prompt_text)
+            r1 = require(record, "response_1", source, index)
+            r2 = require(record, "response_2", source, index)
+            built: list[JudgeExample] = []
+            local = ValidationReport(source)
+            for k, (strength, entry) in enumerate(zip(strengths, record["all_preferences_unprocessed"])):
+                local.seen += 1
+                where = f"{source}: record {index}: annotation {k}"
+                if strength == NEITHER_VALID:
+                    local.filter("neither_valid", where)
+                    continue
+                justification = check_text(require(entry, "justification", source, index), source, index,
+                                           f"all_preferences_unprocessed[{k}].justification", allow_empty=True)
+                split = split_justification(justification)
+                if split is None:
+                    local.filter("no_statement", f"{where}: {justification[:80]!r}")
+                    continue
+                statement, elaboration = split
+                better = statement_better(statement)
+                if strength == 0 or (strength < 0) != (better == 1):
+                    local.filter("statement_contradicts_strength",
+                                 f"{where}: strength {strength} but {statement[:60]!r}")
+                    continue
+                text = f"{elaboration} {statement}" if elaboration else statement
+                built.append(make_judge(source, index, prompt, r1, r2, text, better, strength=abs(strength),
+                                        meta={"index": index, "annotation": k, "split": record.get("split")}))
+                local.kept += 1
+        except DataError as err:
+            if on_invalid == "error":
+                raise
+            report.seen += 1
+            report.skip(err)
+            continue
+        report.merge(local)
+        out += built
+    return out, report
 
 
 def render_conversation(prompt: Sequence[Message]) -> str:
@@ -140,7 +218,7 @@ def justifier_examples(records: Iterable[Mapping[str, Any]], source: str, *, jus
                        seed: int = 0, on_invalid: OnInvalid = "error") -> tuple[list[JudgeExample], ValidationReport]:
     """Justifier training examples from raw HelpSteer2-Preference records, in one of the paper's two sets.
 
-    Built on :func:`rmlib.data.helpsteer2.judge_examples` (one example per annotation that has a statement
+    Built on :func:`judge_examples` (one example per annotation that has a statement
     agreeing with its strength; prefixes before the statement removed). Then, per task:
 
     * ``"overall"`` (Overall Preference Justification): tasks the paper keeps (overall strength by its
