@@ -2,10 +2,10 @@
 (OpenRLHF's ``/get_reward``, plain ``/score``); a causal LM's (a Pairwise Justifier's) OpenAI chat
 completions (``/v1/chat/completions``)."""
 
-from rmlib.serve.app import ServeOptions, create_app, create_chat_app, serve
+from rmlib.serve.app import RewardService, ServeOptions, create_app, create_chat_app, serve
 from rmlib.serve.batcher import Batcher
 from rmlib.serve.chat import ChatError, Generator
 from rmlib.serve.protocol import QueryEncoder, RequestError
 
-__all__ = ["Batcher", "ChatError", "Generator", "QueryEncoder", "RequestError", "ServeOptions", "create_app",
+__all__ = ["Batcher", "ChatError", "Generator", "QueryEncoder", "RequestError", "RewardService", "ServeOptions", "create_app",
            "create_chat_app", "serve"]

@@ -121,9 +121,96 @@ def body_reader(max_body_bytes: int):
     return read_json
 
 
+class RewardService:
+    """What a reward server does, apart from HTTP: the batcher, the encoders and the answers of each route.
+
+    Why a class: the routes stay thin (read the body, call one method, wrap the answer), and what a
+    request's answer holds (the combined reward, a distribution's spread, the health counters) is read and
+    tested in one place instead of in closures inside the app factory.
+    """
+
+    def __init__(self, model: Any, options: ServeOptions | None = None, *, name: str = "") -> None:
+        opts = options or ServeOptions()
+        self.name = name
+        self.attributes = list(model.attributes)
+        # mean_var / rating_ce: the reward is a mean, served with its spread
+        self.distribution = model.distribution
+        self.weights = None
+        if opts.combine is not None and self.distribution is not None:
+            raise ValueError(f"combine does not apply to a {self.distribution.kind} model: its reward is the "
+                             f"predicted mean, read from the outputs {self.attributes} by the distribution")
+        if opts.combine is not None:
+            self.weights = torch.tensor(list(opts.combine), dtype=torch.float32)
+            if self.weights.numel() != len(self.attributes):
+                raise ValueError(f"combine has {self.weights.numel()} weights for the heads {self.attributes}")
+        # the model's featurizer settings, keeping a too-long response's end instead of refusing it
+        self.feat = Featurizer(model.tokenizer, model.max_length, keep_response_end=True)
+        self.queries = QueryEncoder(self.feat)
+        self.limits = Limits(opts.max_items, None)  # no character limit: texts are truncated, the body is bounded
+        self.batcher = Batcher(model, max_sequences=opts.max_batch_sequences, max_wait_ms=opts.max_wait_ms,
+                               batch_size=opts.batch_size, max_tokens=opts.max_tokens)
+        self.auth = BearerAuth(opts.api_key) if opts.api_key else None
+        self.read_json = body_reader(opts.max_body_bytes)
+
+    # -- reading the model's raw outputs (N, heads) -------------------------------------------------
+    def rewards_of(self, out: torch.Tensor) -> torch.Tensor:
+        if self.distribution is not None:
+            return self.distribution.read(out)["reward"]
+        return out @ self.weights if self.weights is not None else out[:, 0]
+
+    def heads_of(self, out: torch.Tensor) -> list[dict[str, float]]:
+        return [dict(zip(self.attributes, row)) for row in out.tolist()]
+
+    def spread_of(self, out: torch.Tensor) -> dict[str, list]:
+        """A distributional model's ``std`` (and a rating model's ``probs``) per sequence; {} for a scalar one."""
+        if self.distribution is None:
+            return {}
+        read = self.distribution.read(out)
+        spread = {"std": read["std"].tolist()}
+        if "probs" in read:
+            spread["probs"] = [dict(zip(self.attributes, row)) for row in read["probs"].tolist()]
+        return spread
+
+    # -- the routes' answers --------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        b, feat = self.batcher, self.feat
+        return {"status": "ok", "model": self.name, "attributes": self.attributes, "max_length": feat.max_length,
+                "batches": b.batches, "sequences": b.sequences, "model_seconds": round(b.model_seconds, 3),
+                "encode_seconds": round(b.encode_seconds, 3),
+                "truncated": {"prompts": feat.truncated_prompts, "responses": feat.truncated_responses},
+                "distribution": None if self.distribution is None else self.distribution.kind,
+                **_rejections(self.auth)}
+
+    async def get_reward(self, request: Any) -> dict[str, Any]:
+        """OpenRLHF's ``/get_reward``: ``{"rewards", "scores", "extra_logs"}`` (+ ``std`` of a distribution)."""
+        with self.batcher.arriving():  # a batch being gathered waits for a request being read
+            items = parse_openrlhf(await self.read_json(request), self.limits)
+        self.queries.check_items(items)  # a template-less model's 422 for a query that lacks its prompt
+        out = await self.batcher.score(items, self.queries.encode_many, lambda i: query_misfit(self.feat, i))
+        rewards = self.rewards_of(out).tolist()
+        if self.distribution is not None:  # the spread beside the reward, and in the logs an RL loop keeps
+            std = self.spread_of(out)["std"]
+            return {"rewards": rewards, "scores": rewards, "std": std, "extra_logs": {"reward_std": std}}
+        logs = {a: out[:, i].tolist() for i, a in enumerate(self.attributes)} if len(self.attributes) > 1 else {}
+        return {"rewards": rewards, "scores": rewards, "extra_logs": logs}
+
+    async def score(self, request: Any) -> dict[str, Any] | list[dict[str, Any]]:
+        """``/score``: a row ``{"reward", "heads"}`` (+ ``std``, ``probs``) per item, a list for a list."""
+        with self.batcher.arriving():
+            items, many = parse_plain(await self.read_json(request), self.limits)
+        out = await self.batcher.score(items, lambda batch: plain_sequences(self.feat, batch),
+                                       lambda i: plain_misfit(self.feat, i))
+        rows = [{"reward": r, "heads": h} for r, h in zip(self.rewards_of(out).tolist(), self.heads_of(out))]
+        for name, values in self.spread_of(out).items():
+            for row, v in zip(rows, values):
+                row[name] = v
+        return rows if many else rows[0]
+
+
 def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "") -> Any:
     """A FastAPI app serving ``model``: a :class:`~rmlib.models.RewardModel` scores (``/score``,
-    ``/get_reward``), a :class:`~rmlib.models.JustifierModel` generates (``/v1/chat/completions``)."""
+    ``/get_reward``, through a :class:`RewardService`), a :class:`~rmlib.models.JustifierModel` generates
+    (``/v1/chat/completions``)."""
     try:
         from fastapi import FastAPI, Request
         from fastapi.responses import JSONResponse
@@ -133,23 +220,8 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
 
     if isinstance(model, JustifierModel):
         return create_chat_app(model, options, name=name)
-    opts = options or ServeOptions()
-    attributes = list(model.attributes)
-    distribution = model.distribution  # mean_var / rating_ce: the reward is a mean, served with its spread
-    weights = None
-    if opts.combine is not None and distribution is not None:
-        raise ValueError(f"combine does not apply to a {distribution.kind} model: its reward is the predicted "
-                         f"mean, read from the outputs {attributes} by the distribution")
-    if opts.combine is not None:
-        weights = torch.tensor(list(opts.combine), dtype=torch.float32)
-        if weights.numel() != len(attributes):
-            raise ValueError(f"combine has {weights.numel()} weights for the heads {attributes}")
-    # the model's featurizer settings, keeping a too-long response's end instead of refusing it
-    feat = Featurizer(model.tokenizer, model.max_length, keep_response_end=True)
-    queries = QueryEncoder(feat)
-    limits = Limits(opts.max_items, None)  # no character limit: texts are truncated, the body size is bounded
-    batcher = Batcher(model, max_sequences=opts.max_batch_sequences, max_wait_ms=opts.max_wait_ms,
-                      batch_size=opts.batch_size, max_tokens=opts.max_tokens)
+    service = RewardService(model, options, name=name)
+    batcher = service.batcher
 
     @asynccontextmanager
     async def lifespan(app):
@@ -157,29 +229,9 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
         yield
         await batcher.stop()
 
-    auth = BearerAuth(opts.api_key) if opts.api_key else None
-    app = FastAPI(title="rmlib reward server", lifespan=lifespan, **_guarded(auth))
+    app = FastAPI(title="rmlib reward server", lifespan=lifespan, **_guarded(service.auth))
     app.state.batcher = batcher
-
-    read_json = body_reader(opts.max_body_bytes)
-
-    def rewards_of(out: torch.Tensor) -> torch.Tensor:
-        if distribution is not None:
-            return distribution.read(out)["reward"]
-        return out @ weights if weights is not None else out[:, 0]
-
-    def heads_of(out: torch.Tensor) -> list[dict[str, float]]:
-        return [dict(zip(attributes, row)) for row in out.tolist()]
-
-    def spread_of(out: torch.Tensor) -> dict[str, list]:
-        """A distributional model's ``std`` (and a rating model's ``probs``) per sequence; {} for a scalar one."""
-        if distribution is None:
-            return {}
-        read = distribution.read(out)
-        spread = {"std": read["std"].tolist()}
-        if "probs" in read:
-            spread["probs"] = [dict(zip(attributes, row)) for row in read["probs"].tolist()]
-        return spread
+    app.state.service = service
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError):
@@ -193,47 +245,17 @@ def create_app(model: Any, options: ServeOptions | None = None, *, name: str = "
     async def chat_completions():
         raise not_generative_error(name)
 
-    def encode_plain_items(items: list) -> list:
-        return plain_sequences(feat, items)
-
-    def plain_error(i: int) -> RequestError:
-        return plain_misfit(feat, i)
-
-    def query_error(i: int) -> RequestError:
-        return query_misfit(feat, i)
-
     @app.get("/health")
     async def health():
-        return {"status": "ok", "model": name, "attributes": attributes, "max_length": feat.max_length,
-                "batches": batcher.batches, "sequences": batcher.sequences,
-                "model_seconds": round(batcher.model_seconds, 3),
-                "encode_seconds": round(batcher.encode_seconds, 3),
-                "truncated": {"prompts": feat.truncated_prompts, "responses": feat.truncated_responses},
-                "distribution": None if distribution is None else distribution.kind, **_rejections(auth)}
+        return service.health()
 
     @app.post("/get_reward")
     async def get_reward(request: Request):
-        with batcher.arriving():
-            items = parse_openrlhf(await read_json(request), limits)
-        queries.check_items(items)  # a template-less model's 422 for a query that lacks its prompt
-        out = await batcher.score(items, queries.encode_many, query_error)
-        rewards = rewards_of(out).tolist()
-        if distribution is not None:  # the spread beside the reward, and in the logs an RL loop keeps
-            std = spread_of(out)["std"]
-            return JSONResponse({"rewards": rewards, "scores": rewards, "std": std, "extra_logs": {"reward_std": std}})
-        logs = {a: out[:, i].tolist() for i, a in enumerate(attributes)} if len(attributes) > 1 else {}
-        return JSONResponse({"rewards": rewards, "scores": rewards, "extra_logs": logs})
+        return JSONResponse(await service.get_reward(request))
 
     @app.post("/score")
     async def score(request: Request):
-        with batcher.arriving():
-            items, many = parse_plain(await read_json(request), limits)
-        out = await batcher.score(items, encode_plain_items, plain_error)
-        rows = [{"reward": r, "heads": h} for r, h in zip(rewards_of(out).tolist(), heads_of(out))]
-        for name, values in spread_of(out).items():
-            for row, v in zip(rows, values):
-                row[name] = v
-        return JSONResponse(rows if many else rows[0])
+        return JSONResponse(await service.score(request))
 
     return app
 
