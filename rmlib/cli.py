@@ -150,7 +150,7 @@ def _distribution_rows(model, kind: str, ex, kw: dict) -> list[dict]:
     ``p_chosen`` = P(chosen ≻ rejected) under the model's distributions."""
     import numpy as np
 
-    from rmlib.eval.divergence import pair_preference
+    from rmlib.eval.suites.divergence import pair_preference
 
     if kind == "ratings":
         out = model.score_outputs([e.prompt for e in ex], [e.response for e in ex], **kw)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rmlib.curation.prompts import ATTRIBUTE_FIELDS
-from rmlib.eval.agreement import is_refusal
+from rmlib.eval.suites.agreement import is_refusal
 
 __all__ = ["Answer", "parse_answer"]
 
