@@ -6,11 +6,9 @@ lets :meth:`RewardModel.from_pretrained` open LoRA adapter directories, and give
 ``lora`` → ``reward_model``; ``merge`` and ``safetensors_io`` import neither).
 """
 
-from rmlib.models import lora as _lora  # noqa: F401 - registers the adapter-directory loader
+from rmlib.models import lora as _lora  # noqa: F401 - registers the adapter-directory loader and saver
 from rmlib.models.build import build_model
 from rmlib.models.causal import JustifierModel, is_causal_lm_dir
 from rmlib.models.reward_model import RewardModel
-
-RewardModel.lora_saver = staticmethod(_lora.save_checked)  # how the trainer saves a LoRA reward model
 
 __all__ = ["JustifierModel", "RewardModel", "build_model", "is_causal_lm_dir"]

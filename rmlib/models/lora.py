@@ -569,3 +569,6 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, *, dtype: str | 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {"out": str(out), "max_abs_diff": diff, "probe_scores": before.flatten().tolist(), "dtype": target}
+
+
+RewardModel.lora_saver = staticmethod(save_checked)  # how RewardModel.save writes a LoRA run (registered here, as the loader is)
