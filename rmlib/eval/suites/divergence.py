@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from rmlib.data.annotations import preferred_side, rating_difference_votes
+from rmlib.data.formats.multipref import MULTIPREF_VOTES  # the reader's table: one label scale
 from rmlib.data.labels import votes_to_target_prob
 from rmlib.eval.registry import Record, Scores, Suite, SuiteData
 from rmlib.eval.report import Report
@@ -49,12 +50,6 @@ __all__ = ["MULTIPREF_VOTES", "DIVERGENCE_CLASSES", "DivergenceOptions", "auroc"
            "rating_difference_votes", "divergence_table"]
 
 
-MULTIPREF_VOTES: dict[str, int] = {
-    "A-is-clearly-better": 2, "A-is-slightly-better": 1, "Tie": 0,
-    "B-is-slightly-better": -1, "B-is-clearly-better": -2,
-}
-
-
 DIVERGENCE_CLASSES: tuple[str, ...] = ("high_agreement_preference", "high_agreement_tie", "diverging_all",
                                        "diverging_substantial", "other")
 
@@ -63,7 +58,7 @@ def multipref_vote(label: str) -> int:
     """MultiPref ``overall_pref`` string → signed vote (A clearly = +2 … B clearly = −2)."""
     if label not in MULTIPREF_VOTES:
         raise ValueError(f"unknown MultiPref preference {label!r}; expected one of {list(MULTIPREF_VOTES)}")
-    return MULTIPREF_VOTES[label]
+    return int(MULTIPREF_VOTES[label])
 
 
 def classify_votes(votes: Sequence[float], strong: float = 2) -> str:
