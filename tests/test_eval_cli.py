@@ -264,6 +264,8 @@ def test_suite_choices_options_and_help_come_from_the_registry(capsys):
     for suite in list_suites():
         assert f"  {suite}: " in text, suite
     assert "options.group_column" in text and "options.ns" in text and "heads.weights" in text
+    # a factory-built section shows its defaults, not dataclasses' MISSING sentinel and a memory address
+    assert "_MISSING_TYPE" not in text and "judge=JudgeConfig(both_orders=False" in text
     with pytest.raises(SystemExit):
         main(["eval", "--suite", "no-such-suite", "--data", str(FIX / "pairs.jsonl")])
     assert "invalid choice" in capsys.readouterr().err

@@ -23,7 +23,10 @@ def _epilog() -> str:
     lines = ["overrides (KEY=VALUE, dotted into the eval config; a YAML --config holds the same keys):"]
     fields = [("", f) for f in dataclasses.fields(EvalConfig) if f.name not in ("heads", "options")]
     for prefix, f in fields + [("heads.", f) for f in dataclasses.fields(HeadsConfig)]:
-        lines.append(f"  {prefix}{f.name}={f.default!r}: {f.metadata.get('help', '')}")
+        # a field built by a factory (judge) has no plain default: show the factory's value, not MISSING
+        default = f.default_factory() if f.default is dataclasses.MISSING and f.default_factory is not \
+            dataclasses.MISSING else f.default
+        lines.append(f"  {prefix}{f.name}={default!r}: {f.metadata.get('help', '')}")
     lines.append("")
     lines.append("suites and their options (options.NAME=VALUE):")
     for name in list_suites():
