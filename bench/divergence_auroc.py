@@ -18,7 +18,7 @@ by the model's predicted uncertainty, and the ECE of P(A ≻ B) against the vote
 numbers are what the models learned (a fixed seed; they move with torch's CPU kernels by a few hundredths).
 
     python bench/divergence_auroc.py            # 60 steps each, ~3 minutes on 2 CPU cores
-    python bench/divergence_auroc.py --quick    # 3 steps: checks the pipeline (the numbers mean nothing)
+    python bench/divergence_auroc.py --quick    # 3 steps, to ..._quick.json: checks the pipeline (numbers mean nothing)
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ def train_one(work: Path, model: Path, name: str, data: dict[str, Path], steps: 
                     "eval_fraction": 0.1},
            "loss": {"name": loss},
            "train": {"output_dir": str(work / name), "per_device_batch_size": 16, "max_steps": steps, "lr": lr,
-                     "scheduler": "constant", "progress": False, "seed": 0, "sanity_checks": False}}
+                     "scheduler": "constant", "progress": False, "seed": 0, "sanity_checks": False,
+                     "overwrite": True}}  # a rerun in the same --workdir starts afresh
     path = work / f"{name}.yaml"
     OmegaConf.save(OmegaConf.create(cfg), path)
     train(str(path))
@@ -98,10 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--workdir", default="/tmp/rmlib_divergence_auroc")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "divergence_auroc.json"))
+    ap.add_argument("--out", default=None,
+                    help="results JSON (default: bench/results/divergence_auroc.json, or ..._quick.json with --quick, "
+                         "so a smoke run never replaces the figures the docs quote)")
     args = ap.parse_args(argv)
     if args.quick:
         args.steps, args.n = 3, 32
+    if args.out is None:
+        args.out = str(ROOT / "bench" / "results" / f"divergence_auroc{'_quick' if args.quick else ''}.json")
     from rmlib.testing import build_tiny_llama, write_split_votes
 
     work = Path(args.workdir)

@@ -259,6 +259,11 @@ def test_a_lora_distributional_run_reloads_exports_and_serves_its_distribution(t
     adapter = _train(tmp_path, tiny_llama, "lora", loss, pairs if loss == "mean_var" else ratings, fmt, "all",
                      steps=4, lora=True)
     assert (adapter / "adapter_config.json").is_file()
+    # the card names the reward a distribution gives, in the adapter directory (no config.json there) as after
+    # the merge, and never suggests folding its outputs (which export refuses)
+    said = "the predicted mean" if loss == "mean_var" else "the expected rating"
+    card = (adapter / "README.md").read_text()
+    assert said in card and "--heads" not in card, card[:1500]
     prompts, responses = ["1 the number", "2 what sum", "3 a list"], ["maybe the answer", "yes it is", "no"]
     rm = RewardModel.from_pretrained(adapter)
     assert rm.distribution is not None and rm.distribution.kind == loss
@@ -267,6 +272,7 @@ def test_a_lora_distributional_run_reloads_exports_and_serves_its_distribution(t
     merged = tmp_path / "merged"
     run_cli("export", str(adapter), "--out", str(merged), env={"HF_HUB_OFFLINE": "1"})
     assert check_export_contract(merged) == []
+    assert said in (merged / "README.md").read_text()
     assert json.loads((merged / "config.json").read_text())[DISTRIBUTION_KEY]["kind"] == loss
     again = RewardModel.from_pretrained(merged).score_outputs(prompts, responses)
     for name in ("reward", "std"):

@@ -57,6 +57,9 @@ from rmlib.eval.suites.agreement import (
 )
 from rmlib.eval.suites.bon import bon_accuracy_at, bon_curve, bon_prompt_credit, is_correctness
 from rmlib.eval.suites.divergence import (
+    DIVERGENCE_CLASSES,
+    IDENTIFICATION_NEGATIVES,
+    MULTIPREF_VOTES,
     auroc,
     calibration,
     classify_votes,
@@ -64,6 +67,7 @@ from rmlib.eval.suites.divergence import (
     divergence_table,
     is_substantial,
     multipref_vote,
+    observed_fraction,
     pair_preference,
     preferred_side,
     rating_difference_votes,
@@ -73,6 +77,7 @@ from rmlib.eval.suites.ppe import ppe_best_of_k, ppe_preference_accuracy
 from rmlib.eval.suites.rewardbench import (
     EXAMPLE_COUNTS,
     PRIOR_SETS,
+    SECTIONS,
     SUBSET_MAPPING,
     rewardbench_v1_scores,
     rewardbench_v1_subset_accuracy,
@@ -84,7 +89,7 @@ from rmlib.eval.suites.rewardbench2 import (
     ties_score,
 )
 from rmlib.eval.suites.rmb import rmb_scores
-from rmlib.eval.suites.rmbench import rmbench_difficulty, rmbench_matrix, rmbench_scores
+from rmlib.eval.suites.rmbench import RMBENCH_DOMAINS, rmbench_difficulty, rmbench_matrix, rmbench_scores
 
 __all__ = [
     "JUDGEBENCH_CATEGORIES", "PPEOptions", "is_correctness", "judgebench_pair_net", "judgebench_scores",
@@ -102,4 +107,7 @@ __all__ = [
     "save_scores", "score_items", "ties_score", "unregister_suite", "wilson_interval", "word_count",
     # distributional reward models: do they know when annotators split?
     "auroc", "calibration", "compare_reports", "divergence_identification", "model_outputs", "pair_preference",
+    # the constants the per-benchmark modules held before they moved into rmlib.eval.suites
+    "DIVERGENCE_CLASSES", "IDENTIFICATION_NEGATIVES", "MULTIPREF_VOTES", "RMBENCH_DOMAINS", "SECTIONS",
+    "observed_fraction",
 ]

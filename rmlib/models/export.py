@@ -146,8 +146,7 @@ def _reward_line(d: Path, labels: list[str]) -> str:
     classifier, each its own (TRL's GRPO the first, verl the last), so a model with several outputs has
     no one reward until its heads are folded (:func:`export_model`)."""
     info = json.loads((d / "rmlib.json").read_text()) if (d / "rmlib.json").is_file() else {}
-    cfg = json.loads((d / "config.json").read_text()) if (d / "config.json").is_file() else {}
-    spec = cfg.get(DISTRIBUTION_KEY)
+    spec = _declared_distribution(d)  # a LoRA run declares it in rmlib.json: its directory has no config.json
     if isinstance(spec, Mapping) and spec.get("kind") == "mean_var":
         return ("**The reward is output 0 (`reward`), the predicted mean**; output 1 (`log_variance`) gives its spread, "
                 f"σ = sqrt({spec.get('min_std', 0.05):g}² + exp(log_variance)) (config.json `{DISTRIBUTION_KEY}`). "
@@ -186,8 +185,11 @@ def _reward_card_intro(d: Path, name: str, raw: Mapping[str, Any], labels: list[
     parts = ["---", "library_name: transformers", "pipeline_tag: text-classification", "tags:",
              "  - reward-model", "  - rmlib", "---", "", f"# Reward model `{name}`", "",
              f"A `{arch}` reward model trained with rmlib: {len(labels) or 1} output(s) "
-             f"({', '.join(f'`{x}`' for x in labels) or '`reward`'}), {where}. The outputs are raw rewards "
-             "(`problem_type: regression`); higher is better.", "", _reward_line(d, labels), ""]
+             f"({', '.join(f'`{x}`' for x in labels) or '`reward`'}), {where}. " + (
+                 "The outputs are a distribution's raw parameters (`problem_type: regression`, nothing applied)."
+                 if _declared_distribution(d) is not None else
+                 "The outputs are raw rewards (`problem_type: regression`); higher is better."),
+             "", _reward_line(d, labels), ""]
     if any((d / f).exists() for f in ADAPTER_FILES):
         parts += ["This directory is a LoRA adapter with its full reward head (rmlib loads it as is). Merge it "
                   f"into a plain model first for the lines below: `rmlib export {d} --out MERGED_DIR`.", ""]
