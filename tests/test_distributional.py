@@ -279,6 +279,15 @@ def test_a_lora_distributional_run_reloads_exports_and_serves_its_distribution(t
         torch.testing.assert_close(again[name], ours[name], atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="distribution's parameters"):
         export_model(adapter, tmp_path / "folded", head_weights=[1.0] * len(rm.attributes))
+    # ExPO with the adapter as strong: its output's config is the base's, told the run's head (alpha 0: the
+    # merged model itself; the base's one-output head does not match, so strong's head is copied)
+    from rmlib.expo import extrapolate
+
+    ex = extrapolate(tiny_llama, adapter, 0.0, tmp_path / "expo", on_mismatch="copy_strong")
+    assert json.loads((ex / "config.json").read_text())[DISTRIBUTION_KEY]["kind"] == loss
+    ex_out = RewardModel.from_pretrained(ex).score_outputs(prompts, responses)
+    for name in ("reward", "std"):
+        torch.testing.assert_close(ex_out[name], ours[name], atol=1e-4, rtol=0)
     cfg = json.loads((merged / "config.json").read_text())
     cfg[DISTRIBUTION_KEY] = {"kind": loss, "levels": [0, 1]} if loss == "rating_ce" else {"kind": loss, "min_std": -1}
     (merged / "config.json").write_text(json.dumps(cfg))

@@ -91,6 +91,26 @@ def _copy_files(ckpt: Checkpoint, d: Path) -> None:
         for p in sorted(src_dir.iterdir()):
             if p.is_file() and not _is_weight_file(p.name) and p.name != "rmlib.json":
                 shutil.copy2(p, d / p.name)
+    _adapter_head_config(ckpt, d)
+
+
+def _adapter_head_config(ckpt: Checkpoint, d: Path) -> None:
+    """An adapter's config.json is its base's, which does not know the head the LoRA run trained: write the
+    run's outputs (``rmlib.json``'s attributes) and a distribution's declaration into it, as the merge does."""
+    info_file = ckpt.path / "rmlib.json"
+    if ckpt.adapter is None or not info_file.is_file() or not (d / "config.json").is_file():
+        return
+    lora = json.loads(info_file.read_text()).get("lora") or {}
+    cfg = json.loads((d / "config.json").read_text())
+    if lora.get("attributes"):
+        names = list(lora["attributes"])
+        cfg.update(num_labels=len(names), id2label={str(i): n for i, n in enumerate(names)},
+                   label2id={n: i for i, n in enumerate(names)}, problem_type="regression")
+    if lora.get("distribution"):
+        from rmlib.models.distribution import DISTRIBUTION_KEY
+
+        cfg[DISTRIBUTION_KEY] = dict(lora["distribution"])
+    (d / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 
 def _version() -> str:
