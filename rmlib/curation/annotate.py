@@ -55,7 +55,7 @@ from rmlib.curation.rules.table import (
     step_output,
     write_rows,
 )
-from rmlib.data.features import hash64
+from rmlib.data.canonical import hash64
 from rmlib.data.schema import DataError, OnInvalid
 from rmlib.io import write_jsonl
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from rmlib.curation.rules.table import StepReport, check_not_inside, pair_row, read_pairs, step_output
-from rmlib.data.features import hash64
+from rmlib.data.canonical import hash64
 from rmlib.data.helpsteer2 import weighted_kappa
 from rmlib.data.judge import render_conversation
 from rmlib.data.schema import DataError, OnInvalid

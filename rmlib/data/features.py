@@ -22,12 +22,15 @@ reading options, the tokenizer (its vocabulary, normalisation and chat template)
 finished cache is published atomically (``rmlib.io.publish_dir``) and every later run, and every
 other rank, memory-maps it (:class:`FeatureTable`). A :class:`FeatureSet` is a table plus the row
 numbers one split uses; a batch materializes only its own rows.
+
+What one canonical pass (or part) writes lives in :mod:`rmlib.data.canonical`; how the tokenized rows
+are laid out on disk and mapped back (feature shards, side files of scalar columns) in
+:mod:`rmlib.data.feature_files`. This module keys, plans, builds and opens the cache.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
@@ -40,28 +43,33 @@ from typing import Any
 import numpy as np
 
 from rmlib.data import judge_features
-from rmlib.data.labels import read_labels
+from rmlib.data.canonical import LIST_LABELS, canonical_part, count_part, write_examples
+from rmlib.data.feature_files import (
+    Canonical,
+    map_feature_file,
+    map_range,
+    read_scalar_columns,
+    report_with_drops,
+    side_path,
+    tokenize_rows,
+    write_scalar_columns,
+)
 from rmlib.data.schema import PreferencePair, RankedList, RatedResponse, ValidationReport
 from rmlib.data.tokenize import (
-    DROP_REASONS,
     Encoded,
     Featurizer,
     ListFeatures,
     PairFeatures,
     RatedFeatures,
-    drop_reason,
 )
 from rmlib.data.workers import row_ranges, run_in_workers, worker_processes
 from rmlib.io import publish_dir, staging_dir
 
 FEATURE_VERSION = "4"  # bump when the stored columns change: old caches become other keys
 MANIFEST = "manifest.json"
-COLUMNS_FILE = "columns.arrow"  # the per-row scalar columns, contiguous (see _write_scalar_columns)
+COLUMNS_FILE = "columns.arrow"  # the per-row scalar columns, contiguous (see write_scalar_columns)
 #: rows per record batch of the feature files: few batches, so opening a file touches few pages
 TOKENS_BATCH_ROWS = 8192
-#: labels held as one value per attribute (``targets``, ratings) or per response (``scores``, lists): list
-#: columns of their own, not the scalar ``label_<name>`` columns of the other labels
-LIST_LABELS = ("targets", "scores")
 
 
 def default_cache_dir() -> Path:
@@ -71,9 +79,6 @@ def default_cache_dir() -> Path:
     return Path(root) / "features"
 
 
-def hash64(text: str) -> int:
-    """A stable 64-bit hash (first 8 bytes of SHA-1): prompts and examples are compared by it."""
-    return int.from_bytes(hashlib.sha1(text.encode("utf-8")).digest()[:8], "little", signed=True)
 
 
 def _source_stamp(source: str) -> list:
@@ -335,15 +340,15 @@ def _finish(tmp: Path, key: str, kind: str, fmt: str, report: ValidationReport, 
     n = sum(rows for _, rows in canonical)
     shards = _tokenize(canonical, tmp, kind, featurizer, attrs, n, num_proc, data_options)
     files = [f.name for f in shards]
-    side = _write_scalar_columns([_side_path(f) for f in shards], tmp / COLUMNS_FILE)
+    side = write_scalar_columns([side_path(f) for f in shards], tmp / COLUMNS_FILE)
     for f in shards:
-        _side_path(f).unlink()
+        side_path(f).unlink()
     manifest = {"version": FEATURE_VERSION, "key": key, "kind": kind, "format": fmt, "attributes": attrs,
                 "labels": list(labels), "rows": n, "files": files, "columns_file": COLUMNS_FILE,
                 "types": list(featurizer._types) if featurizer._types else None,
                 "middle_len": len(getattr(featurizer, "_middle", []) or []),
                 "truncated_prompts": int(np.count_nonzero(side.column("truncated").to_numpy(zero_copy_only=False))),
-                "report": _report_with_drops(report, side, source, max_examples, featurizer.max_length).to_dict()}
+                "report": report_with_drops(report, side, source, max_examples, featurizer.max_length).to_dict()}
     del side
     for path, _ in canonical:
         Path(path).unlink()
@@ -380,7 +385,7 @@ def encode_examples(featurizer: Featurizer, examples: Iterable[PreferencePair | 
         labels = tuple(labels)
     with tempfile.TemporaryDirectory(prefix="rmlib-features-") as tmp:
         path = str(Path(tmp) / "canonical-00000.arrow")
-        n, names = _write_examples(iter(examples), path, kind, labels, attributes)
+        n, names = write_examples(iter(examples), path, kind, labels, attributes)
         read = ValidationReport(report.source, max_examples=report.max_examples, seen=n, kept=n)
         _finish(Path(tmp), "in-memory", kind, "in-memory", read, names, [(path, n)], featurizer, labels, 1, None,
                 report.source, report.max_examples)
@@ -405,71 +410,17 @@ def _open(directory: Path, *, built: bool, tokenize_seconds: float) -> FeatureTa
     report.examples = {k: list(v) for k, v in r["examples"].items()}
     return FeatureTable(ds, m["kind"], m["format"], report, list(m["attributes"]), tuple(m["labels"]), directory,
                         built, tokenize_seconds, tuple(m["types"]) if m["types"] else None, m["middle_len"],
-                        side=_read_scalar_columns(directory / m["columns_file"]))
+                        side=read_scalar_columns(directory / m["columns_file"]))
 
 
-def _read_scalar_columns(path: Path):
-    import pyarrow as pa
-
-    return pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
 
 
-def _write_scalar_columns(files: Sequence[Path], out: Path):
-    """Gather the tokenize workers' side shards (per-row scalar columns: lengths, hashes, split,
-    drop, labels, ...) into one file, in record batches of ~1M rows; returns it opened.
-
-    Why a side file: in the feature files these columns sit between token-id lists, so reading
-    one of them for the whole table (the epoch plan's lengths, the hold-out's hashes) would fault
-    in token pages around every record batch, and resident memory grew with N (+21 % from 20k to
-    300k pairs). Here each column is contiguous. Shards are read with plain reads, not mapped.
-    """
-    import pyarrow as pa
-
-    chunk_rows = 1 << 20  # one record batch per ~1M rows: a column's bytes stay contiguous
-    with pa.OSFile(str(files[0]), "rb") as src:
-        schema = pa.ipc.open_stream(src).schema
-    with pa.OSFile(str(out), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
-        pending, held = [], 0
-        for f in files:
-            with pa.OSFile(str(f), "rb") as src:
-                for batch in pa.ipc.open_stream(src):
-                    pending.append(batch)
-                    held += batch.num_rows
-                    if held >= chunk_rows:
-                        writer.write_table(pa.Table.from_batches(pending, schema).combine_chunks())
-                        pending, held = [], 0
-        if pending:
-            writer.write_table(pa.Table.from_batches(pending, schema).combine_chunks())
-    return _read_scalar_columns(out)
 
 
-def _scalar_fields(schema) -> list[str]:
-    """The per-row scalar columns of a feature schema: everything but the token-id lists."""
-    import pyarrow as pa
-
-    return [f.name for f in schema if not (pa.types.is_list(f.type) or pa.types.is_large_list(f.type))]
 
 
-def _canonical_features(kind: str, labels: Sequence[str]):
-    import datasets
-
-    v = datasets.Value
-    cols = {"index": v("int64"), "prompt": v("string"), "prompt_hash": v("int64"), "content_hash": v("int64"),
-            "split": v("string")}
-    if kind == "pairs":
-        cols.update({"chosen": v("string"), "rejected": v("string")})
-    elif kind == "judge":
-        cols.update(judge_features.canonical_columns(v))
-    elif kind == "lists":  # JSON lists: one string column each, whatever k
-        cols.update({"responses": v("string"), "scores": v("string")})
-    else:
-        cols.update({"response": v("string"), "scores": v("string")})
-    cols.update({f"label_{n}": v("float64") for n in labels if n not in LIST_LABELS})
-    return datasets.Features(cols)
 
 
-Canonical = list[tuple[str, int]]
-"""The canonical pass's output: its Arrow shards in record order, each with its number of rows."""
 
 
 def _write_canonical(spec: SourceSpec, tmp: Path, labels: Sequence[str], attributes: Sequence[str] | None,
@@ -502,14 +453,14 @@ def _write_canonical(spec: SourceSpec, tmp: Path, labels: Sequence[str], attribu
 
             examples = iter_all_annotations(examples, spec.path, st.report)
         path = str(tmp / "canonical-00000.arrow")
-        n, names = _write_examples(examples, path, st.kind, labels, attributes)
+        n, names = write_examples(examples, path, st.kind, labels, attributes)
         return st.kind, st.format, st.report, names, [(path, n)]
     st.examples.close()  # only the format, kind and source name of the whole-file stream are used
     file, processes, plan = parts
     job = (file, st.format, st.kind, dict(spec.column_map) or None, spec.on_invalid, max_examples, list(labels),
            attributes)
     tasks = [(part, str(tmp / f"canonical-{k:05d}.arrow")) for k, part in enumerate(plan)]
-    done = run_in_workers(_canonical_part, job, tasks, processes, what="canonical (read and validate)",
+    done = run_in_workers(canonical_part, job, tasks, processes, what="canonical (read and validate)",
                           setting="data.num_proc")
     report = ValidationReport(st.report.source, max_examples=max_examples)
     names: list[str] = list(attributes) if attributes is not None else []
@@ -519,40 +470,6 @@ def _write_canonical(spec: SourceSpec, tmp: Path, labels: Sequence[str], attribu
     return st.kind, st.format, report, names, [(path, n) for path, n, _, _ in done]
 
 
-def _write_examples(examples: Iterator, path: str, kind: str, labels: Sequence[str],
-                    attributes: Sequence[str] | None) -> tuple[int, list[str]]:
-    """Examples → one canonical Arrow file, one at a time; returns (rows, attributes in order of first
-    appearance, or ``attributes`` when given)."""
-    from datasets.arrow_writer import ArrowWriter
-
-    names: list[str] = list(attributes) if attributes is not None else []
-    n = 0
-    with ArrowWriter(features=_canonical_features(kind, labels), path=path, writer_batch_size=1000) as w:
-        for ex in examples:
-            d = ex.to_dict()
-            prompt = json.dumps(d["prompt"], ensure_ascii=False)
-            meta = d.get("meta") or {}
-            row = {"index": n, "prompt": prompt, "prompt_hash": hash64(json.dumps(d["prompt"], sort_keys=True)),
-                   "content_hash": hash64(json.dumps({k: v for k, v in d.items() if k != "meta"}, sort_keys=True,
-                                                     default=str)),
-                   "split": None if meta.get("split") is None else str(meta["split"])}
-            if kind == "pairs":
-                row.update({"chosen": ex.chosen, "rejected": ex.rejected})
-            elif kind == "ratings":
-                row.update({"response": ex.response, "scores": json.dumps(dict(ex.attributes))})
-                if attributes is None:
-                    names += [a for a in ex.attributes if a not in names]
-            elif kind == "lists":
-                row.update({"responses": json.dumps(list(ex.responses), ensure_ascii=False),
-                            "scores": json.dumps(list(ex.scores))})
-            else:
-                row.update(judge_features.canonical_row(ex))
-            values = read_labels(ex, [x for x in labels if x not in LIST_LABELS])
-            row.update({f"label_{k}": None if v is None else float(v) for k, v in values.items()})
-            w.write(row)
-            n += 1
-        w.finalize()
-    return n, names
 
 
 PART_ESTIMATE_BYTES = 1 << 16
@@ -599,7 +516,7 @@ def _canonical_parts(spec: SourceSpec, st: Any, local: bool, num_proc: int | Non
     if processes is None:
         return None
     ranges = [(a, b) for a, b in row_ranges(size, processes) if b > a]
-    counts = run_in_workers(_count_part, str(file), ranges, processes, what="canonical (count lines)",
+    counts = run_in_workers(count_part, str(file), ranges, processes, what="canonical (count lines)",
                             setting="data.num_proc")
     lines = np.concatenate([[0], np.cumsum([c[0] for c in counts])]).astype(int).tolist()
     records = np.concatenate([[0], np.cumsum([c[1] for c in counts])]).astype(int).tolist()
@@ -607,81 +524,18 @@ def _canonical_parts(spec: SourceSpec, st: Any, local: bool, num_proc: int | Non
                                   for k, (a, b) in enumerate(ranges)]
 
 
-def _count_part(file: str, start: int, stop: int) -> tuple[int, int]:
-    from rmlib.data.formats import count_jsonl_part
-
-    return count_jsonl_part(file, start, stop)
 
 
-def _canonical_part(job: tuple, part: Any, out: str) -> tuple[str, int, ValidationReport, list[str]]:
-    """One part of the file through the readers into its own canonical shard (runs in a worker)."""
-    from rmlib.data.formats import stream_part
-
-    file, fmt, kind, column_map, on_invalid, max_examples, labels, attributes = job
-    st = stream_part(file, fmt, part, column_map=column_map, on_invalid=on_invalid, max_examples=max_examples)
-    n, names = _write_examples(st.examples, out, kind, labels, attributes)
-    return out, n, st.report, names
 
 
-def _tokenize_batch(batch: dict, *, featurizer: Featurizer, kind: str, attributes: list[str]) -> dict:
-    prompts = [json.loads(p) for p in batch["prompt"]]
-    if kind == "lists":
-        return _tokenize_lists(batch, prompts, featurizer)
-    responses = list(zip(batch["chosen"], batch["rejected"])) if kind == "pairs" else [[r] for r in batch["response"]]
-    splits = featurizer.split_many(prompts, responses)
-    n_resp = 2 if kind == "pairs" else 1
-    out: dict[str, list] = {"head": [], "body": [], "n_tokens": [], "drop": [], "truncated": []}
-    for k in range(n_resp):
-        out[f"resp_{k}"], out[f"keep_{k}"] = [], []
-    if kind == "ratings":
-        out["targets"] = []
-    for i, sp in enumerate(splits):
-        keeps = [featurizer.fit(sp.head, sp.body, r) for r in sp.responses]
-        targets = None
-        if kind == "ratings":
-            scores = json.loads(batch["scores"][i])
-            targets = [None if scores.get(a) is None else float(scores[a]) for a in attributes]
-            out["targets"].append(targets)
-        drop = drop_reason(keeps, sp.responses, targets)
-        keeps = [0 if k is None else k for k in keeps]
-        out["head"].append(sp.head)
-        out["body"].append(sp.body)
-        for k in range(n_resp):
-            out[f"resp_{k}"].append(sp.responses[k])
-            out[f"keep_{k}"].append(keeps[k])
-        out["n_tokens"].append(sum(len(sp.head) + keeps[k] + len(sp.responses[k]) for k in range(n_resp)))
-        out["drop"].append(drop)
-        out["truncated"].append(sum(keeps[k] < len(sp.body) for k in range(n_resp)) if not drop else 0)
-    return out
 
 
-def _tokenize_lists(batch: dict, prompts: list, featurizer: Featurizer) -> dict:
-    """Lists: the prompt's tokens once, every response's tokens and how much prompt each keeps. A list
-    is dropped whole (``too_long``, ``identical_after_tokenization``): a ranking with a response left out
-    is another ranking. ``n_tokens`` counts every sequence in full (prompt once per response), the same
-    unit as pairs, so batch planning weighs items by what separate encoding would cost."""
-    splits = featurizer.split_many(prompts, [json.loads(r) for r in batch["responses"]])
-    out: dict[str, list] = {k: [] for k in ("head", "body", "resps", "keeps", "scores", "n_tokens", "drop",
-                                            "truncated")}
-    for i, sp in enumerate(splits):
-        fits = [featurizer.fit(sp.head, sp.body, r) for r in sp.responses]
-        drop = drop_reason(fits, sp.responses)
-        keeps = [0 if k is None else k for k in fits]
-        out["head"].append(sp.head)
-        out["body"].append(sp.body)
-        out["resps"].append(sp.responses)
-        out["keeps"].append(keeps)
-        out["scores"].append([float(x) for x in json.loads(batch["scores"][i])])
-        out["n_tokens"].append(sum(len(sp.head) + k + len(r) for k, r in zip(keeps, sp.responses)))
-        out["drop"].append(drop)
-        out["truncated"].append(min(127, sum(k < len(sp.body) for k in keeps)) if not drop else 0)
-    return out
 
 
 def _tokenize(canonical_files: Canonical, tmp: Path, kind: str, featurizer: Featurizer, attributes: list[str],
               n: int, num_proc: int | None, data_options: Mapping[str, Any] | None = None) -> list[Path]:
     """Tokenize the canonical shards (read as one table of ``n`` rows) into feature shards (in row order),
-    each with a side shard of its scalar columns (:func:`_side_path`); in this process or in ``num_proc``
+    each with a side shard of its scalar columns (:func:`side_path`); in this process or in ``num_proc``
     forked workers (:func:`rmlib.data.workers.run_in_workers`: the workers inherit the featurizer; only
     file names and row ranges travel). The feature shards follow the rows, not the canonical shards: the
     same rows give the same files however the canonical pass was cut."""
@@ -700,7 +554,7 @@ def _tokenize(canonical_files: Canonical, tmp: Path, kind: str, featurizer: Feat
                                                         "max_length": featurizer.max_length,
                                                         "options": dict(data_options or {})}
     else:
-        fn, fn_kwargs = _tokenize_batch, {"featurizer": featurizer, "kind": kind, "attributes": attributes}
+        fn, fn_kwargs = tokenize_rows, {"featurizer": featurizer, "kind": kind, "attributes": attributes}
         cols.update({"head": ids, "body": ids, "n_tokens": v("int32"), "drop": v("string"), "truncated": v("int8")})
         if kind == "lists":  # k responses, k any number: nested lists
             cols.update({"resps": datasets.Sequence(ids), "keeps": datasets.Sequence(v("int32")),
@@ -709,172 +563,22 @@ def _tokenize(canonical_files: Canonical, tmp: Path, kind: str, featurizer: Feat
             cols.update({f"resp_{k}": ids, f"keep_{k}": v("int32")})
         if kind == "ratings":
             cols["targets"] = datasets.Sequence(v("float64"))
-    job = (canonical_files, fn, fn_kwargs, datasets.Features(cols), keep)
+    job = (canonical_files, fn, fn_kwargs, datasets.Features(cols), keep, TOKENS_BATCH_ROWS)
     ranges = row_ranges(n, num_proc or 1)
     tasks = [(str(tmp / f"features-{k:05d}.arrow"), a, b) for k, (a, b) in enumerate(ranges)]
-    return [Path(f) for f in run_in_workers(_map_range, job, tasks, num_proc, what="tokenize",
+    return [Path(f) for f in run_in_workers(map_range, job, tasks, num_proc, what="tokenize",
                                             setting="data.num_proc")]
 
 
-def _side_path(shard: Path | str) -> Path:
-    return Path(str(shard)[:-len(".arrow")] + ".columns.arrow")
 
 
-def _map_range(job: tuple, out: str, start: int, stop: int, batch_size: int = 512) -> str:
-    """Rows ``[start, stop)`` of the canonical shards through ``fn`` in batches of ``batch_size``,
-    written to ``out`` in record batches of ``TOKENS_BATCH_ROWS`` rows, their scalar columns to a
-    side shard. What ``Dataset.map(fn, batched=True)`` does, for a row range.
-
-    Why not ``map`` itself: it memory-maps its input and, with ``num_proc``, opens every output
-    shard in the calling process; each record batch touched faults in the kernel's read-around
-    window, so the builder's RSS grew with N (+300 MB from 20k to 100k pairs before, +20 MB at
-    100k through the shards). Here the canonical shards are read through ``OSFile`` streams (a
-    batch is freed once written; a shard wholly before ``start`` is not opened), nothing is
-    memory-mapped, and the output has few, large record batches (~25 MB each at HelpSteer2 lengths),
-    so opening it later touches few pages. ``index`` is the row's position in the whole table (each
-    canonical shard of a parallel pass numbers its own rows from 0).
-    """
-    import pyarrow as pa
-    from datasets.arrow_writer import ArrowWriter
-
-    canonical, fn, fn_kwargs, features, keep = job
-    schema = features.arrow_schema
-    scalar = _scalar_fields(schema)
-    done: list = []
-    with pa.OSFile(str(_side_path(out)), "wb") as side_sink, open(out, "wb", buffering=0) as raw, \
-            ArrowWriter(features=features, stream=SmallWrites(raw), writer_batch_size=TOKENS_BATCH_ROWS) as writer:
-        side = pa.ipc.new_stream(side_sink, pa.schema([schema.field(c) for c in scalar]))
-
-        def flush() -> None:
-            table = pa.concat_tables(done).combine_chunks()
-            writer.write_table(table, writer_batch_size=table.num_rows)  # one record batch per flush
-            side.write_table(table.select(scalar))
-            done.clear()
-
-        pending = []
-        for lo, record_batch in _canonical_batches(canonical, start, stop):
-            row = lo + record_batch.num_rows
-            if row <= start:
-                continue
-            first = max(start, lo)
-            part = record_batch.slice(first - lo, min(stop, row) - first)
-            column = part.schema.get_field_index("index")
-            pending.append(part.set_column(column, "index", pa.array(np.arange(first, first + part.num_rows),
-                                                                   pa.int64())))
-            if sum(b.num_rows for b in pending) < batch_size:
-                continue
-            table = pa.Table.from_batches(pending)
-            for at in range(0, table.num_rows - table.num_rows % batch_size, batch_size):
-                done.append(_mapped(table.slice(at, batch_size), fn, fn_kwargs, schema, keep))
-            rest = table.num_rows % batch_size
-            pending = table.slice(table.num_rows - rest).to_batches() if rest else []
-            if sum(t.num_rows for t in done) >= TOKENS_BATCH_ROWS:
-                flush()
-        if pending:
-            done.append(_mapped(pa.Table.from_batches(pending), fn, fn_kwargs, schema, keep))
-        if done:
-            flush()
-        side.close()
-        writer.finalize()
-    return out
 
 
-def _canonical_batches(files: Canonical, start: int, stop: int) -> Iterator[tuple[int, Any]]:
-    """(first row, record batch) of the canonical shards in order, from the batch holding row ``start`` to
-    the one holding row ``stop - 1``; a shard that ends before ``start`` is skipped unread."""
-    import pyarrow as pa
-
-    row = 0
-    for path, rows in files:
-        if row + rows <= start:
-            row += rows
-            continue
-        with pa.OSFile(path, "rb") as src:
-            for batch in pa.ipc.open_stream(src):
-                if row >= stop:
-                    return
-                yield row, batch
-                row += batch.num_rows
-        if row >= stop:
-            return
 
 
-class SmallWrites(io.RawIOBase):
-    """A write-only file that hands the OS at most ``chunk`` bytes per ``write``.
-
-    Why: on Linux kernels with large page-cache folios (6.x on ext4/xfs), a folio's size follows
-    the size of the write that created it, and a memory-mapped read later maps the whole folio
-    into the reader's resident set. The feature files are written once and then read a few rows
-    at a time through a map: written in 25 MB buffers, reading one row mapped 2 MB; written in
-    64 KB pieces, 64 KB (the kernel's fault-around). Measured: ``bench/data_throughput.py``.
-    """
-
-    def __init__(self, raw, chunk: int = 1 << 16):
-        self.raw, self.chunk = raw, chunk
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:
-        view = memoryview(data).cast("B")
-        for at in range(0, len(view), self.chunk):
-            piece = view[at:at + self.chunk]
-            while piece:  # a raw write may take fewer bytes than offered
-                piece = piece[self.raw.write(piece):]
-        return len(view)
 
 
-def map_feature_file(path: Path | str):
-    """A ``datasets.Dataset`` over one feature file, memory-mapped with ``MADV_RANDOM``.
-
-    Why not ``Dataset.from_file``: its map uses the kernel's default read-around, which on a
-    cold cache reads (and maps) up to ``read_ahead_kb`` around each touched row, several MB on
-    common VMs, so a run's resident memory grows with the rows it samples. Training reads rows in
-    random order, which is what ``MADV_RANDOM`` tells the kernel. The result pickles like any
-    memory-mapped dataset (by path, re-mapped by ``datasets`` on the other side).
-    """
-    import mmap
-
-    import datasets
-    import pyarrow as pa
-    from datasets.table import MemoryMappedTable
-
-    with open(path, "rb") as f:
-        m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    if hasattr(m, "madvise") and hasattr(mmap, "MADV_RANDOM"):
-        m.madvise(mmap.MADV_RANDOM)
-    table = pa.ipc.open_stream(pa.BufferReader(pa.py_buffer(m))).read_all()
-    return datasets.Dataset(MemoryMappedTable(table, str(path)))
 
 
-def _mapped(part, fn, fn_kwargs: dict, schema, keep: list[str]):
-    """``fn``'s columns for one batch of canonical rows, beside the canonical columns it keeps.
-
-    The kept columns are copied into buffers of their own (``concat_arrays``): a slice of a canonical
-    record batch would otherwise carry its offset into the written file, and the bytes of a feature
-    file would depend on where the canonical pass cut its shards, not only on the rows.
-    """
-    import pyarrow as pa
-
-    made = fn(part.to_pydict(), **fn_kwargs)
-    arrays = [pa.concat_arrays(part.column(f.name).cast(f.type).chunks) if f.name in keep
-              else pa.array(made[f.name], type=f.type) for f in schema]
-    return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def _report_with_drops(report: ValidationReport, side, source: str, max_examples: int,
-                       max_length: int) -> ValidationReport:
-    """The reader's report plus the rows tokenization dropped, counted by reason, a few named."""
-    import pyarrow.compute as pc
-
-    drop = side.column("drop")
-    index = side.column("index").to_numpy(zero_copy_only=False)
-    reasons = [r.as_py() for r in pc.unique(drop) if r.as_py()]
-    for reason in sorted(reasons):
-        where = np.nonzero(pc.equal(drop, reason).to_numpy(zero_copy_only=False))[0]
-        report.filtered[reason] += len(where)
-        for i in where[:max_examples]:
-            what = DROP_REASONS[reason].format(max_length) if reason in DROP_REASONS else reason
-            report._example(reason, f"{source}: example {int(index[i])} (0-based, after reading): {what}")
-    report.kept -= int(pc.sum(pc.not_equal(drop, "")).as_py() or 0)
-    return report

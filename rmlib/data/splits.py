@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rmlib.data.canonical import LIST_LABELS
 from rmlib.data.features import (
-    LIST_LABELS,
     FeatureSet,
     FeatureTable,
     KindMismatch,

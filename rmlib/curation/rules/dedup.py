@@ -13,7 +13,7 @@ worker processes: :func:`~rmlib.curation.rules.table.map_columns`): its key
   decide; with ``conflicts="keep_first"`` the earliest one is kept and the later, opposite ones removed.
   Neither rule keeps both, which would train the model on both answers at once.
 
-Keys are 64-bit hashes (:func:`rmlib.data.features.hash64`); two different pairs collide with
+Keys are 64-bit hashes (:func:`rmlib.data.canonical.hash64`); two different pairs collide with
 probability about n²/2⁶⁵ (≈3·10⁻⁴ for 100 million pairs).
 """
 
@@ -34,7 +34,7 @@ from rmlib.curation.rules.table import (
     step_output,
     write_rows,
 )
-from rmlib.data.features import hash64
+from rmlib.data.canonical import hash64
 from rmlib.data.schema import OnInvalid
 
 __all__ = ["dedup_pairs", "pair_keys", "dedup_masks"]

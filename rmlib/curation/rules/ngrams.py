@@ -8,7 +8,7 @@ here: :func:`decontaminate` removes, :func:`overlap_report` only counts.
 
 Words are normalised before n-grams are cut: Unicode NFKC, lower case, runs of letters and digits
 (``\\w+``) only, so punctuation, spacing and case never hide an overlap. Each n-gram is a 64-bit hash
-(a polynomial over the :func:`rmlib.data.features.hash64` of its words, :func:`_ngram_array`); the benchmark side is a sorted
+(a polynomial over the :func:`rmlib.data.canonical.hash64` of its words, :func:`_ngram_array`); the benchmark side is a sorted
 hash array built once (:class:`NgramIndex`, saved and reloaded as ``.npz``) and every training prompt is
 checked against it with a binary search, in batches on the data layer's worker processes
 (:func:`~rmlib.curation.rules.table.map_columns`, ``num_proc`` of them). A prompt with
@@ -40,7 +40,7 @@ from rmlib.curation.rules.table import (
     step_output,
     write_rows,
 )
-from rmlib.data.features import hash64
+from rmlib.data.canonical import hash64
 from rmlib.data.schema import OnInvalid
 
 __all__ = ["NgramIndex", "decontaminate", "ngram_hashes", "normalize_words", "overlap_report"]
