@@ -153,23 +153,20 @@ class RewardService:
         self.read_json = body_reader(opts.max_body_bytes)
 
     # -- reading the model's raw outputs (N, heads) -------------------------------------------------
-    def rewards_of(self, out: torch.Tensor) -> torch.Tensor:
-        if self.distribution is not None:
-            return self.distribution.read(out)["reward"]
-        return out @ self.weights if self.weights is not None else out[:, 0]
-
-    def heads_of(self, out: torch.Tensor) -> list[dict[str, float]]:
-        return [dict(zip(self.attributes, row)) for row in out.tolist()]
-
-    def spread_of(self, out: torch.Tensor) -> dict[str, list]:
-        """A distributional model's ``std`` (and a rating model's ``probs``) per sequence; {} for a scalar one."""
+    def read(self, out: torch.Tensor) -> tuple[list[float], dict[str, list]]:
+        """(rewards, spread): the reward per sequence, and a distributional model's ``std`` (a rating model's
+        ``probs`` too) read from the same pass over the outputs; the spread is {} for a scalar model."""
         if self.distribution is None:
-            return {}
+            rewards = out @ self.weights if self.weights is not None else out[:, 0]
+            return rewards.tolist(), {}
         read = self.distribution.read(out)
         spread = {"std": read["std"].tolist()}
         if "probs" in read:
             spread["probs"] = [dict(zip(self.attributes, row)) for row in read["probs"].tolist()]
-        return spread
+        return read["reward"].tolist(), spread
+
+    def heads_of(self, out: torch.Tensor) -> list[dict[str, float]]:
+        return [dict(zip(self.attributes, row)) for row in out.tolist()]
 
     # -- the routes' answers --------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
@@ -187,9 +184,9 @@ class RewardService:
             items = parse_openrlhf(await self.read_json(request), self.limits)
         self.queries.check_items(items)  # a template-less model's 422 for a query that lacks its prompt
         out = await self.batcher.score(items, self.queries.encode_many, lambda i: query_misfit(self.feat, i))
-        rewards = self.rewards_of(out).tolist()
-        if self.distribution is not None:  # the spread beside the reward, and in the logs an RL loop keeps
-            std = self.spread_of(out)["std"]
+        rewards, spread = self.read(out)
+        if spread:  # the spread beside the reward, and in the logs an RL loop keeps
+            std = spread["std"]
             return {"rewards": rewards, "scores": rewards, "std": std, "extra_logs": {"reward_std": std}}
         logs = {a: out[:, i].tolist() for i, a in enumerate(self.attributes)} if len(self.attributes) > 1 else {}
         return {"rewards": rewards, "scores": rewards, "extra_logs": logs}
@@ -200,8 +197,9 @@ class RewardService:
             items, many = parse_plain(await self.read_json(request), self.limits)
         out = await self.batcher.score(items, lambda batch: plain_sequences(self.feat, batch),
                                        lambda i: plain_misfit(self.feat, i))
-        rows = [{"reward": r, "heads": h} for r, h in zip(self.rewards_of(out).tolist(), self.heads_of(out))]
-        for name, values in self.spread_of(out).items():
+        rewards, spread = self.read(out)
+        rows = [{"reward": r, "heads": h} for r, h in zip(rewards, self.heads_of(out))]
+        for name, values in spread.items():
             for row, v in zip(rows, values):
                 row[name] = v
         return rows if many else rows[0]
