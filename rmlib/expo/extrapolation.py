@@ -97,10 +97,11 @@ def _copy_files(ckpt: Checkpoint, d: Path) -> None:
 def _adapter_head_config(ckpt: Checkpoint, d: Path) -> None:
     """An adapter's config.json is its base's, which does not know the head the LoRA run trained: write the
     run's outputs (``rmlib.json``'s attributes) and a distribution's declaration into it, as the merge does."""
-    info_file = ckpt.path / "rmlib.json"
-    if ckpt.adapter is None or not info_file.is_file() or not (d / "config.json").is_file():
+    if ckpt.adapter is None or not (d / "config.json").is_file():
         return
-    lora = json.loads(info_file.read_text()).get("lora") or {}
+    from rmlib.models.lora import read_info
+
+    lora = read_info(ckpt.path)  # an adapter written elsewhere (no rmlib.json) names no attributes
     cfg = json.loads((d / "config.json").read_text())
     if lora.get("attributes"):
         names = list(lora["attributes"])

@@ -284,14 +284,16 @@ def grid_search_weights(run_dir: str | Path) -> tuple[dict[str, float], Path] | 
 
 
 def _declared_distribution(d: Path) -> dict | None:
-    """The distribution a model directory declares: its config.json's, or a LoRA run's rmlib.json entry."""
-    for name, read in (("config.json", lambda j: j.get(DISTRIBUTION_KEY)),
-                       ("rmlib.json", lambda j: (j.get("lora") or {}).get("distribution"))):
-        if (d / name).is_file():
-            spec = read(json.loads((d / name).read_text()))
-            if spec is not None:
-                return spec
-    return None
+    """The distribution a model directory declares: its config.json's, or a LoRA run's (its rmlib.json entry,
+    through :func:`rmlib.models.lora.read_info`: the base's config.json does not know the head)."""
+    from rmlib.models.lora import read_info
+    from rmlib.models.merge import is_adapter_dir
+
+    if (d / "config.json").is_file():
+        spec = json.loads((d / "config.json").read_text()).get(DISTRIBUTION_KEY)
+        if spec is not None:
+            return spec
+    return read_info(d).get("distribution") if is_adapter_dir(d) else None
 
 
 def export_model(model_dir: str | Path, out_dir: str | Path, *, heads: Mapping[str, float] | None = None,
